@@ -1,0 +1,185 @@
+"""Model options: the table of every key Ollama knows, their types, defaults and kind.
+
+Load-time options (`RunnerOptions`) change how a runner process is started and force a
+reload when they differ; sampling options (`SamplingOptions`) travel with each request.
+Keys Ollama does not know are logged and ignored; a known key with a wrong type is a 400.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+from ollamapy.errors import BadRequestError
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["int", "float", "bool", "strings"]
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    kind: Kind
+    load_time: bool
+
+
+OPTION_SPECS: dict[str, OptionSpec] = {
+    # load-time
+    "numa": OptionSpec("bool", True),
+    "num_ctx": OptionSpec("int", True),
+    "num_batch": OptionSpec("int", True),
+    "num_gpu": OptionSpec("int", True),
+    "main_gpu": OptionSpec("int", True),
+    "low_vram": OptionSpec("bool", True),
+    "f16_kv": OptionSpec("bool", True),
+    "logits_all": OptionSpec("bool", True),
+    "vocab_only": OptionSpec("bool", True),
+    "use_mmap": OptionSpec("bool", True),
+    "use_mlock": OptionSpec("bool", True),
+    "num_thread": OptionSpec("int", True),
+    # per request
+    "num_keep": OptionSpec("int", False),
+    "seed": OptionSpec("int", False),
+    "num_predict": OptionSpec("int", False),
+    "top_k": OptionSpec("int", False),
+    "top_p": OptionSpec("float", False),
+    "min_p": OptionSpec("float", False),
+    "tfs_z": OptionSpec("float", False),
+    "typical_p": OptionSpec("float", False),
+    "repeat_last_n": OptionSpec("int", False),
+    "temperature": OptionSpec("float", False),
+    "repeat_penalty": OptionSpec("float", False),
+    "presence_penalty": OptionSpec("float", False),
+    "frequency_penalty": OptionSpec("float", False),
+    "mirostat": OptionSpec("int", False),
+    "mirostat_tau": OptionSpec("float", False),
+    "mirostat_eta": OptionSpec("float", False),
+    "penalize_newline": OptionSpec("bool", False),
+    "stop": OptionSpec("strings", False),
+}
+
+_TYPE_WORDS = {"int": "integer", "float": "float", "bool": "boolean", "strings": "string array"}
+
+
+def validate_options(raw: object) -> dict[str, Any]:
+    """Check a JSON `options` object; return the known keys with normalised values."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise BadRequestError("options must be an object")
+    result: dict[str, Any] = {}
+    for key, value in raw.items():
+        spec = OPTION_SPECS.get(key)
+        if spec is None:
+            log.warning("invalid option provided: %s", key)
+            continue
+        if value is None:
+            continue
+        result[key] = _coerce_json(key, spec.kind, value)
+    return result
+
+
+def _coerce_json(key: str, kind: Kind, value: object) -> Any:
+    error = BadRequestError(f"option {key!r} must be of type {_TYPE_WORDS[kind]}")
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise error
+        return value
+    if kind == "strings":
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise error
+        return list(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise error
+    if kind == "int":
+        if isinstance(value, float) and not value.is_integer():
+            raise error
+        return int(value)
+    return float(value)
+
+
+def parse_option_text(key: str, text: str) -> Any:
+    """Parse a Modelfile `PARAMETER key value` value; raises ValueError naming the problem."""
+    spec = OPTION_SPECS.get(key)
+    if spec is None:
+        raise ValueError(f"unknown parameter '{key}'")
+    try:
+        if spec.kind == "int":
+            return int(text)
+        if spec.kind == "float":
+            return float(text)
+        if spec.kind == "bool":
+            return _parse_bool(text)
+    except ValueError:
+        raise ValueError(
+            f"invalid {_TYPE_WORDS[spec.kind]} value {text!r} for parameter '{key}'"
+        ) from None
+    return [text]
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "t", "true"}:
+        return True
+    if lowered in {"0", "f", "false"}:
+        return False
+    raise ValueError(text)
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerOptions:
+    """Options fixed when a runner loads a model; a change means a reload."""
+
+    num_ctx: int = 4096
+    num_batch: int = 512
+    num_gpu: int = -1
+    main_gpu: int = 0
+    num_thread: int = 0
+    use_mmap: bool | None = None
+    use_mlock: bool = False
+    low_vram: bool = False
+    numa: bool = False
+    vocab_only: bool = False
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> RunnerOptions:
+        return cls(**_pick(cls, options))
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingOptions:
+    """Per-request generation settings, with Ollama's defaults."""
+
+    num_keep: int = 4
+    seed: int = -1
+    num_predict: int = -1
+    top_k: int = 40
+    top_p: float = 0.9
+    min_p: float = 0.0
+    typical_p: float = 1.0
+    repeat_last_n: int = 64
+    temperature: float = 0.8
+    repeat_penalty: float = 1.1
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    mirostat: int = 0
+    mirostat_tau: float = 5.0
+    mirostat_eta: float = 0.1
+    penalize_newline: bool = True
+    stop: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> SamplingOptions:
+        picked = _pick(cls, options)
+        if "stop" in picked:
+            picked["stop"] = tuple(picked["stop"])
+        return cls(**picked)
+
+
+def _pick(cls: type, options: Mapping[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {key: value for key, value in options.items() if key in names}
