@@ -1,0 +1,177 @@
+"""Ollama's native wire format: pydantic models for request bodies.
+
+Validation happens here, at the edge: a field of the wrong JSON type is a 400 with a message
+naming the field; unknown fields are ignored (clients send newer fields than we know).
+Responses are built as plain dicts by the routes, in Ollama's field order.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+def _name_alias(data: Any) -> Any:
+    """Older clients send `name` where today's send `model`; accept both."""
+    if isinstance(data, dict) and "model" not in data and "name" in data:
+        return {**data, "model": data["name"]}
+    return data
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+KeepAlive = Annotated[int | float | str | None, Field(default=None)]
+"""Seconds, a Go duration string, or absent (the model's or the server's default)."""
+
+
+class ToolCallFunction(WireModel):
+    name: StrictStr
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    index: int | None = None
+
+
+class ToolCall(WireModel):
+    function: ToolCallFunction
+    id: StrictStr | None = None
+
+
+class Message(WireModel):
+    role: StrictStr
+    content: StrictStr = ""
+    images: list[StrictStr] | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_name: StrictStr | None = None
+    thinking: StrictStr | None = None
+
+
+class GenerateRequest(WireModel):
+    model: StrictStr
+    prompt: StrictStr = ""
+    suffix: StrictStr | None = None
+    system: StrictStr | None = None
+    template: StrictStr | None = None
+    context: list[int] | None = None
+    stream: StrictBool = True
+    raw: StrictBool = False
+    format: StrictStr | dict[str, Any] | None = None
+    images: list[StrictStr] | None = None
+    options: dict[str, Any] | None = None
+    keep_alive: KeepAlive
+    think: StrictBool | StrictStr | None = None
+    debug_render_only: StrictBool = Field(default=False, alias="_debug_render_only")
+
+
+class ChatRequest(WireModel):
+    model: StrictStr
+    messages: list[Message] = Field(default_factory=list)
+    tools: list[dict[str, Any]] | None = None
+    stream: StrictBool = True
+    format: StrictStr | dict[str, Any] | None = None
+    options: dict[str, Any] | None = None
+    keep_alive: KeepAlive
+    think: StrictBool | StrictStr | None = None
+    debug_render_only: StrictBool = Field(default=False, alias="_debug_render_only")
+
+
+class CreateRequest(WireModel):
+    """Both forms of /api/create: December 2024 (`modelfile`, `path`) and today's (`from`, ...)."""
+
+    model: StrictStr
+    modelfile: StrictStr | None = None
+    path: StrictStr | None = None
+    from_: StrictStr | None = Field(default=None, alias="from")
+    files: dict[str, StrictStr] | None = None
+    adapters: dict[str, StrictStr] | None = None
+    template: StrictStr | None = None
+    system: StrictStr | None = None
+    license: StrictStr | list[StrictStr] | None = None
+    parameters: dict[str, Any] | None = None
+    messages: list[Message] | None = None
+    quantize: StrictStr | None = None
+    quantization: StrictStr | None = None
+    renderer: StrictStr | None = None
+    parser: StrictStr | None = None
+    stream: StrictBool = True
+
+
+class ShowRequest(WireModel):
+    model: StrictStr
+    system: StrictStr | None = None
+    template: StrictStr | None = None
+    options: dict[str, Any] | None = None
+    verbose: StrictBool = False
+
+
+class CopyRequest(WireModel):
+    source: StrictStr
+    destination: StrictStr
+
+
+class DeleteRequest(WireModel):
+    model: StrictStr
+
+
+class EmbedRequest(WireModel):
+    model: StrictStr
+    input: StrictStr | list[StrictStr] | list[int] | list[list[int]] = ""
+    truncate: StrictBool = True
+    dimensions: int | None = None
+    options: dict[str, Any] | None = None
+    keep_alive: KeepAlive
+
+
+class EmbeddingsRequest(WireModel):
+    model: StrictStr
+    prompt: StrictStr = ""
+    options: dict[str, Any] | None = None
+    keep_alive: KeepAlive
+
+
+class PullRequest(WireModel):
+    model: StrictStr
+    insecure: StrictBool = False
+    stream: StrictBool = True
+    username: StrictStr | None = None
+    password: StrictStr | None = None
+
+
+PushRequest = PullRequest
+
+NAME_ALIASED: tuple[type[WireModel], ...] = (
+    GenerateRequest,
+    ChatRequest,
+    CreateRequest,
+    ShowRequest,
+    DeleteRequest,
+    EmbedRequest,
+    EmbeddingsRequest,
+    PullRequest,
+)
+
+
+def accept_name_alias(model: type[WireModel], data: Any) -> Any:
+    """Map the legacy `name` field to `model` for the requests that had it."""
+    return _name_alias(data) if model in NAME_ALIASED else data
+
+
+__all__ = [
+    "ChatRequest",
+    "CopyRequest",
+    "CreateRequest",
+    "DeleteRequest",
+    "EmbedRequest",
+    "EmbeddingsRequest",
+    "GenerateRequest",
+    "Message",
+    "PullRequest",
+    "PushRequest",
+    "ShowRequest",
+    "ToolCall",
+    "WireModel",
+    "accept_name_alias",
+]

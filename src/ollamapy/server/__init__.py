@@ -1,0 +1,1 @@
+"""The HTTP server: Starlette routes speaking Ollama's wire format."""

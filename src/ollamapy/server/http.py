@@ -1,0 +1,116 @@
+"""Request parsing and response encoding at the edge: JSON in, JSON or NDJSON out.
+
+Errors before the first byte become an HTTP status with `{"error": ...}`; once a stream
+has started, an error is sent as a final `{"error": ...}` line, as Ollama does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from ollamapy.api.types import WireModel, accept_name_alias
+from ollamapy.errors import BadRequestError, OllamaError
+
+log = logging.getLogger(__name__)
+
+MAX_JSON_BODY = 256 * 1024 * 1024
+"""Largest JSON body accepted; images travel base64-encoded inside chat requests."""
+
+ModelT = TypeVar("ModelT", bound=WireModel)
+Event = dict[str, Any]
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def read_json(request: Request) -> Any:
+    """The request body as JSON; missing, oversized or malformed bodies are 400s."""
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_JSON_BODY:
+                raise BadRequestError("request body too large")
+    except ClientDisconnect:
+        raise BadRequestError("client disconnected") from None
+    if not body.strip():
+        raise BadRequestError("missing request body")
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequestError(f"invalid JSON: {exc}") from None
+
+
+async def read_request(request: Request, model: type[ModelT]) -> ModelT:
+    """Parse and validate a request body into its wire model."""
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise BadRequestError("request body must be a JSON object")
+    try:
+        return model.model_validate(accept_name_alias(model, data))
+    except ValidationError as exc:
+        raise BadRequestError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    location = ".".join(str(part) for part in first["loc"]) or "body"
+    if first["type"] == "missing":
+        return f"missing required field '{location}'"
+    return f"invalid value for '{location}': {first['msg']}"
+
+
+def ndjson_line(event: Event) -> bytes:
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+async def stream_events(events: AsyncIterator[Event]) -> Response:
+    """Stream events as NDJSON, failing with a status if the first event is an error."""
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        return error_response(500, "no response")
+    return StreamingResponse(_continue(first, events), media_type="application/x-ndjson")
+
+
+async def _continue(first: Event, events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
+    yield ndjson_line(first)
+    try:
+        async for event in events:
+            yield ndjson_line(event)
+    except OllamaError as exc:
+        yield ndjson_line({"error": exc.message})
+    except Exception as exc:  # an error after the first byte can only be reported in-band
+        log.exception("stream failed")
+        yield ndjson_line({"error": str(exc) or type(exc).__name__})
+    finally:
+        await _aclose(events)
+
+
+async def _aclose(events: AsyncIterator[Event]) -> None:
+    close: Callable[[], Awaitable[None]] | None = getattr(events, "aclose", None)
+    if close is not None:
+        await close()
+
+
+async def last_event(events: AsyncIterator[Event]) -> Response:
+    """For `stream: false` progress operations: run to the end, answer with the last event."""
+    last: Event = {}
+    async for event in events:
+        last = event
+    return JSONResponse(last)
+
+
+async def handle_errors(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, OllamaError):
+        return error_response(exc.status_code, exc.message)
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, str(exc) or type(exc).__name__)
