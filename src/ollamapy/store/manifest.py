@@ -152,9 +152,7 @@ def _layers(raw: object) -> tuple[Layer, ...]:
 
 def _size(raw: Any, where: str) -> int:
     if type(raw) is not int or not 0 <= raw <= _MAX_INT64:
-        raise InvalidManifestError(
-            f"invalid manifest: {where}.size must be a non-negative integer"
-        )
+        raise InvalidManifestError(f"invalid manifest: {where}.size must be a non-negative integer")
     return int(raw)
 
 

@@ -59,7 +59,9 @@ class ModelConfig:
     def from_json(cls, raw: object) -> ModelConfig:
         if not isinstance(raw, Mapping):
             raise InvalidConfigError("invalid model config: must be a JSON object")
-        rootfs = raw.get("rootfs") or {}
+        rootfs = raw.get("rootfs")
+        if rootfs is None:
+            rootfs = {}
         if not isinstance(rootfs, Mapping):
             raise InvalidConfigError("invalid model config: rootfs must be an object")
         strings = {key: _string(raw, key) for key in (*_REQUIRED_STRINGS, *_OPTIONAL_STRINGS)}
