@@ -1,0 +1,103 @@
+"""The Starlette application and `ollama serve`.
+
+`create_app` wires the store, the scheduler (with the runner factory injected) and the
+routes; `run_server` serves it with uvicorn on `OLLAMA_HOST`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ollamapy.config import Config
+from ollamapy.errors import NotFoundError, OllamaError
+from ollamapy.scheduler import Scheduler
+from ollamapy.server import inference, models
+from ollamapy.server.guards import EdgeGuard
+from ollamapy.server.http import error_response, handle_errors
+from ollamapy.server.state import ServerState
+from ollamapy.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starlette:
+    """Build the app; `scheduler` is injectable so tests can run fake runners."""
+    store = Store(config.models_dir)
+    state = ServerState(config, store, scheduler or inference.default_scheduler(config))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        _prepare_store(state)
+        try:
+            yield
+        finally:
+            await state.scheduler.shutdown()
+
+    app = Starlette(
+        routes=[*models.ROUTES, *inference.ROUTES, Route("/{path:path}", not_found, methods=_ALL_METHODS)],
+        middleware=[
+            Middleware(
+                EdgeGuard,
+                origins=config.allowed_origins,
+                loopback_only=config.host.is_loopback,
+            )
+        ],
+        exception_handlers={OllamaError: handle_errors, Exception: handle_errors, 405: _405},
+        lifespan=lifespan,
+    )
+    app.state.ollama = state
+    return app
+
+
+def _prepare_store(state: ServerState) -> None:
+    store = state.store
+    store.root.mkdir(parents=True, exist_ok=True)
+    if state.config.noprune:
+        store.cleanup_temp()
+        return
+    removed = store.prune()
+    if removed:
+        log.info("pruned %d unused blob(s)", len(removed))
+
+
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+async def not_found(request: Request) -> Response:
+    raise NotFoundError("404 page not found")
+
+
+async def _405(request: Request, exc: Exception) -> Response:
+    return error_response(405, "405 method not allowed")
+
+
+def run_server(config: Config) -> None:
+    """Serve until interrupted (SIGINT/SIGTERM stop every runner before exiting)."""
+    logging.basicConfig(
+        level=logging.DEBUG if config.debug else logging.INFO,
+        format="time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s",
+    )
+    log.info("Listening on %s:%d (version %s)", config.host.host, config.host.port, _version())
+    uvicorn.run(
+        create_app(config),
+        host=config.host.host,
+        port=config.host.port,
+        log_level="debug" if config.debug else "warning",
+        timeout_graceful_shutdown=5,
+    )
+
+
+def _version() -> str:
+    from ollamapy import __version__
+
+    return __version__

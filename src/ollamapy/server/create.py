@@ -1,0 +1,361 @@
+"""`/api/create`: build a model's layers and manifest from either request form.
+
+Both forms Ollama's clients send are normalised into one `CreatePlan`: the December 2024
+form (`modelfile` text, or `path` to one on this machine) and today's (`from`, `files`,
+`adapters`, `template`, `system`, `parameters`, `messages`, `license`). The plan is then
+carried out as a generator of progress events. A failure at any step leaves no manifest,
+and removes the blobs this create wrote that nothing else uses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ollamapy import gguf
+from ollamapy.api.types import CreateRequest
+from ollamapy.errors import BadRequestError, NotFoundError, OllamaError
+from ollamapy.modelfile import parse as parse_modelfile
+from ollamapy.server.resolved import resolve
+from ollamapy.store import Layer, Manifest, MediaType, ModelConfig, Store
+from ollamapy.template.named import named_template
+from ollamapy.types import Digest, ModelName
+from ollamapy.types.options import OPTION_SPECS, validate_options
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+_REPLACED_BY_OVERRIDE = {
+    "template": MediaType.TEMPLATE,
+    "system": MediaType.SYSTEM,
+    "messages": MediaType.MESSAGES,
+    "license": MediaType.LICENSE,
+}
+
+
+@dataclass(frozen=True)
+class CreatePlan:
+    """What to build, whichever request form it came from."""
+
+    name: ModelName
+    base_model: ModelName | None = None
+    files: dict[str, Digest] = field(default_factory=dict)
+    local_files: list[Path] = field(default_factory=list)
+    adapters: dict[str, Digest] = field(default_factory=dict)
+    local_adapters: list[Path] = field(default_factory=list)
+    template: str | None = None
+    system: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    messages: list[dict[str, str]] | None = None
+    licenses: list[str] | None = None
+    quantize: str | None = None
+
+
+def plan_from_request(request: CreateRequest) -> CreatePlan:
+    """Normalise either /api/create form into a plan (pure apart from reading `path`)."""
+    name = ModelName.parse(request.model)
+    if request.modelfile is not None or request.path is not None:
+        return _plan_from_modelfile(name, request)
+    if request.from_ is None and not request.files:
+        raise BadRequestError("neither 'from' or 'files' was specified")
+    return CreatePlan(
+        name=name,
+        base_model=ModelName.parse(request.from_) if request.from_ else None,
+        files=_digests(request.files),
+        adapters=_digests(request.adapters),
+        template=request.template,
+        system=request.system,
+        parameters=_validate_parameters(request.parameters or {}),
+        messages=_messages(request.messages),
+        licenses=[request.license] if isinstance(request.license, str) else request.license,
+        quantize=request.quantize or request.quantization,
+    )
+
+
+def _plan_from_modelfile(name: ModelName, request: CreateRequest) -> CreatePlan:
+    base_dir = Path.cwd()
+    text = request.modelfile
+    if text is None:
+        path = Path(request.path or "").expanduser()
+        base_dir = path.parent
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise BadRequestError(f"error reading modelfile: {exc.strerror}") from None
+    modelfile = parse_modelfile(text)
+    plan = CreatePlan(
+        name=name,
+        template=modelfile.template,
+        system=modelfile.system,
+        parameters=modelfile.parameters,
+        messages=[{"role": m.role, "content": m.content} for m in modelfile.messages] or None,
+        licenses=modelfile.license or None,
+        quantize=request.quantize or request.quantization,
+    )
+    plan = _with_source(plan, modelfile.from_, base_dir)
+    for adapter in modelfile.adapters:
+        plan = _with_adapter(plan, adapter, base_dir)
+    return plan
+
+
+def _with_source(plan: CreatePlan, source: str, base_dir: Path) -> CreatePlan:
+    """A FROM value: a blob digest, a local file or directory, or a model name."""
+    digest = _as_digest(source)
+    if digest is not None:
+        return replace(plan, files={"model.gguf": digest})
+    path = _as_path(source, base_dir)
+    if path is not None:
+        return replace(plan, local_files=[path])
+    return replace(plan, base_model=ModelName.parse(source))
+
+
+def _with_adapter(plan: CreatePlan, source: str, base_dir: Path) -> CreatePlan:
+    digest = _as_digest(source)
+    if digest is not None:
+        return replace(plan, adapters={**plan.adapters, f"adapter{len(plan.adapters)}": digest})
+    path = _as_path(source, base_dir)
+    if path is None:
+        raise BadRequestError(f"adapter not found: {source}")
+    return replace(plan, local_adapters=[*plan.local_adapters, path])
+
+
+def _as_digest(source: str) -> Digest | None:
+    text = source.removeprefix("@")
+    if not text.startswith("sha256"):
+        return None
+    return Digest.parse(text)
+
+
+def _as_path(source: str, base_dir: Path) -> Path | None:
+    looks_like_path = source.startswith(("/", "./", "../", "~")) or "\\" in source
+    path = Path(source).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    if looks_like_path or path.exists():
+        return path
+    return None
+
+
+def _digests(files: dict[str, str] | None) -> dict[str, Digest]:
+    return {name: Digest.parse(value) for name, value in (files or {}).items()}
+
+
+def _validate_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(key for key in parameters if key not in OPTION_SPECS)
+    if unknown:
+        raise BadRequestError(f"unknown parameter '{unknown[0]}'")
+    return validate_options(parameters)
+
+
+def _messages(messages: list[Any] | None) -> list[dict[str, str]] | None:
+    if not messages:
+        return None
+    result = []
+    for message in messages:
+        if message.role not in ("system", "user", "assistant"):
+            raise BadRequestError(f"invalid message role: {message.role!r}")
+        result.append({"role": message.role, "content": message.content})
+    return result
+
+
+# --------------------------------------------------------------------------- carrying out
+
+
+class ModelBuilder:
+    """Carries out a plan against the store, remembering the blobs it wrote."""
+
+    def __init__(self, store: Store, plan: CreatePlan) -> None:
+        self.store = store
+        self.plan = plan
+        self.layers: list[Layer] = []
+        self.config = ModelConfig()
+        self.parameters: dict[str, Any] = {}
+        self.written: set[Digest] = set()
+
+    def run(self) -> Iterator[Event]:
+        try:
+            yield from self._build()
+        except BaseException:
+            self._discard_written()
+            raise
+
+    def _build(self) -> Iterator[Event]:
+        if self.plan.quantize:
+            raise BadRequestError(
+                f"quantization to {self.plan.quantize} is not supported yet; "
+                "create the model without 'quantize'"
+            )
+        yield from self._base()
+        yield from self._adapters()
+        yield from self._overrides()
+        yield from self._finish()
+
+    # base layers ------------------------------------------------------------------------
+
+    def _base(self) -> Iterator[Event]:
+        if self.plan.base_model is not None:
+            yield from self._from_model(self.plan.base_model)
+            return
+        yield {"status": "parsing GGUF"}
+        for path in self.plan.local_files:
+            yield from self._from_local(path)
+        for filename, digest in self.plan.files.items():
+            yield from self._from_blob(filename, digest)
+
+    def _from_model(self, name: ModelName) -> Iterator[Event]:
+        yield {"status": "reading model metadata"}
+        base = resolve(self.store, name)
+        self.config = replace(base.config, base_name=base.name.display)
+        self.parameters = dict(base.parameters)
+        self.layers = list(base.manifest.layers)
+
+    def _from_local(self, path: Path) -> Iterator[Event]:
+        if path.is_dir():
+            raise BadRequestError(
+                f"{path} is a directory: importing Safetensors models is not supported yet"
+            )
+        if not path.exists():
+            raise BadRequestError(f"no such file or directory: {path}")
+        yield {"status": f"copying file {path.name}"}
+        digest, _size = self.store.write_blob_from_file(path)
+        self.written.add(digest)
+        yield from self._from_blob(path.name, digest)
+
+    def _from_blob(self, filename: str, digest: Digest) -> Iterator[Event]:
+        path = self.store.blob_path(digest)
+        if not path.is_file():
+            raise NotFoundError(f"blob {digest} not found: upload it with POST /api/blobs/")
+        if filename.endswith((".safetensors", ".json")):
+            raise BadRequestError(
+                f"{filename}: importing Safetensors models is not supported yet; use a GGUF file"
+            )
+        info = gguf.read_gguf(path)
+        media = MediaType.MODEL if not self._has(MediaType.MODEL) else MediaType.PROJECTOR
+        self.layers.append(Layer(media, digest, path.stat().st_size))
+        yield {"status": f"using existing layer {digest}"}
+        if media is MediaType.MODEL:
+            self.config = _config_from_gguf(info)
+            yield from self._autodetect_template(info.chat_template)
+
+    def _autodetect_template(self, chat_template: str | None) -> Iterator[Event]:
+        if self.plan.template is not None or not chat_template:
+            return
+        found = named_template(chat_template)
+        if found is None:
+            return
+        yield {"status": f"using autodetected template {found.name}"}
+        self._set_text(MediaType.TEMPLATE, found.template)
+        self.parameters = {**found.parameters, **self.parameters}
+
+    def _adapters(self) -> Iterator[Event]:
+        digests = list(self.plan.adapters.values())
+        for path in self.plan.local_adapters:
+            yield {"status": f"copying adapter {path.name}"}
+            digest, _ = self.store.write_blob_from_file(path)
+            self.written.add(digest)
+            digests.append(digest)
+        for digest in digests:
+            if not self.store.has_blob(digest):
+                raise NotFoundError(f"adapter blob {digest} not found")
+            self.layers.append(Layer(MediaType.ADAPTER, digest, self._size(digest)))
+            yield {"status": f"using existing layer {digest}"}
+
+    # overrides --------------------------------------------------------------------------
+
+    def _overrides(self) -> Iterator[Event]:
+        plan = self.plan
+        if plan.template is not None:
+            yield {"status": "creating template layer"}
+            self._set_text(MediaType.TEMPLATE, plan.template)
+        if plan.system is not None:
+            yield {"status": "creating system layer"}
+            self._set_text(MediaType.SYSTEM, plan.system)
+        if plan.messages is not None:
+            self._set_text(MediaType.MESSAGES, json.dumps(plan.messages))
+        if plan.licenses is not None:
+            self._drop(MediaType.LICENSE)
+            for text in plan.licenses:
+                self.layers.append(self._text_layer(MediaType.LICENSE, text))
+        if plan.parameters or self.parameters:
+            self.parameters = {**self.parameters, **plan.parameters}
+            self._drop(MediaType.PARAMS)
+            data = json.dumps(self.parameters, separators=(",", ":"))
+            self.layers.append(self._text_layer(MediaType.PARAMS, data))
+        yield from ()
+
+    def _set_text(self, media_type: MediaType, text: str) -> None:
+        self._drop(media_type)
+        self.layers.append(self._text_layer(media_type, text))
+
+    def _text_layer(self, media_type: MediaType, text: str) -> Layer:
+        digest, size = self._write_bytes(text.encode())
+        return Layer(media_type, digest, size)
+
+    # finishing --------------------------------------------------------------------------
+
+    def _finish(self) -> Iterator[Event]:
+        if not self._has(MediaType.MODEL):
+            raise BadRequestError("no model layer: FROM must name a model or a GGUF file")
+        for layer in self.layers:
+            yield {"status": f"using layer {layer.digest}"}
+        diff_ids = tuple(str(layer.digest) for layer in self.layers)
+        config_bytes = replace(self.config, diff_ids=diff_ids).to_bytes()
+        config_digest, config_size = self._write_bytes(config_bytes)
+        manifest = Manifest(
+            config=Layer("application/vnd.docker.container.image.v1+json", config_digest,
+                         config_size),
+            layers=tuple(self.layers),
+        )
+        yield {"status": "writing manifest"}
+        self.store.write_manifest(self.plan.name, manifest)
+        yield {"status": "success"}
+
+    def _write_bytes(self, data: bytes) -> tuple[Digest, int]:
+        digest = Digest.of_bytes(data)
+        if not self.store.has_blob(digest):
+            self.store.write_blob([data], digest)
+            self.written.add(digest)
+        return digest, len(data)
+
+    def _has(self, media_type: MediaType) -> bool:
+        return any(layer.media_type == media_type for layer in self.layers)
+
+    def _drop(self, media_type: MediaType) -> None:
+        self.layers = [layer for layer in self.layers if layer.media_type != media_type]
+
+    def _size(self, digest: Digest) -> int:
+        return self.store.blob_path(digest).stat().st_size
+
+    def _discard_written(self) -> None:
+        """Remove blobs this create wrote that no manifest references."""
+        self.store.remove_unreferenced(self.written)
+
+
+def _config_from_gguf(info: gguf.GGUFInfo) -> ModelConfig:
+    return ModelConfig(
+        model_format="gguf",
+        model_family=info.model_family,
+        model_families=(info.model_family,),
+        model_type=gguf.format_parameter_count(info.parameter_count),
+        file_type=info.file_type,
+    )
+
+
+def create_model(store: Store, request: CreateRequest) -> Iterator[Event]:
+    """Check the request now (bad input is a plain 4xx), then return the progress events."""
+    plan = plan_from_request(request)
+    if plan.base_model is not None:
+        store.read_manifest(plan.base_model)
+    return _progress(ModelBuilder(store, plan))
+
+
+def _progress(builder: ModelBuilder) -> Iterator[Event]:
+    yield {"status": "gathering model components"}
+    yield from builder.run()
+
+
+__all__ = ["CreatePlan", "ModelBuilder", "OllamaError", "create_model", "plan_from_request"]

@@ -1,0 +1,330 @@
+"""`/api/generate`, `/api/chat` and `/api/ps`: prompts in, streamed tokens out.
+
+The route validates at the edge, resolves the model, merges options (model parameters,
+then request options), renders the prompt, holds a runner from the scheduler for the
+duration of the stream, and turns runner chunks into Ollama's NDJSON objects with every
+stat measured in nanoseconds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ollamapy.api.types import ChatRequest, GenerateRequest
+from ollamapy.config import Config
+from ollamapy.errors import BadRequestError
+from ollamapy.llm import ProcessRunner, RunnerSpec, start_runner
+from ollamapy.runner.protocol import CompletionDone, CompletionRequest
+from ollamapy.scheduler import LoadedModel, ModelLoad, Scheduler
+from ollamapy.server import prompts
+from ollamapy.server.http import read_request, stream_events
+from ollamapy.server.models import details
+from ollamapy.server.resolved import ResolvedModel, resolve
+from ollamapy.server.state import ServerState, state_of
+from ollamapy.types import ModelName, RunnerOptions, SamplingOptions, parse_duration
+from ollamapy.types.options import validate_options
+
+Event = dict[str, Any]
+
+
+def default_scheduler(config: Config) -> Scheduler[ProcessRunner]:
+    """The production scheduler: runner processes on llama.cpp."""
+
+    async def factory(load: ModelLoad) -> ProcessRunner:
+        spec = RunnerSpec(
+            model_path=load.model_path,
+            adapters=load.adapters,
+            options=load.options,
+            num_parallel=load.num_parallel,
+            flash_attention=config.flash_attention or None,
+            kv_cache_type=config.kv_cache_type or None,
+            verbose=config.debug,
+        )
+        return await start_runner(spec, load_timeout=config.load_timeout)
+
+    return Scheduler(
+        factory,
+        default_keep_alive=config.keep_alive,
+        max_loaded=config.max_loaded_models,
+        max_queue=config.max_queue,
+    )
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+# ----------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated request, ready to run: the model, its options and its runner load."""
+
+    model: ResolvedModel
+    sampling: SamplingOptions
+    load: ModelLoad
+    keep_alive: float | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare(
+    state: ServerState, model_name: str, options: object, keep_alive: object
+) -> Prepared:
+    """Resolve the model and merge its parameters with the request's options."""
+    name = ModelName.parse(model_name)
+    model = resolve(state.store, name)
+    if model.model_path is None:
+        raise BadRequestError(f"model '{model_name}' has no model layer")
+    merged = {**validate_options(model.parameters), **validate_options(options)}
+    merged.setdefault("num_ctx", state.config.context_length)
+    runner_options = RunnerOptions.from_options(merged)
+    parallel = state.config.num_parallel or 1
+    load = ModelLoad(
+        name=model.name.display,
+        model_path=model.model_path,
+        digest=str(model.digest),
+        options=runner_options,
+        adapters=model.adapters,
+        projectors=model.projectors,
+        num_parallel=parallel,
+        size=model.manifest.total_size,
+        details=details(model.config, model.config.base_name),
+    )
+    return Prepared(
+        model=model,
+        sampling=SamplingOptions.from_options(merged),
+        load=load,
+        keep_alive=None if keep_alive is None else parse_duration(keep_alive),
+        options=merged,
+    )
+
+
+def check_format(value: object) -> object:
+    if value is None or value == "" or isinstance(value, dict):
+        return value or None
+    if value == "json":
+        return value
+    raise BadRequestError(f'invalid format: "{value}"; expected "json" or a JSON schema')
+
+
+# ----------------------------------------------------------------------------- streaming
+
+
+@dataclass
+class Timing:
+    """Wall-clock stats of one request, in nanoseconds."""
+
+    started: int = field(default_factory=time.perf_counter_ns)
+    load_duration: int = 0
+
+    def total(self) -> int:
+        return time.perf_counter_ns() - self.started
+
+
+async def run_completion(
+    state: ServerState,
+    prepared: Prepared,
+    render: Callable[[ProcessRunner], Awaitable[str]],
+    request_format: object,
+    on_chunk: Callable[[str], Event],
+    on_done: Callable[[CompletionDone, Timing], Event],
+) -> AsyncIterator[Event]:
+    """Hold a runner, render the prompt with it, and yield Ollama events."""
+    timing = Timing()
+    async with state.scheduler.use(prepared.load, prepared.keep_alive) as entry:
+        timing.load_duration = time.perf_counter_ns() - timing.started
+        runner: ProcessRunner = entry.runner
+        prompt = await render(runner)
+        request = CompletionRequest(
+            prompt=prompt, options=prepared.sampling, format=_format_for_runner(request_format)
+        )
+        async for chunk in runner.completion(request):
+            if isinstance(chunk, CompletionDone):
+                yield on_done(chunk, timing)
+                return
+            if chunk.content:
+                yield on_chunk(chunk.content)
+
+
+def _format_for_runner(value: object) -> Any:
+    return value
+
+
+def stats(done: CompletionDone, timing: Timing) -> Event:
+    return {
+        "done_reason": done.done_reason,
+        "total_duration": timing.total(),
+        "load_duration": timing.load_duration,
+        "prompt_eval_count": done.prompt_eval_count,
+        "prompt_eval_duration": done.prompt_eval_duration,
+        "eval_count": done.eval_count,
+        "eval_duration": done.eval_duration,
+    }
+
+
+async def load_or_unload(
+    state: ServerState, prepared: Prepared, make: Callable[[str], Event]
+) -> Event:
+    """An empty prompt loads the model; with keep_alive 0 it unloads it."""
+    if prepared.keep_alive == 0:
+        await state.scheduler.unload(prepared.load.model_path)
+        return make("unload")
+    await state.scheduler.load(prepared.load, prepared.keep_alive)
+    return make("load")
+
+
+async def collect(events: AsyncIterator[Event], field_path: tuple[str, ...]) -> Event:
+    """For `stream: false`: one object with the streamed text joined."""
+    text: list[str] = []
+    last: Event = {}
+    async for event in events:
+        last = event
+        holder = event
+        for key in field_path[:-1]:
+            holder = holder[key]
+        text.append(holder[field_path[-1]])
+    holder = last
+    for key in field_path[:-1]:
+        holder = holder[key]
+    holder[field_path[-1]] = "".join(text)
+    return last
+
+
+# ----------------------------------------------------------------------------- generate
+
+
+async def generate(request: Request) -> Response:
+    body = await read_request(request, GenerateRequest)
+    state = state_of(request)
+    request_format = check_format(body.format)
+    prepared = await run_in_threadpool(prepare, state, body.model, body.options, body.keep_alive)
+    prompts.check_generate(prepared.model, body)
+
+    def base(done: bool) -> Event:
+        return {"model": body.model, "created_at": now_rfc3339(), "response": "", "done": done}
+
+    if body.debug_render_only:
+        prompt = await prompts.render_generate(prepared.model, body, detokenize=None)
+        return JSONResponse(_debug(body.model, prompt, len(body.images or [])))
+    if not body.prompt and not body.images and not body.context:
+        return JSONResponse(
+            await load_or_unload(state, prepared, lambda r: {**base(True), "done_reason": r})
+        )
+
+    async def render(runner: ProcessRunner) -> str:
+        return await prompts.render_generate(prepared.model, body, detokenize=runner.detokenize)
+
+    def on_chunk(text: str) -> Event:
+        return {**base(False), "response": text}
+
+    def on_done(done: CompletionDone, timing: Timing) -> Event:
+        final = {**base(True), **stats(done, timing)}
+        if not body.raw:
+            final["context"] = done.tokens
+        return _ordered_generate(final)
+
+    events = run_completion(state, prepared, render, request_format, on_chunk, on_done)
+    if body.stream:
+        return await stream_events(events)
+    return JSONResponse(await collect(events, ("response",)))
+
+
+def _ordered_generate(event: Event) -> Event:
+    order = ("model", "created_at", "response", "done", "done_reason", "context")
+    head = {key: event[key] for key in order if key in event}
+    return {**head, **{k: v for k, v in event.items() if k not in head}}
+
+
+def _debug(model: str, prompt: str, images: int) -> Event:
+    return {
+        "model": model,
+        "created_at": now_rfc3339(),
+        "debug_info": {"rendered_template": prompt, "image_count": images},
+    }
+
+
+# ----------------------------------------------------------------------------- chat
+
+
+async def chat(request: Request) -> Response:
+    body = await read_request(request, ChatRequest)
+    state = state_of(request)
+    request_format = check_format(body.format)
+    prepared = await run_in_threadpool(prepare, state, body.model, body.options, body.keep_alive)
+    prompts.check_chat(prepared.model, body)
+
+    def base(done: bool, content: str = "") -> Event:
+        return {
+            "model": body.model,
+            "created_at": now_rfc3339(),
+            "message": {"role": "assistant", "content": content},
+            "done": done,
+        }
+
+    if body.debug_render_only:
+        prompt = await prompts.render_chat(prepared, body, count_tokens=None)
+        return JSONResponse(_debug(body.model, prompt, prompts.image_count(body)))
+    if not body.messages:
+        return JSONResponse(
+            await load_or_unload(state, prepared, lambda r: {**base(True), "done_reason": r})
+        )
+
+    async def render(runner: ProcessRunner) -> str:
+        return await prompts.render_chat(prepared, body, count_tokens=runner.count_tokens)
+
+    def on_done(done: CompletionDone, timing: Timing) -> Event:
+        return {**base(True), **stats(done, timing)}
+
+    events = run_completion(
+        state, prepared, render, request_format, lambda text: base(False, text), on_done
+    )
+    if body.stream:
+        return await stream_events(events)
+    return JSONResponse(await collect(events, ("message", "content")))
+
+
+# ----------------------------------------------------------------------------- ps
+
+
+async def ps(request: Request) -> Response:
+    state = state_of(request)
+    return JSONResponse({"models": [_ps_entry(state, e) for e in state.scheduler.loaded()]})
+
+
+def _ps_entry(state: ServerState, entry: LoadedModel[Any]) -> Event:
+    load = entry.load
+    expires = state.scheduler.wall_clock_expiry(entry)
+    return {
+        "name": load.name,
+        "model": load.name,
+        "size": load.size,
+        "digest": load.digest.removeprefix("sha256:"),
+        "details": load.details,
+        "expires_at": _expiry_text(expires),
+        "size_vram": 0,
+        "context_length": load.options.num_ctx,
+    }
+
+
+def _expiry_text(timestamp: float) -> str:
+    if math.isinf(timestamp):
+        return "2318-01-01T00:00:00Z"  # Ollama's far-future stand-in for "forever"
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+ROUTES = [
+    Route("/api/generate", generate, methods=["POST"]),
+    Route("/api/chat", chat, methods=["POST"]),
+    Route("/api/ps", ps, methods=["GET"]),
+]
