@@ -1,0 +1,263 @@
+"""`ollama run`: the session state and one turn of generation, shared by one-shot and REPL use.
+
+A one-shot run (a PROMPT argument or piped stdin) goes through `/api/generate`, as Ollama's
+client does; the REPL keeps the conversation and sends it whole to `/api/chat` every turn.
+Ctrl+C while an answer streams stops that answer (the stream is closed) and nothing else.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO, cast
+
+from rich.console import Console
+
+from ollamapy.api.client import JSON, ChatFields, Client, GenerateFields, ResponseError
+from ollamapy.cli.display import ResponseWriter, stats_summary
+from ollamapy.cli.progress import ProgressDisplay, spinner
+from ollamapy.errors import OllamaError
+
+THINK_VALUES: dict[str, bool | str] = {
+    "": True,
+    "true": True,
+    "false": False,
+    "high": "high",
+    "medium": "medium",
+    "low": "low",
+}
+
+
+def parse_think(value: str | None) -> bool | str | None:
+    """`--think` (no value means true), `--think=false`, or a level; None when not given."""
+    if value is None:
+        return None
+    if value not in THINK_VALUES:
+        raise OllamaError(
+            f'invalid value for --think: "{value}" (must be true, false, high, medium, or low)'
+        )
+    return THINK_VALUES[value]
+
+
+@dataclass
+class Terminal:
+    """The streams and terminal facts a command needs; injectable so tests need no TTY."""
+
+    out: TextIO
+    err: TextIO
+    stdin: TextIO
+    stdin_tty: bool
+    stdout_tty: bool
+    width: Callable[[], int]
+
+    @classmethod
+    def from_sys(cls) -> Terminal:
+        """The real streams, looked up now (so click's test runner's swapped ones are used)."""
+        return cls(
+            out=sys.stdout,
+            err=sys.stderr,
+            stdin=sys.stdin,
+            stdin_tty=_isatty(sys.stdin),
+            stdout_tty=_isatty(sys.stdout),
+            width=lambda: shutil.get_terminal_size((80, 24)).columns,
+        )
+
+    def console(self) -> Console:
+        """A rich console on stderr, where Ollama draws spinners and progress."""
+        # Off a terminal nothing is redrawn, so long status lines are not cut to a width.
+        width = None if _isatty(self.err) else 1000
+        return Console(file=self.err, highlight=False, soft_wrap=False, width=width)
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+@dataclass
+class RunOptions:
+    """One `ollama run` session: the model, the conversation and the `/set` switches."""
+
+    model: str
+    parent_model: str = ""
+    prompt: str = ""
+    messages: list[JSON] = field(default_factory=list)
+    system: str = ""
+    template: str = ""
+    options: JSON = field(default_factory=dict)
+    format: str = ""
+    keep_alive: str | None = None
+    think: bool | str | None = None
+    think_explicit: bool = False
+    hide_thinking: bool = False
+    word_wrap: bool = True
+    verbose: bool = False
+    multimodal: bool = False
+
+    def copy(self) -> RunOptions:
+        return copy.deepcopy(self)
+
+    def format_field(self) -> str | None:
+        return self.format or None
+
+
+class Session:
+    """Talks to the server for one run: load, generate, chat; prints what Ollama prints."""
+
+    def __init__(self, client: Client, term: Terminal) -> None:
+        self.client = client
+        self.term = term
+        self.console = term.console()
+
+    def writer(self, opts: RunOptions) -> ResponseWriter:
+        wrap = opts.word_wrap and self.term.stdout_tty
+        return ResponseWriter(self.term.out, wrap, self.term.width, plain=not self.term.stdout_tty)
+
+    def load(self, opts: RunOptions) -> None:
+        """Send `/api/generate` with only the model (and keep_alive) so it loads, with a spinner."""
+        fields = GenerateFields()
+        if opts.keep_alive is not None:
+            fields["keep_alive"] = opts.keep_alive
+        if opts.think is not None:
+            fields["think"] = opts.think
+        with (
+            spinner(self.console),
+            self.client.generate(opts.model, stream=True, **fields) as parts,
+        ):
+            for _ in parts:
+                pass
+
+    def generate(self, opts: RunOptions) -> None:
+        """Answer `opts.prompt` once through `/api/generate`."""
+        fields = cast(GenerateFields, _common_fields(opts))
+        if opts.system:
+            fields["system"] = opts.system
+        stream = self.client.generate(opts.model, opts.prompt, stream=True, **fields)
+        writer = self.writer(opts)
+        latest = self._stream(stream, writer, opts, lambda p: (p.get("response", ""), p))
+        if opts.prompt:
+            self.term.out.write("\n\n")
+        self._finish(latest, opts)
+
+    def chat(self, opts: RunOptions) -> JSON | None:
+        """One REPL turn: send the conversation, stream the answer, return the reply message."""
+        stream = self.client.chat(opts.model, opts.messages, stream=True, **_chat_fields(opts))
+        writer = self.writer(opts)
+        content: list[str] = []
+
+        def pick(part: JSON) -> tuple[str, JSON]:
+            message = part.get("message") or {}
+            text = str(message.get("content", ""))
+            content.append(text)
+            return text, {**part, "thinking": message.get("thinking", "")}
+
+        latest = self._stream(stream, writer, opts, pick)
+        if latest is None:
+            return None
+        if opts.messages:
+            self.term.out.write("\n\n")
+        self._finish(latest, opts)
+        role = str((latest.get("message") or {}).get("role") or "assistant")
+        return {"role": role, "content": "".join(content)}
+
+    def _stream(
+        self,
+        stream: Any,
+        writer: ResponseWriter,
+        opts: RunOptions,
+        pick: Callable[[JSON], tuple[str, JSON]],
+    ) -> JSON | None:
+        """Print a stream of parts; None when Ctrl+C stopped it."""
+        latest: JSON | None = None
+        display: ProgressDisplay = spinner(self.console)
+        try:
+            with display, stream:
+                for part in stream:
+                    text, latest = pick(part)
+                    thinking = str(latest.get("thinking") or "")
+                    if text or (thinking and not opts.hide_thinking):
+                        display.stop()
+                    if thinking and not opts.hide_thinking:
+                        writer.write_thinking(thinking)
+                    if text:
+                        writer.end_thinking()
+                        writer.write(text)
+        except KeyboardInterrupt:
+            if writer.wrote:
+                self.term.out.write("\n")
+            self.term.out.flush()
+            return None
+        return latest
+
+    def _finish(self, latest: JSON | None, opts: RunOptions) -> None:
+        self.term.out.flush()
+        if latest is not None and latest.get("done") and opts.verbose:
+            self.term.err.write(stats_summary(latest))
+            self.term.err.flush()
+
+    def embed(self, opts: RunOptions) -> None:
+        """Embedding models: print the vector as a JSON array."""
+        fields: dict[str, Any] = {}
+        if opts.keep_alive is not None:
+            fields["keep_alive"] = opts.keep_alive
+        result = self.client.embed(opts.model, opts.prompt, **fields)
+        for vector in result.get("embeddings") or []:
+            self.term.out.write(json.dumps(vector, separators=(",", ":")) + "\n")
+
+
+def _common_fields(opts: RunOptions) -> dict[str, Any]:
+    """The request fields generate and chat share, from the session's switches."""
+    fields: dict[str, Any] = {}
+    if opts.format:
+        fields["format"] = opts.format
+    if opts.options:
+        fields["options"] = dict(opts.options)
+    if opts.keep_alive is not None:
+        fields["keep_alive"] = opts.keep_alive
+    if opts.think is not None:
+        fields["think"] = opts.think
+    return fields
+
+
+def _chat_fields(opts: RunOptions) -> ChatFields:
+    return cast(ChatFields, _common_fields(opts))
+
+
+def pull_progress(client: Client, console: Console, model: str, insecure: bool = False) -> None:
+    """`ollama pull`'s display: a bar per layer digest, a spinner per status."""
+    status = ""
+    with (
+        ProgressDisplay(console) as display,
+        client.pull(model, insecure=insecure, stream=True) as parts,
+    ):
+        for part in parts:
+            digest = str(part.get("digest") or "")
+            if digest:
+                if not part.get("completed"):
+                    continue
+                display.stop_spinners()
+                short = digest.removeprefix("sha256:").strip()[:12]
+                display.bar(
+                    digest, f"pulling {short}:", int(part.get("total") or 0), int(part["completed"])
+                )
+            elif part.get("status") and part["status"] != status:
+                display.stop_spinners()
+                status = str(part["status"])
+                display.spinner(status)
+
+
+def show_or_pull(client: Client, console: Console, model: str, insecure: bool = False) -> JSON:
+    """`/api/show`; on 404 pull the model first, as `ollama run` does."""
+    try:
+        return client.show(model)
+    except ResponseError as exc:
+        if exc.status_code != 404:
+            raise
+    pull_progress(client, console, model, insecure)
+    return client.show(model)
