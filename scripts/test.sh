@@ -5,6 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+# Registry tests run against Debian's CNCF distribution server (and htpasswd for basic auth).
+if ! command -v docker-registry >/dev/null 2>&1 || ! command -v htpasswd >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo ">>> installing docker-registry and apache2-utils for the registry tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry apache2-utils >/dev/null
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
+fi
 . .venv/bin/activate
 echo ">>> ruff"; ruff check src tests scripts bench && ruff format --check src tests scripts bench
 echo ">>> mypy"; mypy
