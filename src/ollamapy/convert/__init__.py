@@ -1,0 +1,19 @@
+"""Converting Hugging Face Safetensors model directories to GGUF (BERT embedding models first)."""
+
+from ollamapy.convert.convert import (
+    SUPPORTED_ARCHITECTURES,
+    ConversionResult,
+    OutType,
+    ProgressCallback,
+    convert_model,
+    detect_architecture,
+)
+
+__all__ = [
+    "SUPPORTED_ARCHITECTURES",
+    "ConversionResult",
+    "OutType",
+    "ProgressCallback",
+    "convert_model",
+    "detect_architecture",
+]
