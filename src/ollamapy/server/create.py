@@ -300,8 +300,6 @@ class ModelBuilder:
     def _finish(self) -> Iterator[Event]:
         if not self._has(MediaType.MODEL):
             raise BadRequestError("no model layer: FROM must name a model or a GGUF file")
-        for layer in self.layers:
-            yield {"status": f"using layer {layer.digest}"}
         diff_ids = tuple(str(layer.digest) for layer in self.layers)
         config_bytes = replace(self.config, diff_ids=diff_ids).to_bytes()
         config_digest, config_size = self._write_bytes(config_bytes)

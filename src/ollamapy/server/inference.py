@@ -136,7 +136,7 @@ async def run_completion(
     state: ServerState,
     prepared: Prepared,
     render: Callable[[ProcessRunner], Awaitable[str]],
-    request_format: object,
+    request_format: str | dict[str, Any] | None,
     on_chunk: Callable[[str], Event],
     on_done: Callable[[CompletionDone, Timing], Event],
 ) -> AsyncIterator[Event]:
@@ -147,7 +147,7 @@ async def run_completion(
         runner: ProcessRunner = entry.runner
         prompt = await render(runner)
         request = CompletionRequest(
-            prompt=prompt, options=prepared.sampling, format=_format_for_runner(request_format)
+            prompt=prompt, options=prepared.sampling, format=request_format
         )
         async for chunk in runner.completion(request):
             if isinstance(chunk, CompletionDone):
@@ -155,10 +155,6 @@ async def run_completion(
                 return
             if chunk.content:
                 yield on_chunk(chunk.content)
-
-
-def _format_for_runner(value: object) -> Any:
-    return value
 
 
 def stats(done: CompletionDone, timing: Timing) -> Event:
@@ -207,37 +203,56 @@ async def collect(events: AsyncIterator[Event], field_path: tuple[str, ...]) -> 
 async def generate(request: Request) -> Response:
     body = await read_request(request, GenerateRequest)
     state = state_of(request)
-    request_format = check_format(body.format)
-    prepared = await run_in_threadpool(prepare, state, body.model, body.options, body.keep_alive)
-    prompts.check_generate(prepared.model, body)
-
-    def base(done: bool) -> Event:
-        return {"model": body.model, "created_at": now_rfc3339(), "response": "", "done": done}
-
+    prepared = await prepare_generate(state, body)
     if body.debug_render_only:
-        prompt = await prompts.render_generate(prepared.model, body, detokenize=None)
+        prompt = await prompts.render_generate(prepared, body, detokenize=None)
         return JSONResponse(_debug(body.model, prompt, len(body.images or [])))
     if not body.prompt and not body.images and not body.context:
         return JSONResponse(
-            await load_or_unload(state, prepared, lambda r: {**base(True), "done_reason": r})
+            await load_or_unload(
+                state, prepared, lambda r: {**_generate_event(body, True), "done_reason": r}
+            )
         )
+    events = generate_events(state, prepared, body)
+    if body.stream:
+        return await stream_events(events)
+    return JSONResponse(await collect(events, ("response",)))
+
+
+async def prepare_generate(state: ServerState, body: GenerateRequest) -> Prepared:
+    """Validate a generate request against its model; every 4xx is raised here, up front."""
+    check_format(body.format)
+    prepared = await run_in_threadpool(prepare, state, body.model, body.options, body.keep_alive)
+    prompts.check_generate(prepared.model, body)
+    return prepared
+
+
+def generate_events(
+    state: ServerState, prepared: Prepared, body: GenerateRequest
+) -> AsyncIterator[Event]:
+    """The native /api/generate event stream (the OpenAI layer translates these)."""
 
     async def render(runner: ProcessRunner) -> str:
-        return await prompts.render_generate(prepared.model, body, detokenize=runner.detokenize)
-
-    def on_chunk(text: str) -> Event:
-        return {**base(False), "response": text}
+        return await prompts.render_generate(prepared, body, detokenize=runner.detokenize)
 
     def on_done(done: CompletionDone, timing: Timing) -> Event:
-        final = {**base(True), **stats(done, timing)}
+        final = {**_generate_event(body, True), **stats(done, timing)}
         if not body.raw:
             final["context"] = done.tokens
         return _ordered_generate(final)
 
-    events = run_completion(state, prepared, render, request_format, on_chunk, on_done)
-    if body.stream:
-        return await stream_events(events)
-    return JSONResponse(await collect(events, ("response",)))
+    return run_completion(
+        state,
+        prepared,
+        render,
+        body.format,
+        lambda text: {**_generate_event(body, False), "response": text},
+        on_done,
+    )
+
+
+def _generate_event(body: GenerateRequest, done: bool) -> Event:
+    return {"model": body.model, "created_at": now_rfc3339(), "response": "", "done": done}
 
 
 def _ordered_generate(event: Event) -> Event:
@@ -260,38 +275,51 @@ def _debug(model: str, prompt: str, images: int) -> Event:
 async def chat(request: Request) -> Response:
     body = await read_request(request, ChatRequest)
     state = state_of(request)
-    request_format = check_format(body.format)
-    prepared = await run_in_threadpool(prepare, state, body.model, body.options, body.keep_alive)
-    prompts.check_chat(prepared.model, body)
-
-    def base(done: bool, content: str = "") -> Event:
-        return {
-            "model": body.model,
-            "created_at": now_rfc3339(),
-            "message": {"role": "assistant", "content": content},
-            "done": done,
-        }
-
+    prepared = await prepare_chat(state, body)
     if body.debug_render_only:
         prompt = await prompts.render_chat(prepared, body, count_tokens=None)
         return JSONResponse(_debug(body.model, prompt, prompts.image_count(body)))
     if not body.messages:
         return JSONResponse(
-            await load_or_unload(state, prepared, lambda r: {**base(True), "done_reason": r})
+            await load_or_unload(
+                state, prepared, lambda r: {**_chat_event(body, True), "done_reason": r}
+            )
         )
-
-    async def render(runner: ProcessRunner) -> str:
-        return await prompts.render_chat(prepared, body, count_tokens=runner.count_tokens)
-
-    def on_done(done: CompletionDone, timing: Timing) -> Event:
-        return {**base(True), **stats(done, timing)}
-
-    events = run_completion(
-        state, prepared, render, request_format, lambda text: base(False, text), on_done
-    )
+    events = chat_events(state, prepared, body)
     if body.stream:
         return await stream_events(events)
     return JSONResponse(await collect(events, ("message", "content")))
+
+
+async def prepare_chat(state: ServerState, body: ChatRequest) -> Prepared:
+    """Validate a chat request against its model; every 4xx is raised here, up front."""
+    check_format(body.format)
+    prepared = await run_in_threadpool(prepare, state, body.model, body.options, body.keep_alive)
+    prompts.check_chat(prepared.model, body)
+    return prepared
+
+
+def chat_events(state: ServerState, prepared: Prepared, body: ChatRequest) -> AsyncIterator[Event]:
+    """The native /api/chat event stream (the OpenAI layer translates these)."""
+
+    async def render(runner: ProcessRunner) -> str:
+        return await prompts.render_chat(prepared, body, count_tokens=runner.tokenize)
+
+    def on_done(done: CompletionDone, timing: Timing) -> Event:
+        return {**_chat_event(body, True), **stats(done, timing)}
+
+    return run_completion(
+        state, prepared, render, body.format, lambda text: _chat_event(body, False, text), on_done
+    )
+
+
+def _chat_event(body: ChatRequest, done: bool, content: str = "") -> Event:
+    return {
+        "model": body.model,
+        "created_at": now_rfc3339(),
+        "message": {"role": "assistant", "content": content},
+        "done": done,
+    }
 
 
 # ----------------------------------------------------------------------------- ps

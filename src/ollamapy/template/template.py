@@ -1,0 +1,71 @@
+"""`Template`: the public face of the Go template engine."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from ollamapy.template import nodes as n
+from ollamapy.template.exec import Executor, Source
+from ollamapy.template.funcs import NAMES
+from ollamapy.template.parse import Parser
+
+
+@dataclass(frozen=True)
+class Template:
+    """A parsed Go `text/template`, ready to execute over Python data.
+
+    >>> Template.parse("Hi {{ .Name }}!").execute({"Name": "Ada"})
+    'Hi Ada!'
+    """
+
+    name: str
+    text: str
+    trees: Mapping[str, n.ListNode]
+
+    @classmethod
+    def parse(cls, text: str, name: str = "") -> Template:
+        """Parse `text`; raises TemplateSyntaxError (a TemplateError) with Go's message."""
+        trees = Parser(name, text, NAMES).parse()
+        return cls(name, text, trees)
+
+    @property
+    def root(self) -> n.ListNode:
+        return self.trees[self.name]
+
+    def execute(
+        self, data: object, *, today: Callable[[], datetime.date] = datetime.date.today
+    ) -> str:
+        """Render with `data` as dot; raises TemplateExecError (a TemplateError) on failure.
+
+        `today` feeds `currentDate`/`yesterdayDate`, injectable so output can be pinned.
+        """
+        return Executor(Source(self.name, self.text), self.trees, today).run(self.name, data)
+
+    def identifiers(self) -> frozenset[str]:
+        """Every field name the template mentions anywhere (`.A.B`, `$x.A`, `(f).A`)."""
+        names: set[str] = set()
+        for tree in self.trees.values():
+            for node in n.walk(tree):
+                names.update(_field_names(node))
+        return frozenset(names)
+
+    def uses(self, field_name: str) -> bool:
+        """Whether the template mentions `field_name`, compared case-insensitively.
+
+        This is how Ollama decides whether a template understands `.Messages` (or `.Tools`,
+        `.Suffix`, ...): it collects every identifier and lower-cases them.
+        """
+        wanted = field_name.lower()
+        return any(name.lower() == wanted for name in self.identifiers())
+
+
+def _field_names(node: n.Node) -> list[str]:
+    if isinstance(node, n.FieldNode):
+        return list(node.idents)
+    if isinstance(node, n.VariableNode):
+        return list(node.idents[1:])
+    if isinstance(node, n.ChainNode):
+        return list(node.fields)
+    return []
