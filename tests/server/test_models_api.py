@@ -52,9 +52,12 @@ def test_create_from_blob_lists_and_shows(live_server: LiveServer, tiny: Path) -
     assert [m.model for m in listed] == ["tiny:latest"]
     assert listed[0].details.family == "llama"
     assert listed[0].details.quantization_level == "F32"
-    assert listed[0].size == tiny.stat().st_size + sum(
-        len(p.read_bytes()) for p in all_files(live_server.models_dir / "blobs") if p != tiny
-    ) - tiny.stat().st_size
+    assert (
+        listed[0].size
+        == tiny.stat().st_size
+        + sum(len(p.read_bytes()) for p in all_files(live_server.models_dir / "blobs") if p != tiny)
+        - tiny.stat().st_size
+    )
 
     shown = client.show("tiny")
     assert "<|im_start|>" in (shown.template or "")

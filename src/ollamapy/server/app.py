@@ -21,7 +21,7 @@ from starlette.routing import Route
 from ollamapy.config import Config
 from ollamapy.errors import NotFoundError, OllamaError
 from ollamapy.scheduler import Scheduler
-from ollamapy.server import inference, models
+from ollamapy.server import inference, models, transfer
 from ollamapy.server.guards import EdgeGuard
 from ollamapy.server.http import error_response, handle_errors
 from ollamapy.server.state import ServerState
@@ -44,7 +44,12 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
             await state.scheduler.shutdown()
 
     app = Starlette(
-        routes=[*models.ROUTES, *inference.ROUTES, Route("/{path:path}", not_found, methods=_ALL_METHODS)],
+        routes=[
+            *models.ROUTES,
+            *inference.ROUTES,
+            *transfer.ROUTES,
+            Route("/{path:path}", not_found, methods=_ALL_METHODS),
+        ],
         middleware=[
             Middleware(
                 EdgeGuard,

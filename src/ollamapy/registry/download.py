@@ -1,0 +1,352 @@
+"""Resumable, parallel, ranged blob downloads into the store's reserved partial files.
+
+A blob of `total` bytes is fetched into `<blob>-partial` as ranged parts, each with a
+resume record `<blob>-partial-<N>` = `{"N","Offset","Size","Completed"}`: the same layout
+Ollama uses, so either program can resume the other's download. A part that fails
+resumes with `Range: bytes=<offset+completed>-<end>`; only attempts that make no
+progress count against the retry limit. Records are rewritten while a part runs and
+whenever it stops, for whatever reason, so an interrupted pull resumes from the data on
+disk. Nothing here enters the store: `verify_and_commit` hashes the assembled file and
+only then renames it into place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import time
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from ollamapy.registry.client import RegistryClient, is_retryable, read_capped, status_error
+from ollamapy.registry.errors import BlobDigestMismatchError, RegistryError
+from ollamapy.registry.progress import Event, first_error, transfer_event
+from ollamapy.store import Layer, Store
+from ollamapy.types import Digest
+
+WRITE_BUFFER = 1024 * 1024
+MAX_PARTS = 10_000
+"""Parts per blob, at most: 5 TiB with 512 MiB parts, far beyond any model file."""
+_MAX_RECORD = 4096
+_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def blob_lock(path: Path) -> asyncio.Lock:
+    """One lock per partial file, so two pulls in this process never write one file."""
+    key = str(path)
+    lock = _locks.get(key)
+    if lock is None:
+        lock = asyncio.Lock()
+        _locks[key] = lock
+    return lock
+
+
+@dataclass
+class Part:
+    """A byte range of the blob and how much of it is on disk."""
+
+    n: int
+    offset: int
+    size: int
+    completed: int = 0
+    """Bytes written to the data file (what the resume record claims)."""
+    buffered: int = field(default=0, compare=False)
+    """Bytes received but not yet written; counted in progress, never in the record."""
+
+    def to_json(self) -> dict[str, int]:
+        return {"N": self.n, "Offset": self.offset, "Size": self.size, "Completed": self.completed}
+
+    @classmethod
+    def from_json(cls, raw: object) -> Part | None:
+        if not isinstance(raw, dict):
+            return None
+        values = [raw.get(key) for key in ("N", "Offset", "Size", "Completed")]
+        if not all(type(v) is int and v >= 0 for v in values):
+            return None
+        n, offset, size, completed = (int(v) for v in values)  # type: ignore[arg-type]
+        return cls(n, offset, size, min(completed, size))
+
+
+class _Interrupted(Exception):
+    """A part's response ended early or with a retryable status."""
+
+
+class BlobDownload:
+    """Download one layer into its partial file (resuming what is already there)."""
+
+    def __init__(self, client: RegistryClient, store: Store, layer: Layer) -> None:
+        self.client = client
+        self.store = store
+        self.digest = layer.digest
+        self.total = layer.size
+        self.settings = client.settings
+        self.data_path = store.partial_path(layer.digest)
+        self.parts: list[Part] = []
+        self._saved_at: dict[int, float] = {}
+
+    @property
+    def completed(self) -> int:
+        return sum(part.completed + part.buffered for part in self.parts)
+
+    def event(self) -> Event:
+        status = f"pulling {self.digest.short}"
+        return transfer_event(status, str(self.digest), self.total, self.completed)
+
+    def prepare(self) -> None:
+        """Load resume records that fit this blob, or plan fresh parts (runs in a thread)."""
+        self.store.blobs_dir.mkdir(parents=True, exist_ok=True)
+        parts = self._load_parts()
+        if parts is None:
+            remove_records(self.store, self.digest)
+            parts = self._plan_parts()
+        self.parts = parts
+
+    async def run(self) -> None:
+        # Opened in the loop, not a thread: a cancel during an awaited open would leak
+        # the descriptor and its lock. Open, flock and a sparse truncate are quick.
+        fd = self._open_data_file()
+        try:
+            limit = asyncio.Semaphore(max(1, self.settings.max_connections))
+            await first_error(self._fetch_part(part, fd, limit) for part in self.parts)
+        finally:
+            # Synchronous on purpose: cleanup must finish even if cancelled again, and
+            # a few tiny JSON files cost less than a thread hop.
+            try:
+                self._save_all()
+            finally:
+                os.close(fd)
+
+    # ------------------------------------------------------------------ plan
+
+    def _plan_parts(self) -> list[Part]:
+        size = self.settings.part_size(self.total)
+        if -(-self.total // size) > MAX_PARTS:  # a hostile size must not exhaust memory
+            raise RegistryError(f"blob {self.digest} is too large ({self.total} bytes)")
+        return [
+            Part(n, offset, min(size, self.total - offset))
+            for n, offset in enumerate(range(0, self.total, size))
+        ]
+
+    def _load_parts(self) -> list[Part] | None:
+        """Existing records, if they exactly tile [0, total) and the data file is whole."""
+        try:
+            if self.data_path.stat().st_size != self.total:
+                return None
+        except FileNotFoundError:
+            return None
+        parts = []
+        for path in record_paths(self.store, self.digest):
+            part = _read_record(path)
+            if part is None:
+                return None
+            parts.append(part)
+        parts.sort(key=lambda part: part.offset)
+        position = 0
+        for index, part in enumerate(parts):
+            if part.n != index or part.offset != position or part.size == 0:
+                return None
+            position += part.size
+        return parts if position == self.total and parts else None
+
+    def _open_data_file(self) -> int:
+        """Open (creating) the partial file, locked against other processes, sized to total."""
+        fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RegistryError(f"another download of {self.digest} is in progress") from None
+        try:
+            if os.fstat(fd).st_size != self.total:
+                os.ftruncate(fd, self.total)
+        except OSError as exc:
+            os.close(fd)
+            raise RegistryError(f"cannot allocate {self.total} bytes: {exc.strerror}") from None
+        return fd
+
+    # -------------------------------------------------------------- transfer
+
+    async def _fetch_part(self, part: Part, fd: int, limit: asyncio.Semaphore) -> None:
+        """Fetch a part, resuming after each failure; give up after `retries` failures in
+        a row that brought no new bytes (a slow but moving download never gives up)."""
+        failures = 0
+        while part.completed < part.size:
+            before = part.completed
+            problem: Exception = _Interrupted("connection closed early")
+            try:
+                async with limit:
+                    await self._stream_part(part, fd)
+            except (httpx.TransportError, _Interrupted) as exc:
+                problem = exc
+            if part.completed >= part.size:
+                return
+            failures = 0 if part.completed > before else failures + 1
+            if failures > self.settings.retries:
+                raise RegistryError(f"download of {self.digest.short} failed: {_reason(problem)}")
+            await asyncio.sleep(self.settings.backoff(max(0, failures - 1)))
+
+    async def _stream_part(self, part: Part, fd: int) -> None:
+        start = part.offset + part.completed
+        end = part.offset + part.size - 1
+        response = await self.client.open(
+            "GET",
+            self.client.remote.blob_url(self.digest),
+            headers={"Range": f"bytes={start}-{end}"},
+            redirects=self.settings.max_redirects,
+        )
+        if response.status_code not in (200, 206):
+            body = await read_capped(response, 64 * 1024)
+            if is_retryable(response.status_code):
+                raise _Interrupted(f"registry answered {response.status_code}")
+            raise status_error(response.status_code, body)
+        skip = start if response.status_code == 200 else _range_skip(response, start)
+        try:
+            await self._receive(response, part, fd, skip)
+        finally:
+            await response.aclose()
+
+    async def _receive(self, response: httpx.Response, part: Part, fd: int, skip: int) -> None:
+        """Write the body into the part's range; never past its end, even if sent more."""
+        buffer = bytearray()
+        try:
+            async for chunk in response.aiter_raw():
+                if skip:
+                    dropped = min(skip, len(chunk))
+                    chunk, skip = chunk[dropped:], skip - dropped
+                room = part.size - part.completed - len(buffer)
+                buffer += chunk[:room]
+                part.buffered = len(buffer)
+                if len(buffer) >= WRITE_BUFFER:
+                    await self._write(part, fd, buffer)
+                if len(buffer) + part.completed >= part.size:
+                    break
+        finally:
+            await self._write(part, fd, buffer)
+
+    async def _write(self, part: Part, fd: int, buffer: bytearray) -> None:
+        if not buffer:
+            return
+        data = bytes(buffer)
+        buffer.clear()
+        write = asyncio.ensure_future(
+            asyncio.to_thread(_pwrite_all, fd, data, part.offset + part.completed)
+        )
+        try:
+            await asyncio.shield(write)
+        finally:
+            await _settle(write)  # never let the fd close under a running write
+            part.buffered = 0
+            if not write.cancelled() and write.exception() is None:
+                part.completed += len(data)
+        now = time.monotonic()
+        if now - self._saved_at.get(part.n, 0.0) >= self.settings.state_save_interval:
+            self._saved_at[part.n] = now
+            self._save(part)
+
+    def _save(self, part: Part) -> None:
+        path = self.store.partial_path(self.digest, f"-{part.n}")
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(part.to_json()))
+        os.replace(tmp, path)
+
+    def _save_all(self) -> None:
+        for part in self.parts:
+            with contextlib.suppress(OSError):
+                self._save(part)
+
+
+def record_paths(store: Store, digest: Digest) -> list[Path]:
+    """The resume records `<blob>-partial-<N>` of a blob."""
+    prefix = store.partial_path(digest).name + "-"
+    try:
+        names = os.listdir(store.blobs_dir)
+    except FileNotFoundError:
+        return []
+    return [
+        store.blobs_dir / name
+        for name in names
+        if name.startswith(prefix) and name[len(prefix) :].isdigit()
+    ]
+
+
+def remove_records(store: Store, digest: Digest) -> None:
+    for path in record_paths(store, digest):
+        path.unlink(missing_ok=True)
+
+
+def discard_partial(store: Store, digest: Digest) -> None:
+    """Forget a download entirely (its data failed verification)."""
+    remove_records(store, digest)
+    store.partial_path(digest).unlink(missing_ok=True)
+
+
+def verify_and_commit(store: Store, digest: Digest, size: int) -> None:
+    """Hash the assembled partial file; move it into the store only if it is `digest`.
+
+    A mismatch (or wrong size) deletes the data and its records, so the next pull starts
+    over rather than resuming corrupt bytes. Runs in a thread: hashing gigabytes takes time.
+    """
+    path = store.partial_path(digest)
+    if store.has_blob(digest):  # a concurrent pull of the same blob committed it first
+        discard_partial(store, digest)
+        return
+    with path.open("r+b") as handle:
+        actual_size = os.fstat(handle.fileno()).st_size
+        actual = Digest(hashlib.file_digest(handle, "sha256").hexdigest())
+        if actual != digest or actual_size != size:
+            handle.close()
+            discard_partial(store, digest)
+            raise BlobDigestMismatchError(
+                f"digest mismatch, file must be downloaded again: want {digest}, got {actual}"
+            )
+        os.fsync(handle.fileno())
+        os.fchmod(handle.fileno(), 0o644)
+    target = store.blob_path(digest)
+    if target.is_file():
+        path.unlink(missing_ok=True)
+    else:
+        os.replace(path, target)
+    remove_records(store, digest)
+
+
+def _read_record(path: Path) -> Part | None:
+    try:
+        with path.open("rb") as handle:
+            return Part.from_json(json.loads(handle.read(_MAX_RECORD)))
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def _range_skip(response: httpx.Response, start: int) -> int:
+    """A 206 must start where we asked; anything else is treated as a broken answer."""
+    content_range = response.headers.get("content-range", "")
+    unit, _, spec = content_range.partition(" ")
+    first = spec.split("-", 1)[0]
+    if unit.strip().lower() != "bytes" or not first.isdigit() or int(first) != start:
+        raise _Interrupted(f"unexpected Content-Range {content_range[:80]!r}")
+    return 0
+
+
+async def _settle(future: asyncio.Future[None]) -> None:
+    """Wait for a thread's work to finish even while being cancelled (it cannot stop)."""
+    while not future.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({future})
+
+
+def _pwrite_all(fd: int, data: bytes, position: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, position)
+        view, position = view[written:], position + written
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc) or type(exc).__name__

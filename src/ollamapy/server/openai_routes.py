@@ -1,0 +1,192 @@
+"""The OpenAI-compatible routes under `/v1`: translate, run the native path, translate back.
+
+There is one inference path: these routes turn an OpenAI request into the native request
+(`ollamapy.openai.requests`), run it through `inference.prepare_*`/`*_events` (reached as
+module attributes so tests can substitute them) and reshape the native events
+(`ollamapy.openai.responses`). Errors are OpenAI error objects rather than Ollama's
+`{"error": "..."}`, so these handlers catch everything themselves instead of relying on
+the app's native exception handlers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ollamapy.api.types import EmbedRequest
+from ollamapy.errors import BadRequestError, InvalidNameError, ModelNotFoundError, OllamaError
+from ollamapy.openai import (
+    SSE_MEDIA_TYPE,
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    ResponseMeta,
+    chat_chunks,
+    collect_chat,
+    collect_completion,
+    completion_chunks,
+    embedding_list,
+    error_for,
+    include_usage,
+    model_list,
+    model_object,
+    sse_body,
+    status_of,
+    to_chat_request,
+    to_embed_request,
+    to_generate_request,
+)
+from ollamapy.server import inference
+from ollamapy.server.http import describe_validation_error, read_json
+from ollamapy.server.state import ServerState, state_of
+from ollamapy.types import ModelName
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+Handler = Callable[[Request], Awaitable[Response]]
+RequestT = TypeVar("RequestT", bound=BaseModel)
+
+EMBED_MODULE = "ollamapy.server.embed"
+"""Home of the native `embed(state, body)`; imported on use, so this module loads without it."""
+
+
+def openai_errors(handler: Handler) -> Handler:
+    """Answer every failure of `handler` with an OpenAI error object and its status."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            if not isinstance(exc, OllamaError):
+                log.exception("unhandled error on %s %s", request.method, request.url.path)
+            return JSONResponse(error_for(exc), status_code=status_of(exc))
+
+    wrapped.__name__ = handler.__name__
+    wrapped.__doc__ = handler.__doc__
+    return wrapped
+
+
+async def read_body(request: Request, model: type[RequestT]) -> RequestT:
+    """Parse a JSON body into an OpenAI request model; anything malformed is a 400."""
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise BadRequestError("request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise BadRequestError(describe_validation_error(exc)) from None
+
+
+async def sse_response(chunks: AsyncIterator[Event]) -> Response:
+    """Stream chunks as SSE; the first is pulled now, so an early failure keeps its status."""
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        raise OllamaError("no response from the model") from None
+    return StreamingResponse(sse_body(first, chunks), media_type=SSE_MEDIA_TYPE)
+
+
+# ----------------------------------------------------------------------------- chat
+
+
+@openai_errors
+async def chat_completions(request: Request) -> Response:
+    body = await read_body(request, ChatCompletionRequest)
+    native = to_chat_request(body)
+    state = state_of(request)
+    prepared = await inference.prepare_chat(state, native)
+    meta = ResponseMeta.new("chatcmpl", body.model)
+    events = inference.chat_events(state, prepared, native)
+    if body.stream:
+        usage = include_usage(body.stream_options)
+        return await sse_response(chat_chunks(meta, events, include_usage=usage))
+    return JSONResponse(await collect_chat(meta, events))
+
+
+# ----------------------------------------------------------------------------- completions
+
+
+@openai_errors
+async def completions(request: Request) -> Response:
+    body = await read_body(request, CompletionRequest)
+    native = to_generate_request(body)
+    state = state_of(request)
+    prepared = await inference.prepare_generate(state, native)
+    meta = ResponseMeta.new("cmpl", body.model)
+    events = inference.generate_events(state, prepared, native)
+    echo = native.prompt if body.echo else ""
+    if body.stream:
+        usage = include_usage(body.stream_options)
+        return await sse_response(completion_chunks(meta, events, include_usage=usage, echo=echo))
+    return JSONResponse(await collect_completion(meta, events, echo=echo))
+
+
+# ----------------------------------------------------------------------------- models
+
+
+@openai_errors
+async def list_models(request: Request) -> Response:
+    entries = await run_in_threadpool(state_of(request).store.list_models)
+    objects = (model_object(e.name.display, e.name.namespace, e.modified_at) for e in entries)
+    return JSONResponse(model_list(objects))
+
+
+@openai_errors
+async def retrieve_model(request: Request) -> Response:
+    requested: str = request.path_params["model"]
+    try:
+        name = ModelName.parse(requested)
+    except InvalidNameError:
+        raise ModelNotFoundError(requested) from None  # a name that cannot exist is not found
+    entry = await run_in_threadpool(state_of(request).store.entry, name)
+    return JSONResponse(model_object(requested, name.namespace, entry.modified_at))
+
+
+# ----------------------------------------------------------------------------- embeddings
+
+
+@openai_errors
+async def embeddings(request: Request) -> Response:
+    body = await read_body(request, EmbeddingRequest)
+    native = to_embed_request(body)
+    result = await native_embed(state_of(request), native)
+    return JSONResponse(embedding_list(body.model, result, body.encoding_format))
+
+
+async def native_embed(state: ServerState, body: EmbedRequest) -> Mapping[str, Any]:
+    """Run the native embed function, whether the lead made it async or not."""
+    try:
+        module = importlib.import_module(EMBED_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != EMBED_MODULE:
+            raise
+        raise OllamaError("embeddings are not available in this build") from None
+    embed = module.embed
+    if inspect.iscoroutinefunction(embed):
+        result = await embed(state, body)
+    else:
+        result = await run_in_threadpool(embed, state, body)
+        if inspect.isawaitable(result):
+            result = await result
+    if not isinstance(result, Mapping):
+        raise OllamaError("embed returned no result")
+    return result
+
+
+ROUTES = [
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/completions", completions, methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
+    Route("/v1/embeddings", embeddings, methods=["POST"]),
+]

@@ -1,0 +1,232 @@
+"""Generation through a real server, the real llama.cpp runner and the bundled SmolLM2."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import jsonschema
+import ollama
+import pytest
+
+from ollamapy.config import Config, parse_host
+from tests.conftest import bundled_model_file
+from tests.server.conftest import LiveServer, free_port, serve
+
+pytestmark = pytest.mark.integration
+
+MODEL = "smollm2:135m"
+GREEDY = {"temperature": 0, "num_predict": 24, "seed": 1}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One server for the module, with the bundled SmolLM2 created through the API."""
+    models = tmp_path_factory.mktemp("models")
+    config = Config(host=parse_host(f"127.0.0.1:{free_port()}"), models_dir=models)
+    for live in serve(config):
+        modelfile = (
+            f"FROM {bundled_model_file('smollm2')}\n"
+            'TEMPLATE """{{- range .Messages }}<|im_start|>{{ .Role }}\n'
+            '{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"""\n'
+            'PARAMETER stop "<|im_end|>"\n'
+        )
+        response = httpx.post(
+            f"{live.url}/api/create",
+            json={"model": MODEL, "modelfile": modelfile, "stream": False},
+            timeout=120,
+        )
+        assert response.status_code == 200, response.text
+        yield live
+
+
+@pytest.fixture
+def client(server: LiveServer) -> ollama.Client:
+    return ollama.Client(host=server.url, timeout=120)
+
+
+def test_generate_greedy_is_reproducible_with_measured_stats(client: ollama.Client) -> None:
+    first = client.generate(model=MODEL, prompt="Name three colors.", options=GREEDY)
+    second = client.generate(model=MODEL, prompt="Name three colors.", options=GREEDY)
+    assert first.response and first.response == second.response
+    assert first.done and first.done_reason in ("stop", "length")
+    assert first.eval_count and 0 < first.eval_count <= 24
+    assert first.prompt_eval_count and first.prompt_eval_count > 0
+    assert first.eval_duration and first.eval_duration > 0
+    assert first.total_duration and first.total_duration >= first.eval_duration
+    assert first.context and len(first.context) >= first.eval_count
+
+
+def test_num_predict_is_exact(client: ollama.Client) -> None:
+    result = client.generate(
+        model=MODEL, prompt="Tell me a long story.", options={"temperature": 0, "num_predict": 5}
+    )
+    assert result.eval_count == 5
+    assert result.done_reason == "length"
+
+
+def test_stop_sequence_is_never_emitted(client: ollama.Client) -> None:
+    free = client.generate(model=MODEL, prompt="Count from 1 to 10.", options=GREEDY).response
+    middle = len(free) // 2
+    stop = free[middle : middle + 3]
+    assert len(stop) == 3
+    cut = client.generate(
+        model=MODEL, prompt="Count from 1 to 10.", options={**GREEDY, "stop": [stop]}
+    )
+    assert cut.response == free[: free.index(stop)]
+    assert cut.done_reason == "stop"
+
+
+def test_same_seed_same_sample(client: ollama.Client) -> None:
+    options = {"temperature": 0.9, "seed": 42, "num_predict": 16}
+    runs = [client.generate(model=MODEL, prompt="A poem:", options=options) for _ in range(2)]
+    assert runs[0].response == runs[1].response
+
+
+def test_chat_streams_like_ollama(client: ollama.Client) -> None:
+    parts = list(
+        client.chat(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Say hello."}],
+            stream=True,
+            options=GREEDY,
+        )
+    )
+    assert len(parts) > 2
+    assert all(p.message.role == "assistant" for p in parts)
+    assert [p.done for p in parts] == [False] * (len(parts) - 1) + [True]
+    assert "".join(p.message.content or "" for p in parts).strip()
+    assert parts[-1].eval_count == len(parts) - 1 or parts[-1].eval_count
+
+
+def test_json_schema_format_yields_valid_json(client: ollama.Client) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
+    result = client.generate(
+        model=MODEL,
+        prompt="Describe a person as JSON with name and age.",
+        format=schema,
+        options={"temperature": 0, "num_predict": 64},
+    )
+    jsonschema.validate(json.loads(result.response), schema)
+
+
+def test_format_json_yields_json(client: ollama.Client) -> None:
+    result = client.chat(
+        model=MODEL,
+        messages=[{"role": "user", "content": "What is 2+2? Answer as JSON with key answer."}],
+        format="json",
+        options={"temperature": 0, "num_predict": 128},
+    )
+    assert result.done_reason == "stop"
+    assert isinstance(json.loads(result.message.content or ""), dict)
+
+
+def test_debug_render_only_returns_the_prompt(server: LiveServer) -> None:
+    response = httpx.post(
+        f"{server.url}/api/chat",
+        json={
+            "model": MODEL,
+            "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}],
+            "_debug_render_only": True,
+        },
+    )
+    rendered = response.json()["debug_info"]["rendered_template"]
+    assert rendered == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n" + (
+        "<|im_start|>assistant\n"
+    )
+
+
+def test_keep_alive_load_and_unload(client: ollama.Client) -> None:
+    loaded = client.generate(model=MODEL, prompt="")
+    assert loaded.done_reason == "load"
+    assert [m.model for m in client.ps().models] == [MODEL]
+    unloaded = client.generate(model=MODEL, prompt="", keep_alive=0)
+    assert unloaded.done_reason == "unload"
+    assert client.ps().models == []
+    chat_loaded = client.chat(model=MODEL, messages=[])
+    assert chat_loaded.done_reason == "load"
+
+
+def test_raw_mode_skips_the_template(server: LiveServer) -> None:
+    body = {"model": MODEL, "prompt": "U", "raw": True, "_debug_render_only": True}
+    rendered = httpx.post(f"{server.url}/api/generate", json=body).json()
+    assert rendered["debug_info"]["rendered_template"] == "U"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "fragment"),
+    [
+        ("/api/generate", {"model": "missing", "prompt": "x"}, 404, "not found"),
+        (
+            "/api/generate",
+            {"model": MODEL, "prompt": "x", "options": {"temperature": "hot"}},
+            400,
+            "temperature",
+        ),
+        ("/api/generate", {"model": MODEL, "prompt": "x", "format": "yaml"}, 400, "format"),
+        ("/api/generate", {"model": MODEL, "prompt": "x", "suffix": "y"}, 400, "insert"),
+        ("/api/generate", {"model": MODEL, "prompt": "x", "images": ["aGk="]}, 400, "images"),
+        (
+            "/api/chat",
+            {"model": MODEL, "messages": [{"role": "wizard", "content": "x"}]},
+            400,
+            "role",
+        ),
+        ("/api/chat", {"model": MODEL, "messages": "hi"}, 400, "messages"),
+        ("/api/chat", {"model": MODEL, "messages": [], "keep_alive": "forever"}, 400, "duration"),
+        (
+            "/api/chat",
+            {
+                "model": MODEL,
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+            },
+            400,
+            "tools",
+        ),
+    ],
+    ids=[
+        "unknown-model",
+        "bad-option-type",
+        "bad-format",
+        "no-insert",
+        "no-vision",
+        "unknown-role",
+        "messages-not-list",
+        "bad-keep-alive",
+        "no-tools",
+    ],
+)
+def test_bad_requests(
+    server: LiveServer, path: str, body: dict[str, object], status: int, fragment: str
+) -> None:
+    response = httpx.post(f"{server.url}{path}", json=body, timeout=60)
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["error"]
+
+
+def test_unknown_option_is_ignored(client: ollama.Client) -> None:
+    result = client.generate(
+        model=MODEL, prompt="Hi", options={"num_predict": 2, "not_an_option": 1}
+    )
+    assert result.eval_count == 2
+
+
+def test_prefix_cache_evaluates_only_new_tokens(client: ollama.Client) -> None:
+    history = [{"role": "user", "content": "Tell me about the moon in two sentences."}]
+    first = client.chat(model=MODEL, messages=history, options=GREEDY)
+    history += [dict(first.message), {"role": "user", "content": "And the sun?"}]
+    second = client.chat(model=MODEL, messages=history, options=GREEDY)
+    assert second.prompt_eval_count is not None and first.prompt_eval_count is not None
+    assert second.prompt_eval_count < first.prompt_eval_count + 20
+
+
+def test_created_model_has_no_path_outside_store(server: LiveServer, tmp_path: Path) -> None:
+    listed = ollama.Client(host=server.url).list().models
+    assert [m.model for m in listed] == [MODEL]
