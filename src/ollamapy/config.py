@@ -40,12 +40,13 @@ DESCRIPTIONS: dict[str, str] = {
     "OLLAMA_INSECURE": "allow plain-http registries",
 }
 
-DEFAULT_ORIGINS: tuple[str, ...] = tuple(
-    f"{scheme}://{host}{port}"
-    for host in ("localhost", "127.0.0.1", "0.0.0.0")
-    for scheme in ("http", "https")
-    for port in ("", ":*")
-) + (
+DEFAULT_ORIGINS: tuple[str, ...] = (
+    *(
+        f"{scheme}://{host}{port}"
+        for host in ("localhost", "127.0.0.1", "0.0.0.0")
+        for scheme in ("http", "https")
+        for port in ("", ":*")
+    ),
     "app://*",
     "file://*",
     "tauri://*",

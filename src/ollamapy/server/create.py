@@ -304,8 +304,9 @@ class ModelBuilder:
         config_bytes = replace(self.config, diff_ids=diff_ids).to_bytes()
         config_digest, config_size = self._write_bytes(config_bytes)
         manifest = Manifest(
-            config=Layer("application/vnd.docker.container.image.v1+json", config_digest,
-                         config_size),
+            config=Layer(
+                "application/vnd.docker.container.image.v1+json", config_digest, config_size
+            ),
             layers=tuple(self.layers),
         )
         yield {"status": "writing manifest"}

@@ -78,9 +78,7 @@ class Prepared:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare(
-    state: ServerState, model_name: str, options: object, keep_alive: object
-) -> Prepared:
+def prepare(state: ServerState, model_name: str, options: object, keep_alive: object) -> Prepared:
     """Resolve the model and merge its parameters with the request's options."""
     name = ModelName.parse(model_name)
     model = resolve(state.store, name)
@@ -146,9 +144,7 @@ async def run_completion(
         timing.load_duration = time.perf_counter_ns() - timing.started
         runner: ProcessRunner = entry.runner
         prompt = await render(runner)
-        request = CompletionRequest(
-            prompt=prompt, options=prepared.sampling, format=request_format
-        )
+        request = CompletionRequest(prompt=prompt, options=prepared.sampling, format=request_format)
         async for chunk in runner.completion(request):
             if isinstance(chunk, CompletionDone):
                 yield on_done(chunk, timing)

@@ -81,7 +81,9 @@ async def show(request: Request) -> Response:
 
 def show_model(model: ResolvedModel, verbose: bool) -> dict[str, Any]:
     """The /api/show body for one model."""
-    info = gguf.read_gguf(model.model_path, keep_arrays=None if verbose else 1024) if model.model_path else None
+    info = None
+    if model.model_path is not None:
+        info = gguf.read_gguf(model.model_path, keep_arrays=None if verbose else 1024)
     response: dict[str, Any] = {
         "license": "\n".join(model.licenses) or None,
         "modelfile": modelfile_of(model).show(model.name.display),

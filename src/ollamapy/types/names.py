@@ -60,7 +60,9 @@ class ModelName:
         return name
 
     def validate(self, original: str = "") -> None:
-        for kind, value in zip(("host", "namespace", "model", "tag"), self.manifest_parts):
+        for kind, value in zip(
+            ("host", "namespace", "model", "tag"), self.manifest_parts, strict=True
+        ):
             pattern, limit = _PART_RULES[kind]
             if len(value) > limit or not pattern.fullmatch(value):
                 raise InvalidNameError(f"invalid model name: {original or self.display!r}")
