@@ -230,3 +230,34 @@ def test_prefix_cache_evaluates_only_new_tokens(client: ollama.Client) -> None:
 def test_created_model_has_no_path_outside_store(server: LiveServer, tmp_path: Path) -> None:
     listed = ollama.Client(host=server.url).list().models
     assert [m.model for m in listed] == [MODEL]
+
+
+def test_openai_sdk_chat_and_completions_against_the_real_model(server: LiveServer) -> None:
+    import openai
+
+    sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key="ollama")
+    reply = sdk.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Say hello."}],
+        max_tokens=8,
+        temperature=0,
+    )
+    assert reply.choices[0].message.content
+    assert reply.usage is not None and reply.usage.completion_tokens <= 8
+    chunks = list(
+        sdk.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Say hello."}],
+            max_tokens=8,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == reply.choices[0].message.content
+    assert chunks[-1].usage is not None
+    completion = sdk.completions.create(model=MODEL, prompt="1, 2, 3,", max_tokens=4, temperature=0)
+    assert completion.choices[0].text
+    with pytest.raises(openai.NotFoundError):
+        sdk.chat.completions.create(model="missing", messages=[{"role": "user", "content": "x"}])
