@@ -1,0 +1,372 @@
+"""The server's handle on one runner process (`python -m ollamapy.runner`).
+
+`start_runner(spec)` spawns the child, reads the one JSON line it prints once its socket
+is bound, then polls `GET /health` until the model is loaded. The child's stderr is
+forwarded to logging and its last lines are kept, so a child that dies while loading
+becomes a `RunnerError` carrying llama.cpp's reason. After start-up the handle talks
+HTTP (httpx) to the child and watches the process: `exited`/`wait()` and the `on_exit`
+callback tell the scheduler when it died; a request in flight then raises `RunnerError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+
+from ollamapy.errors import BadRequestError, RunnerError
+from ollamapy.runner import protocol as p
+from ollamapy.types.options import RunnerOptions
+
+log = logging.getLogger(__name__)
+
+STDERR_TAIL = 40
+HEALTH_POLL_S = 0.05
+CLOSE_GRACE_S = 10.0
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """What the scheduler and the API server need from a loaded model."""
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def info(self) -> p.RunnerInfo: ...
+
+    def completion(
+        self, request: p.CompletionRequest
+    ) -> AsyncIterator[p.CompletionChunk | p.CompletionDone]: ...
+
+    async def tokenize(self, content: str, *, add_special: bool = True) -> list[int]: ...
+
+    async def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    async def wait(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerSpec:
+    """Everything that decides how a runner process is started (a change = a reload)."""
+
+    model_path: str | Path
+    adapters: tuple[str | Path, ...] = ()
+    options: RunnerOptions = field(default_factory=RunnerOptions)
+    num_parallel: int = 1
+    embedding: bool = False
+    flash_attention: bool | None = None
+    kv_cache_type: str | None = None
+    verbose: bool = False
+
+    def launch_args(self, *, parent_pid: int | None = None) -> p.LaunchArgs:
+        o = self.options
+        return p.LaunchArgs(
+            model=str(self.model_path),
+            port=0,
+            num_ctx=o.num_ctx,
+            num_batch=o.num_batch,
+            num_gpu=o.num_gpu,
+            main_gpu=o.main_gpu,
+            num_thread=o.num_thread,
+            parallel=self.num_parallel,
+            use_mmap=o.use_mmap,
+            use_mlock=o.use_mlock,
+            flash_attention=self.flash_attention,
+            kv_cache_type=self.kv_cache_type,
+            embedding=self.embedding,
+            lora=tuple(str(a) for a in self.adapters),
+            parent_pid=parent_pid,
+            verbose=self.verbose,
+        )
+
+
+OnExit = Callable[["ProcessRunner"], None]
+
+
+async def start_runner(
+    spec: RunnerSpec,
+    *,
+    on_exit: OnExit | None = None,
+    load_timeout: float = 300.0,
+    env: Mapping[str, str] | None = None,
+) -> ProcessRunner:
+    """Start a runner for `spec` and wait until its model is loaded.
+
+    Raises `RunnerError` with the runner's own reason if it exits, reports an error or
+    does not become healthy within `load_timeout` seconds; no process is left behind.
+    """
+    argv = spec.launch_args(parent_pid=os.getpid()).to_argv()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ollamapy.runner",
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(env) if env is not None else None,
+    )
+    runner = ProcessRunner(proc, spec, on_exit=on_exit)
+    try:
+        await asyncio.wait_for(runner._wait_loaded(), load_timeout)
+    except TimeoutError:
+        await runner.close()
+        message = f"timed out waiting for llama runner to start ({load_timeout:g}s)"
+        raise RunnerError(message) from None
+    except BaseException:
+        await runner.close()
+        raise
+    return runner
+
+
+class ProcessRunner:
+    """A live runner child process and an HTTP client for it."""
+
+    def __init__(
+        self, proc: asyncio.subprocess.Process, spec: RunnerSpec, *, on_exit: OnExit | None
+    ) -> None:
+        self._proc = proc
+        self.spec = spec
+        self._on_exit = on_exit
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
+        self._port: int | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._info: p.RunnerInfo | None = None
+        self._closing = False
+        self._exited = asyncio.Event()
+        self._stderr_task = asyncio.create_task(self._read_stderr())
+        self._watch_task = asyncio.create_task(self._watch())
+        self._stdout_task: asyncio.Task[None] | None = None
+        self.started_at = time.monotonic()
+
+    # state -----------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid
+
+    @property
+    def port(self) -> int | None:
+        return self._port
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.returncode is None and not self._exited.is_set()
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    @property
+    def info(self) -> p.RunnerInfo:
+        if self._info is None:
+            raise RunnerError("runner is not loaded")
+        return self._info
+
+    @property
+    def exited(self) -> asyncio.Event:
+        """Set once the process has exited (for any reason, `close()` included)."""
+        return self._exited
+
+    async def wait(self) -> int:
+        """Wait for the process to exit; return its exit status (negative = signal)."""
+        await self._exited.wait()
+        return self._proc.returncode if self._proc.returncode is not None else -1
+
+    def stderr_tail(self) -> list[str]:
+        return list(self._stderr_tail)
+
+    # requests --------------------------------------------------------------
+
+    async def completion(
+        self, request: p.CompletionRequest
+    ) -> AsyncGenerator[p.CompletionChunk | p.CompletionDone, None]:
+        """Stream a completion. Closing/cancelling the iterator cancels it in the runner.
+
+        Raises `BadRequestError` for a request the runner rejects (e.g. a bad schema) and
+        `RunnerError` if generation fails or the process dies mid-stream.
+        """
+        client = self._require_client()
+        try:
+            async with client.stream("POST", p.COMPLETION_PATH, json=request.to_json()) as resp:
+                if resp.status_code != 200:
+                    raise _status_error(resp.status_code, await resp.aread())
+                async for line in resp.aiter_lines():
+                    if not line:
+                        continue
+                    event = p.parse_completion_line(json.loads(line))
+                    if isinstance(event, p.CompletionError):
+                        raise RunnerError(event.error)
+                    yield event
+                    if isinstance(event, p.CompletionDone):
+                        return
+            raise RunnerError(await self._failure("the runner ended the stream early"))
+        except (httpx.HTTPError, json.JSONDecodeError, p.ProtocolError) as exc:
+            raise RunnerError(await self._failure(str(exc) or type(exc).__name__)) from exc
+
+    async def tokenize(self, content: str, *, add_special: bool = True) -> list[int]:
+        body = await self._post(p.TOKENIZE_PATH, p.TokenizeRequest(content, add_special).to_json())
+        return p.TokenizeResponse.from_json(body).tokens
+
+    async def detokenize(self, tokens: Sequence[int]) -> str:
+        body = await self._post(p.DETOKENIZE_PATH, p.DetokenizeRequest(list(tokens)).to_json())
+        return p.DetokenizeResponse.from_json(body).content
+
+    async def fetch_info(self) -> p.RunnerInfo:
+        try:
+            resp = await self._require_client().get(p.INFO_PATH)
+        except httpx.HTTPError as exc:
+            raise RunnerError(await self._failure(str(exc))) from exc
+        if resp.status_code != 200:
+            raise _status_error(resp.status_code, resp.content)
+        return p.RunnerInfo.from_json(resp.json())
+
+    async def _post(self, path: str, payload: dict[str, Any]) -> Any:
+        try:
+            resp = await self._require_client().post(path, json=payload)
+        except httpx.HTTPError as exc:
+            raise RunnerError(await self._failure(str(exc))) from exc
+        if resp.status_code != 200:
+            raise _status_error(resp.status_code, resp.content)
+        return resp.json()
+
+    def _require_client(self) -> httpx.AsyncClient:
+        if self._client is None or self._closing:
+            raise RunnerError("runner is closed")
+        if not self.alive:
+            raise RunnerError(self._exit_message())
+        return self._client
+
+    # lifecycle -------------------------------------------------------------
+
+    async def close(self, timeout: float = CLOSE_GRACE_S) -> None:
+        """Stop the process: SIGTERM, then SIGKILL after `timeout`; always reaps it."""
+        self._closing = True
+        if self._client is not None:
+            await self._client.aclose()
+        if self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._proc.wait()), timeout)
+            except TimeoutError:
+                log.warning("runner %s did not stop in %gs; killing it", self.pid, timeout)
+                with contextlib.suppress(ProcessLookupError):
+                    self._proc.kill()
+                await self._proc.wait()
+        await self._exited.wait()
+
+    async def _wait_loaded(self) -> None:
+        assert self._proc.stdout is not None
+        line = await self._proc.stdout.readline()
+        if not line:
+            raise RunnerError(await self._failure("the runner exited before listening"))
+        try:
+            self._port = p.ListeningLine.from_json(json.loads(line)).port
+        except (ValueError, p.ProtocolError) as exc:
+            raise RunnerError(f"unexpected output from the runner: {line[:200]!r}") from exc
+        self._stdout_task = asyncio.create_task(self._drain_stdout())
+        self._client = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{self._port}",
+            timeout=httpx.Timeout(None, connect=10.0),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=16),
+        )
+        await self._poll_health()
+        self._info = await self.fetch_info()
+        log.info("runner %s ready on port %s: %s", self.pid, self._port, self._info.description)
+
+    async def _poll_health(self) -> None:
+        assert self._client is not None
+        while True:
+            if not self.alive:
+                raise RunnerError(await self._failure("the runner exited while loading"))
+            with contextlib.suppress(httpx.HTTPError, ValueError, p.ProtocolError):
+                resp = await self._client.get(p.HEALTH_PATH, timeout=2.0)
+                if p.Health.from_json(resp.json()).status == "ok" and resp.status_code == 200:
+                    return
+            await asyncio.sleep(HEALTH_POLL_S)
+
+    async def _read_stderr(self) -> None:
+        assert self._proc.stderr is not None
+        async for raw in self._proc.stderr:
+            line = raw.decode("utf-8", errors="replace").rstrip()
+            if line:
+                self._stderr_tail.append(line)
+                log.debug("runner %s: %s", self._proc.pid, line)
+
+    async def _drain_stdout(self) -> None:
+        assert self._proc.stdout is not None
+        async for raw in self._proc.stdout:
+            log.debug("runner %s stdout: %s", self._proc.pid, raw.decode(errors="replace").rstrip())
+
+    async def _watch(self) -> None:
+        await self._proc.wait()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._stderr_task, 2.0)  # collect the last words
+        self._exited.set()
+        if not self._closing:
+            log.warning("runner %s exited unexpectedly: %s", self.pid, self._exit_message())
+        if self._on_exit is not None:
+            try:
+                self._on_exit(self)
+            except Exception:
+                log.exception("runner on_exit callback failed")
+
+    async def _failure(self, fallback: str) -> str:
+        """Explain a failed request: the exit reason if the process died, else `fallback`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._exited.wait(), 1.0)
+        return self._exit_message() if self._exited.is_set() else fallback
+
+    def _exit_message(self) -> str:
+        code = self._proc.returncode
+        prefix = "error: "
+        reason = next(
+            (
+                line[len(prefix) :]
+                for line in reversed(self._stderr_tail)
+                if line.startswith(prefix)
+            ),
+            None,
+        )
+        if reason is None and code is not None and code < 0:
+            reason = f"killed by signal {_signal_name(-code)}"
+        if reason is None:
+            reason = self._stderr_tail[-1] if self._stderr_tail else f"exit status {code}"
+        return f"llama runner process has terminated: {reason}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def _status_error(status: int, body: bytes) -> Exception:
+    """Map a runner's non-200 reply onto the project's errors."""
+    try:
+        message = str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        message = body.decode("utf-8", errors="replace")[:500] or f"HTTP {status}"
+    if 400 <= status < 500:
+        return BadRequestError(message)
+    return RunnerError(message)

@@ -1,0 +1,368 @@
+"""The inference engine: one thread, N slots, continuous batching over one llama context.
+
+Design (shaped after llama.cpp's server loop):
+
+* The context holds `n_parallel` sequences of `n_ctx_seq` tokens each. Slot *i* owns
+  sequence id *i*, its sampler chain, its stop/UTF-8 state and its token history.
+* One engine thread loops: admit waiting jobs into idle slots, build ONE `llama_batch`
+  with the next token of every generating slot plus chunks of pending prompts (up to
+  `n_batch` tokens), call `llama_decode` once (the GIL is released), then sample per slot.
+  New requests therefore join a running batch at the next step without waiting.
+* Prefix cache: an idle slot keeps the tokens still in its KV cache. A new job goes to the
+  idle slot with the longest common prefix; only the rest is evaluated (the last prompt
+  token is always re-evaluated so there are logits to sample from).
+* Context shift: a generating sequence that reaches `n_ctx_seq` keeps its first
+  `num_keep` tokens and drops half of the rest, like Ollama (unless `num_predict` is -2,
+  "fill the context", which then ends with done_reason "length").
+* Results leave through `Job.emit`, a thread-safe callback supplied by the HTTP layer.
+  A job is cancelled by setting `Job.cancelled`; its slot is freed before the next decode.
+
+Per generated token the Python work is: one native sample call, one EOG check, a cached
+piece lookup, incremental UTF-8 decoding, stop matching and one `emit`.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ollamapy.runner.native import Batch, Context, Model, SamplerChain
+from ollamapy.runner.protocol import (
+    CompletionChunk,
+    CompletionDone,
+    CompletionError,
+    CompletionEvent,
+    DoneReason,
+)
+from ollamapy.runner.textstream import StopMatcher, Utf8Decoder
+from ollamapy.types.options import SamplingOptions
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[CompletionEvent], None]
+
+
+class EngineClosedError(RuntimeError):
+    """The engine is shutting down and takes no more work."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One completion request: its tokenized prompt, options, sampler and output channel.
+
+    The job owns `sampler` until it is handed to a slot; the engine frees it when the job
+    ends (finished, failed, cancelled or dropped at shutdown).
+    """
+
+    prompt: list[int]
+    options: SamplingOptions
+    sampler: SamplerChain
+    emit: Emit
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        """Ask the engine to stop this job (safe from any thread; acted on next step)."""
+        self.cancelled = True
+
+
+@dataclass(eq=False)
+class Slot:
+    """The per-sequence state of the engine."""
+
+    seq: int
+    cache: list[int] = field(default_factory=list)  # tokens whose KV is in memory, by pos
+    job: Job | None = None
+    pending: list[int] = field(default_factory=list)  # prompt tokens not evaluated yet
+    next_token: int | None = None  # sampled, not yet decoded
+    last_used: int = 0
+    # per-job state
+    prompt: list[int] = field(default_factory=list)
+    generated: list[int] = field(default_factory=list)
+    num_keep: int = 0
+    num_predict: int = -1
+    decoder: Utf8Decoder = field(default_factory=Utf8Decoder)
+    stops: StopMatcher = field(default_factory=lambda: StopMatcher(()))
+    prompt_eval_count: int = 0
+    t_prompt_start: int = 0
+    t_prompt_end: int = 0
+
+    @property
+    def busy(self) -> bool:
+        return self.job is not None
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token lists."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def fit_prompt(prompt: list[int], num_keep: int, n_ctx: int) -> list[int]:
+    """Drop tokens after the first `num_keep` so a too-long prompt fits, like Ollama."""
+    if len(prompt) <= n_ctx:
+        return prompt
+    discard = len(prompt) - n_ctx
+    log.warning("truncating input prompt: limit=%d prompt=%d keep=%d", n_ctx, len(prompt), num_keep)
+    return prompt[:num_keep] + prompt[num_keep + discard :]
+
+
+def effective_num_keep(num_keep: int, prompt_len: int, n_ctx: int) -> int:
+    """Ollama's rule: -1 or too many means the whole prompt; always leave 1 to discard."""
+    if num_keep < 0 or num_keep > prompt_len:
+        num_keep = prompt_len
+    return max(0, min(num_keep, n_ctx - 1))
+
+
+class Engine:
+    """Runs every completion of one model on a single thread with continuous batching."""
+
+    def __init__(self, model: Model, ctx: Context, *, n_batch: int) -> None:
+        self._model = model
+        self._ctx = ctx
+        self._n_ctx = ctx.n_ctx_seq
+        self._slots = [Slot(seq) for seq in range(ctx.n_seq_max)]
+        self._batch = Batch(max(n_batch, ctx.n_seq_max))
+        self._queue: collections.deque[Job] = collections.deque()
+        self._wake = threading.Condition()
+        self._closing = False
+        self._clock = 0
+        self._thread = threading.Thread(target=self._run, name="ollamapy-engine", daemon=True)
+
+    # public API -------------------------------------------------------------
+
+    @property
+    def n_ctx(self) -> int:
+        return self._n_ctx
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, job: Job) -> None:
+        """Queue a job; it starts at the next engine step if a slot is free."""
+        if not job.prompt:
+            raise ValueError("a job needs at least one prompt token")
+        with self._wake:
+            if self._closing:
+                raise EngineClosedError("the runner is shutting down")
+            self._queue.append(job)
+            self._wake.notify()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the thread, fail unfinished jobs, and free the batch (not model/context)."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._batch.close()
+
+    # the loop ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while self._next_step():
+                pass
+        except Exception:  # a bug in the loop: fail everything rather than hang clients
+            log.exception("engine loop crashed")
+            self._fail_all("internal error in the inference engine")
+        finally:
+            self._fail_all("the runner is shutting down")
+
+    def _next_step(self) -> bool:
+        """Do one decode step (or wait for work); False once the engine is closing."""
+        with self._wake:
+            while True:
+                if self._closing:
+                    return False
+                self._reap_cancelled()
+                self._admit()
+                if any(slot.busy for slot in self._slots):
+                    break
+                self._wake.wait()
+        try:
+            self._step()
+        except Exception as exc:
+            log.exception("decode step failed")
+            self._fail_active(f"inference failed: {exc}")
+        return True
+
+    def _reap_cancelled(self) -> None:
+        for slot in self._slots:
+            if slot.job is not None and slot.job.cancelled:
+                self._release(slot)
+        if any(job.cancelled for job in self._queue):
+            for job in [j for j in self._queue if j.cancelled]:
+                self._queue.remove(job)
+                job.sampler.close()
+
+    def _admit(self) -> None:
+        while self._queue:
+            idle = [slot for slot in self._slots if not slot.busy]
+            if not idle:
+                return
+            job = self._queue.popleft()
+            slot = max(idle, key=lambda s: (common_prefix(s.cache, job.prompt), -s.last_used))
+            self._start(slot, job)
+
+    def _start(self, slot: Slot, job: Job) -> None:
+        options = job.options
+        num_keep = effective_num_keep(options.num_keep, len(job.prompt), self._n_ctx)
+        prompt = fit_prompt(job.prompt, num_keep, self._n_ctx)
+        reuse = min(common_prefix(slot.cache, prompt), len(prompt) - 1)
+        if reuse < len(slot.cache) and not self._ctx.seq_rm(slot.seq, reuse, -1):
+            self._ctx.seq_rm(slot.seq, -1, -1)
+            reuse = 0
+        del slot.cache[reuse:]
+        self._clock += 1
+        slot.job, slot.last_used = job, self._clock
+        slot.pending = prompt[reuse:]
+        slot.next_token = None
+        slot.prompt, slot.generated = prompt, []
+        slot.num_keep, slot.num_predict = num_keep, options.num_predict
+        slot.decoder = Utf8Decoder()
+        slot.stops = StopMatcher(options.stop)
+        slot.prompt_eval_count = len(slot.pending)
+        slot.t_prompt_start = slot.t_prompt_end = 0
+
+    def _step(self) -> None:
+        """Build one batch from every busy slot, decode it, then sample per slot."""
+        batch = self._batch
+        batch.clear()
+        outputs: list[tuple[Slot, int]] = []
+        for slot in self._slots:
+            if slot.job is not None and slot.next_token is not None and self._make_room(slot):
+                index = batch.add(slot.next_token, len(slot.cache), slot.seq, True)
+                slot.cache.append(slot.next_token)
+                slot.next_token = None
+                outputs.append((slot, index))
+        for slot in self._slots:
+            if slot.job is None or not slot.pending or batch.room == 0:
+                continue
+            chunk = slot.pending[: batch.room]
+            del slot.pending[: len(chunk)]
+            if not slot.t_prompt_start:
+                slot.t_prompt_start = time.perf_counter_ns()
+            done = not slot.pending
+            index = batch.add_run(chunk, len(slot.cache), slot.seq, done)
+            slot.cache.extend(chunk)
+            if done:
+                outputs.append((slot, index))
+        if batch.n_tokens == 0:
+            return
+        rc = self._ctx.decode(batch)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc}")
+        now = time.perf_counter_ns()
+        for slot, index in outputs:
+            if slot.job is not None:
+                if not slot.t_prompt_end:
+                    slot.t_prompt_end = now
+                self._accept(slot, slot.job.sampler.sample(self._ctx, index))
+
+    def _make_room(self, slot: Slot) -> bool:
+        """Ensure the slot's sequence can take one more token; False if it had to finish."""
+        if len(slot.cache) < self._n_ctx:
+            return True
+        keep = min(slot.num_keep, len(slot.cache))
+        discard = (len(slot.cache) - keep) // 2
+        if slot.num_predict == -2 or not self._ctx.can_shift or discard <= 0:
+            self._finish(slot, "length")
+            return False
+        self._ctx.seq_rm(slot.seq, keep, keep + discard)
+        self._ctx.seq_add(slot.seq, keep + discard, len(slot.cache), -discard)
+        del slot.cache[keep : keep + discard]
+        log.debug("context shift: seq=%d keep=%d discard=%d", slot.seq, keep, discard)
+        return True
+
+    def _accept(self, slot: Slot, token: int) -> None:
+        """Handle one sampled token: EOG, text (UTF-8 + stop strings), num_predict."""
+        model = self._model
+        if model.is_eog(token):
+            self._finish(slot, "stop")
+            return
+        slot.generated.append(token)
+        text = slot.decoder.feed(model.piece(token))
+        if text:
+            out, stopped = slot.stops.feed(text)
+            if out:
+                self._emit(slot, CompletionChunk(out))
+            if stopped:
+                self._finish(slot, "stop", flush=False)
+                return
+        if 0 < slot.num_predict <= len(slot.generated):
+            self._finish(slot, "length")
+            return
+        slot.next_token = token
+
+    def _finish(self, slot: Slot, reason: DoneReason, *, flush: bool = True) -> None:
+        if flush:
+            out, stopped = slot.stops.feed(slot.decoder.flush())
+            out += "" if stopped else slot.stops.flush()
+            if out:
+                self._emit(slot, CompletionChunk(out))
+        now = time.perf_counter_ns()
+        end_prompt = slot.t_prompt_end or now
+        done = CompletionDone(
+            done_reason=reason,
+            prompt_eval_count=slot.prompt_eval_count,
+            prompt_eval_duration=max(end_prompt - slot.t_prompt_start, 0),
+            eval_count=len(slot.generated),
+            eval_duration=max(now - end_prompt, 0),
+            tokens=slot.prompt + slot.generated,
+        )
+        self._emit(slot, done)
+        self._release(slot)
+
+    def _emit(self, slot: Slot, event: CompletionEvent) -> None:
+        job = slot.job
+        if job is None or job.cancelled:
+            return
+        try:
+            job.emit(event)
+        except Exception:  # the receiving side is gone (event loop closed)
+            log.debug("dropping output of a job whose client is gone", exc_info=True)
+            job.cancel()
+
+    def _release(self, slot: Slot) -> None:
+        """Free the slot for the next job; its KV cache stays as a reusable prefix."""
+        if slot.job is not None:
+            slot.job.sampler.close()
+        slot.job = None
+        slot.next_token = None
+        slot.pending = []
+        # Prompt tokens that were never decoded are not in the cache: trim the history.
+        pos_max = self._ctx.seq_pos_max(slot.seq)
+        del slot.cache[pos_max + 1 :]
+
+    def _fail_active(self, message: str) -> None:
+        """A decode failed: its state is unknown, so error every busy slot and reset it."""
+        for slot in self._slots:
+            if slot.job is not None:
+                self._emit(slot, CompletionError(message))
+                self._release(slot)
+                self._ctx.seq_rm(slot.seq, -1, -1)
+                slot.cache.clear()
+
+    def _fail_all(self, message: str) -> None:
+        with self._wake:
+            queued = list(self._queue)
+            self._queue.clear()
+        for job in queued:
+            if not job.cancelled:
+                try:
+                    job.emit(CompletionError(message))
+                except Exception:
+                    log.debug("could not report shutdown to a queued job", exc_info=True)
+            job.sampler.close()
+        for slot in self._slots:
+            if slot.job is not None:
+                self._emit(slot, CompletionError(message))
+                self._release(slot)

@@ -1,0 +1,105 @@
+"""Loading a model, its adapters and its context from the runner's command line.
+
+This is where Ollama's load-time options become llama.cpp parameters:
+`num_gpu` -1 means every layer when this llama.cpp build can offload (else 0),
+`num_thread` 0 means the number of physical cores, `num_ctx` is per parallel sequence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ollamapy.runner.native import (
+    Context,
+    LoraAdapter,
+    Model,
+    physical_cores,
+    supports_gpu_offload,
+)
+from ollamapy.runner.protocol import LaunchArgs, RunnerInfo
+
+
+@dataclass
+class LoadedModel:
+    """Owns the model, its LoRA adapters and the context; `close()` frees all of them."""
+
+    args: LaunchArgs
+    model: Model
+    context: Context
+    adapters: list[LoraAdapter] = field(default_factory=list)
+    n_gpu_layers: int = 0
+
+    def info(self) -> RunnerInfo:
+        m = self.model
+        return RunnerInfo(
+            n_ctx=self.context.n_ctx_seq,
+            n_ctx_train=m.n_ctx_train,
+            n_parallel=self.context.n_seq_max,
+            n_vocab=m.n_vocab,
+            n_embd=m.n_embd,
+            add_bos=m.add_bos,
+            description=m.description,
+            size=m.size,
+            n_params=m.n_params,
+            has_encoder=m.has_encoder,
+            embeddings=self.args.embedding,
+            gpu_offload=supports_gpu_offload(),
+            n_gpu_layers=self.n_gpu_layers,
+        )
+
+    def close(self) -> None:
+        self.context.close()
+        for adapter in self.adapters:
+            adapter.close()
+        self.model.close()
+
+
+def gpu_layers(requested: int) -> int:
+    """-1 (Ollama's "auto") offloads everything on a GPU build and nothing on CPU."""
+    if not supports_gpu_offload():
+        return 0
+    return -1 if requested < 0 else requested
+
+
+def thread_count(requested: int) -> int:
+    return requested if requested > 0 else physical_cores()
+
+
+def load(args: LaunchArgs, progress: Callable[[float], None] | None = None) -> LoadedModel:
+    """Load everything `args` names; on any failure free what was made and re-raise."""
+    if args.parallel < 1 or args.num_ctx < 1 or args.num_batch < 1:
+        raise ValueError("parallel, ctx-size and batch-size must be positive")
+    n_gpu = gpu_layers(args.num_gpu)
+    model = Model(
+        args.model,
+        n_gpu_layers=n_gpu,
+        main_gpu=args.main_gpu,
+        use_mmap=args.use_mmap,
+        use_mlock=args.use_mlock,
+        progress=progress,
+    )
+    adapters: list[LoraAdapter] = []
+    try:
+        adapters.extend(LoraAdapter(model, path) for path in args.lora)
+        context = Context(
+            model,
+            n_ctx_seq=args.num_ctx,
+            n_seq_max=args.parallel,
+            n_batch=args.num_batch,
+            n_threads=thread_count(args.num_thread),
+            flash_attention=args.flash_attention,
+            kv_cache_type=args.kv_cache_type,
+            embeddings=args.embedding,
+        )
+        try:
+            context.set_adapters(adapters)
+        except BaseException:
+            context.close()
+            raise
+    except BaseException:
+        for adapter in adapters:
+            adapter.close()
+        model.close()
+        raise
+    return LoadedModel(args, model, context, adapters, n_gpu)

@@ -1,0 +1,147 @@
+"""From Ollama's sampling options to a plan for llama.cpp's native sampler chain.
+
+The plan is a list of `SamplerStep`s: pure data that tests can check without llama.cpp,
+and that the engine turns into one `llama_sampler_chain` per request (so sampling itself
+runs in C, once per token, with no Python loop over the vocabulary).
+
+Order, as llama.cpp's common sampler and Ollama use it:
+grammar, penalties, top_k, typical, top_p, min_p, temperature, then the final pick
+(dist with the seed, or greedy when temperature <= 0, or mirostat v1/v2).
+
+Notes on options that have no native sampler:
+* `penalize_newline` is accepted and ignored: llama.cpp's penalties sampler no longer has
+  a newline exemption and current Ollama also ignores it.
+* `num_predict`, `num_keep` and `stop` are handled by the engine, not the chain.
+
+Speed: llama.cpp's penalties sampler does a hash lookup for every candidate, i.e. for the
+whole vocabulary (~100 us/token for a 49k vocabulary). When the penalties can only lower
+logits (repeat_penalty >= 1, frequency/presence >= 0) and a top-k (or greedy) follows,
+a `top_k(k + last_n)` pre-filter goes first. It changes nothing: at most `last_n` tokens
+are penalised, so a token outside the original top `k + last_n` still has `k`
+unpenalised tokens above it and cannot reach the final top `k`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ollamapy.types.options import SamplingOptions
+
+# llama.cpp's LLAMA_DEFAULT_SEED: the dist/mirostat samplers then pick a random seed.
+RANDOM_SEED = 0xFFFFFFFF
+MIROSTAT_M = 100  # llama.cpp's fixed number of tokens used to estimate s in mirostat v1
+MIN_KEEP = 1
+
+StepName = Literal[
+    "grammar",
+    "penalties",
+    "top_k",
+    "typical",
+    "top_p",
+    "min_p",
+    "temp_ext",
+    "mirostat",
+    "mirostat_v2",
+    "dist",
+    "greedy",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SamplerStep:
+    """One native sampler to create, with the arguments of its `llama_sampler_init_*`."""
+
+    name: StepName
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_seed(seed: int) -> int:
+    """Negative seeds mean "random"; others are folded into llama.cpp's uint32."""
+    return RANDOM_SEED if seed < 0 else seed & 0xFFFFFFFF
+
+
+def penalty_window(options: SamplingOptions, n_ctx: int) -> int:
+    """How many recent tokens the penalties look at (-1 = the whole context, like Ollama)."""
+    return n_ctx if options.repeat_last_n < 0 else options.repeat_last_n
+
+
+def plan_sampler_chain(
+    options: SamplingOptions, *, n_vocab: int, n_ctx: int, grammar: str | None = None
+) -> list[SamplerStep]:
+    """List the samplers (and their parameters) that implement `options`."""
+    steps: list[SamplerStep] = []
+    if grammar is not None:
+        steps.append(SamplerStep("grammar", {"grammar": grammar, "root": "root"}))
+    penalties = _penalties(options, n_vocab=n_vocab, n_ctx=n_ctx)
+    steps += _prefilter(options, penalties, n_vocab=n_vocab) + penalties
+    seed = resolve_seed(options.seed)
+    if options.temperature <= 0:
+        steps.append(SamplerStep("greedy"))
+        return steps
+    if options.mirostat in (1, 2):
+        return steps + _mirostat(options, n_vocab=n_vocab, seed=seed)
+    steps += _truncation(options)
+    steps.append(SamplerStep("temp_ext", {"t": options.temperature, "delta": 0.0, "exponent": 1.0}))
+    steps.append(SamplerStep("dist", {"seed": seed}))
+    return steps
+
+
+def _penalties(options: SamplingOptions, *, n_vocab: int, n_ctx: int) -> list[SamplerStep]:
+    last_n = penalty_window(options, n_ctx)
+    enabled = (
+        options.repeat_penalty != 1.0
+        or options.frequency_penalty != 0.0
+        or options.presence_penalty != 0.0
+    )
+    if last_n == 0 or not enabled:
+        return []
+    params = {
+        "n_vocab": n_vocab,
+        "last_n": last_n,
+        "repeat": options.repeat_penalty,
+        "freq": options.frequency_penalty,
+        "present": options.presence_penalty,
+    }
+    return [SamplerStep("penalties", params)]
+
+
+def _prefilter(
+    options: SamplingOptions, penalties: list[SamplerStep], *, n_vocab: int
+) -> list[SamplerStep]:
+    """The exact top-k shortcut in front of the penalties (see the module docstring)."""
+    if not penalties or options.repeat_penalty < 1.0:
+        return []
+    if options.frequency_penalty < 0.0 or options.presence_penalty < 0.0:
+        return []
+    if options.temperature <= 0:
+        keep = 1
+    elif options.mirostat in (1, 2) or options.top_k <= 0:
+        return []  # these need the whole distribution
+    else:
+        keep = options.top_k
+    k = keep + int(penalties[0].params["last_n"])
+    return [SamplerStep("top_k", {"k": k})] if k <= n_vocab // 4 else []
+
+
+def _truncation(options: SamplingOptions) -> list[SamplerStep]:
+    """top_k, typical, top_p, min_p: each left out when its value disables it."""
+    steps: list[SamplerStep] = []
+    if options.top_k > 0:
+        steps.append(SamplerStep("top_k", {"k": options.top_k}))
+    if 0.0 < options.typical_p < 1.0:
+        steps.append(SamplerStep("typical", {"p": options.typical_p, "min_keep": MIN_KEEP}))
+    if 0.0 < options.top_p < 1.0:
+        steps.append(SamplerStep("top_p", {"p": options.top_p, "min_keep": MIN_KEEP}))
+    if options.min_p > 0.0:
+        steps.append(SamplerStep("min_p", {"p": options.min_p, "min_keep": MIN_KEEP}))
+    return steps
+
+
+def _mirostat(options: SamplingOptions, *, n_vocab: int, seed: int) -> list[SamplerStep]:
+    tau, eta = options.mirostat_tau, options.mirostat_eta
+    temp = SamplerStep("temp_ext", {"t": options.temperature, "delta": 0.0, "exponent": 1.0})
+    if options.mirostat == 1:
+        params = {"n_vocab": n_vocab, "seed": seed, "tau": tau, "eta": eta, "m": MIROSTAT_M}
+        return [temp, SamplerStep("mirostat", params)]
+    return [temp, SamplerStep("mirostat_v2", {"seed": seed, "tau": tau, "eta": eta})]

@@ -1,0 +1,88 @@
+"""Turning a stream of token pieces (bytes) into text that is safe to send.
+
+Two small, pure state machines used once per generated token:
+
+* `Utf8Decoder` never emits half a character: a token may end in the middle of a
+  multi-byte sequence (emoji are often split over 2-4 byte-level tokens), so incomplete
+  trailing bytes are held until the next piece completes them.
+* `StopMatcher` finds stop strings that span token boundaries: text that could still be
+  the start of a stop string is held back; once a stop string is seen, everything before
+  it is released and the stop text itself is never emitted.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterable
+
+
+class Utf8Decoder:
+    """Incremental UTF-8 decoding; invalid bytes become U+FFFD instead of raising."""
+
+    __slots__ = ("_decoder",)
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, data: bytes) -> str:
+        """Decode `data`, holding back a trailing incomplete character."""
+        return self._decoder.decode(data)
+
+    def flush(self) -> str:
+        """End of stream: whatever is still held is invalid and becomes U+FFFD."""
+        return self._decoder.decode(b"", final=True)
+
+
+class StopMatcher:
+    """Holds back text that may be the start of a stop string; reports full matches."""
+
+    __slots__ = ("_held", "_max_hold", "_stops")
+
+    def __init__(self, stops: Iterable[str]) -> None:
+        self._stops = tuple(s for s in stops if s)
+        self._max_hold = max((len(s) for s in self._stops), default=1) - 1
+        self._held = ""
+
+    @property
+    def active(self) -> bool:
+        return bool(self._stops)
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """Add `text`; return (text safe to emit now, whether a stop string was hit).
+
+        After a hit the matcher should not be fed again: the generation is over.
+        """
+        if not self._stops:
+            return text, False
+        buf = self._held + text
+        cut = self._first_match(buf)
+        if cut is not None:
+            self._held = ""
+            return buf[:cut], True
+        hold = self._partial_suffix(buf)
+        if hold:
+            self._held = buf[-hold:]
+            return buf[:-hold], False
+        self._held = ""
+        return buf, False
+
+    def flush(self) -> str:
+        """Generation ended for another reason: release what was held back."""
+        held, self._held = self._held, ""
+        return held
+
+    def _first_match(self, buf: str) -> int | None:
+        best: int | None = None
+        for stop in self._stops:
+            idx = buf.find(stop)
+            if idx != -1 and (best is None or idx < best):
+                best = idx
+        return best
+
+    def _partial_suffix(self, buf: str) -> int:
+        """Length of the longest suffix of `buf` that starts some stop string."""
+        for size in range(min(len(buf), self._max_hold), 0, -1):
+            tail = buf[-size:]
+            if any(stop.startswith(tail) for stop in self._stops):
+                return size
+        return 0

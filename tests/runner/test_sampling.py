@@ -1,0 +1,115 @@
+"""The option -> sampler-chain plan, checked without llama.cpp."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ollamapy.runner.sampling import (
+    RANDOM_SEED,
+    SamplerStep,
+    plan_sampler_chain,
+    resolve_seed,
+)
+from ollamapy.types.options import SamplingOptions
+
+N_VOCAB = 1000
+N_CTX = 2048
+
+
+def names(**options: Any) -> list[str]:
+    plan = plan_sampler_chain(SamplingOptions(**options), n_vocab=N_VOCAB, n_ctx=N_CTX)
+    return [step.name for step in plan]
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        # Ollama's defaults: penalties (1.1), top_k 40, top_p 0.9, temperature, dist,
+        # with the exact top_k(40 + 64) pre-filter in front of the penalties
+        ({}, ["top_k", "penalties", "top_k", "top_p", "temp_ext", "dist"]),
+        ({"temperature": 0}, ["top_k", "penalties", "greedy"]),
+        ({"temperature": 0, "repeat_penalty": 1.0}, ["greedy"]),
+        ({"repeat_last_n": 0}, ["top_k", "top_p", "temp_ext", "dist"]),
+        (
+            {"top_k": 0, "top_p": 1.0, "repeat_penalty": 1.0},
+            ["temp_ext", "dist"],
+        ),
+        (
+            {"typical_p": 0.5, "min_p": 0.05},
+            ["top_k", "penalties", "top_k", "typical", "top_p", "min_p", "temp_ext", "dist"],
+        ),
+        ({"mirostat": 1}, ["penalties", "temp_ext", "mirostat"]),
+        ({"mirostat": 2, "repeat_penalty": 1.0}, ["temp_ext", "mirostat_v2"]),
+        # presence/frequency alone still enable the penalties sampler
+        (
+            {"repeat_penalty": 1.0, "presence_penalty": 0.5, "temperature": 0},
+            ["top_k", "penalties", "greedy"],
+        ),
+        # no pre-filter when a penalty can raise logits or the whole distribution is needed
+        ({"presence_penalty": -0.5}, ["penalties", "top_k", "top_p", "temp_ext", "dist"]),
+        ({"repeat_penalty": 0.9}, ["penalties", "top_k", "top_p", "temp_ext", "dist"]),
+        ({"top_k": 0}, ["penalties", "top_p", "temp_ext", "dist"]),
+        ({"repeat_last_n": -1}, ["penalties", "top_k", "top_p", "temp_ext", "dist"]),
+    ],
+)
+def test_plan_order(options: dict[str, Any], expected: list[str]) -> None:
+    assert names(**options) == expected
+
+
+def test_plan_parameters() -> None:
+    options = SamplingOptions(
+        seed=42,
+        top_k=7,
+        top_p=0.5,
+        min_p=0.1,
+        temperature=0.3,
+        repeat_last_n=-1,
+        repeat_penalty=1.2,
+        frequency_penalty=0.1,
+        presence_penalty=0.2,
+    )
+    plan = plan_sampler_chain(options, n_vocab=N_VOCAB, n_ctx=N_CTX)
+    assert plan == [  # 7 + 2048 is too big for a pre-filter over 1000 tokens
+        SamplerStep(
+            "penalties",
+            {"n_vocab": N_VOCAB, "last_n": N_CTX, "repeat": 1.2, "freq": 0.1, "present": 0.2},
+        ),
+        SamplerStep("top_k", {"k": 7}),
+        SamplerStep("top_p", {"p": 0.5, "min_keep": 1}),
+        SamplerStep("min_p", {"p": 0.1, "min_keep": 1}),
+        SamplerStep("temp_ext", {"t": 0.3, "delta": 0.0, "exponent": 1.0}),
+        SamplerStep("dist", {"seed": 42}),
+    ]
+
+
+def test_prefilter_size() -> None:
+    plan = plan_sampler_chain(
+        SamplingOptions(top_k=10, repeat_last_n=30), n_vocab=N_VOCAB, n_ctx=N_CTX
+    )
+    assert plan[0] == SamplerStep("top_k", {"k": 40})
+    greedy = plan_sampler_chain(SamplingOptions(temperature=0), n_vocab=N_VOCAB, n_ctx=N_CTX)
+    assert greedy[0] == SamplerStep("top_k", {"k": 65})
+
+
+def test_grammar_comes_first() -> None:
+    plan = plan_sampler_chain(
+        SamplingOptions(temperature=0), n_vocab=N_VOCAB, n_ctx=N_CTX, grammar="root ::= x"
+    )
+    assert plan[0] == SamplerStep("grammar", {"grammar": "root ::= x", "root": "root"})
+
+
+def test_mirostat_parameters() -> None:
+    options = SamplingOptions(mirostat=1, mirostat_tau=3.0, mirostat_eta=0.2, seed=5)
+    plan = plan_sampler_chain(options, n_vocab=N_VOCAB, n_ctx=N_CTX)
+    assert plan[-1] == SamplerStep(
+        "mirostat", {"n_vocab": N_VOCAB, "seed": 5, "tau": 3.0, "eta": 0.2, "m": 100}
+    )
+
+
+@pytest.mark.parametrize(
+    ("seed", "expected"), [(-1, RANDOM_SEED), (-7, RANDOM_SEED), (0, 0), (2**32 + 3, 3)]
+)
+def test_resolve_seed(seed: int, expected: int) -> None:
+    assert resolve_seed(seed) == expected
