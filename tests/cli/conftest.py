@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from tests.cli.cli_fakes import NOW, FakeOllama, Outcome, terminal
 from click.testing import CliRunner
 
 from ollamapy.cli.commands import Deps
 from ollamapy.cli.main import cli
+from tests.cli.cli_fakes import NOW, FakeOllama, Outcome, terminal
 
 
 @pytest.fixture

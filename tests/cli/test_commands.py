@@ -10,12 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.cli.cli_fakes import DIGEST, FakeOllama, Outcome, ndjson, terminal
 from click.testing import CliRunner
 
 from ollamapy.api.client import Client
 from ollamapy.cli.commands import Deps
 from ollamapy.cli.main import cli
+from tests.cli.cli_fakes import DIGEST, FakeOllama, Outcome, ndjson, terminal
 
 Invoke = Callable[..., Outcome]
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.cli.cli_fakes import FakeOllama, ndjson, terminal
 
 from ollamapy.cli import repl as repl_module
 from ollamapy.cli.repl import (
@@ -24,6 +23,7 @@ from ollamapy.cli.repl import (
     save_request,
 )
 from ollamapy.cli.run import RunOptions, Session
+from tests.cli.cli_fakes import FakeOllama, ndjson, terminal
 
 
 class ScriptedReader:

@@ -8,6 +8,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,9 +217,6 @@ asyncio.run(main())
 
 
 def test_runner_exits_when_the_server_is_killed(smollm2: Path) -> None:
-    import subprocess
-    import sys
-
     parent = subprocess.Popen(
         [sys.executable, "-c", PARENT_SCRIPT, str(smollm2)], stdout=subprocess.PIPE, text=True
     )

@@ -73,7 +73,8 @@ async def test_dropped_connection_is_retried_within_one_pull(
 
     await collect(pull_model(other_store, str(name), options()))
 
-    assert 5_000 in _range_starts(proxy)  # a cut part continued where it stopped
+    # whichever part the cut hit (parts race) continued 5,000 bytes past its own start
+    assert any(start % (64 * 1024) == 5_000 for start in _range_starts(proxy))
     assert other_store.read_manifest_bytes(name) == store.read_manifest_bytes(name)
 
 

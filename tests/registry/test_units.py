@@ -47,7 +47,7 @@ def test_ed25519_matches_rfc8032(seed: str, public: str, message: str, signature
 def test_key_file_is_openssh_compatible(tmp_path: Path) -> None:
     ssh_keygen = shutil.which("ssh-keygen")
     if ssh_keygen is None:
-        pytest.skip("ssh-keygen not installed")
+        pytest.fail("ssh-keygen is missing: scripts/test.sh installs openssh-client")
     ours = load_or_create_key(tmp_path / "id_ed25519")
     derived = subprocess.run(
         [ssh_keygen, "-y", "-f", str(tmp_path / "id_ed25519")],
@@ -66,7 +66,7 @@ def test_key_file_is_openssh_compatible(tmp_path: Path) -> None:
 def test_key_signature_verifies_with_openssl(tmp_path: Path) -> None:
     openssl = shutil.which("openssl")
     if openssl is None:
-        pytest.skip("openssl not installed")
+        pytest.fail("openssl is missing: scripts/test.sh installs openssl")
     key = load_or_create_key(tmp_path / "id_ed25519")
     header = key.sign_header(b"GET,https://example/token,abc")
     blob, signature = (base64.b64decode(p) for p in header.split(":"))

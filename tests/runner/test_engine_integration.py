@@ -114,7 +114,7 @@ def tiny(smollm2: Path) -> Iterator[Harness]:
     yield from _harness(smollm2, num_ctx=64, parallel=1, num_batch=64)
 
 
-GREEDY = {"temperature": 0.0, "num_predict": 24}
+GREEDY: dict[str, Any] = {"temperature": 0.0, "num_predict": 24}
 
 
 def test_greedy_is_reproducible(harness: Harness) -> None:
@@ -127,7 +127,7 @@ def test_greedy_is_reproducible(harness: Harness) -> None:
 
 
 def test_same_seed_same_sample(harness: Harness) -> None:
-    opts = {"temperature": 1.0, "seed": 1234, "num_predict": 24}
+    opts: dict[str, Any] = {"temperature": 1.0, "seed": 1234, "num_predict": 24}
     first = harness.run(chat("Tell me a joke."), **opts)
     second = harness.run(chat("Tell me a joke."), **opts)
     assert first.text and first.text == second.text
@@ -262,3 +262,13 @@ def test_threads_do_not_deadlock_on_many_jobs(harness: Harness) -> None:
         t.join(TIMEOUT)
     assert len(results) == 5
     assert all(r.done is not None and r.done.eval_count == 4 for r in results)
+
+
+def test_multibyte_characters_are_never_split(harness: Harness) -> None:
+    result = harness.run(chat("Reply with three emojis."), temperature=0, num_predict=12)
+    assert result.done is not None
+    emojis = [ch for ch in result.text if ord(ch) > 0xFFFF]
+    assert emojis and "\ufffd" not in result.text
+    assert result.done.eval_count > len(emojis)  # so some emoji spanned several tokens
+    for chunk in result.chunks:
+        chunk.encode("utf-8")  # every chunk is whole text on its own

@@ -230,6 +230,14 @@ class ProcessRunner:
         body = await self._post(p.DETOKENIZE_PATH, p.DetokenizeRequest(list(tokens)).to_json())
         return p.DetokenizeResponse.from_json(body).content
 
+    async def embed(
+        self, contents: Sequence[str], truncate: bool = True
+    ) -> tuple[list[list[float]], int]:
+        """Raw (unnormalised) embeddings of `contents` and the number of tokens evaluated."""
+        request = p.EmbeddingRequest(list(contents), truncate)
+        body = p.EmbeddingResponse.from_json(await self._post(p.EMBEDDING_PATH, request.to_json()))
+        return body.embeddings, body.prompt_eval_count
+
     async def fetch_info(self) -> p.RunnerInfo:
         try:
             resp = await self._require_client().get(p.INFO_PATH)

@@ -154,15 +154,21 @@ class Engine:
             self._queue.append(job)
             self._wake.notify()
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop the thread, fail unfinished jobs, and free the batch (not model/context)."""
+    def close(self, timeout: float = 10.0) -> bool:
+        """Stop the thread, fail unfinished jobs and free the batch (not model/context).
+
+        Returns False if the thread is still running after `timeout` (a decode that never
+        returns); the caller must then NOT free the context under it.
+        """
         with self._wake:
             self._closing = True
             self._wake.notify()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        if not self._thread.is_alive():
-            self._batch.close()
+        if self._thread.is_alive():
+            return False
+        self._batch.close()
+        return True
 
     # the loop ---------------------------------------------------------------
 

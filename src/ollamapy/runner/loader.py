@@ -7,9 +7,11 @@ This is where Ollama's load-time options become llama.cpp parameters:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ollamapy.runner.embed import EMBED_MAX_SEQS, embedding_context_size, is_embedding_model
 from ollamapy.runner.native import (
     Context,
     LoraAdapter,
@@ -81,12 +83,17 @@ def load(args: LaunchArgs, progress: Callable[[float], None] | None = None) -> L
     )
     adapters: list[LoraAdapter] = []
     try:
+        n_ctx_seq, n_batch, n_seq = args.num_ctx, args.num_batch, args.parallel
+        if is_embedding_model(model):
+            args = dataclasses.replace(args, embedding=True)
+            n_ctx_seq, n_batch = embedding_context_size(model, n_ctx_seq, n_batch)
+            n_seq = max(n_seq, EMBED_MAX_SEQS)
         adapters.extend(LoraAdapter(model, path) for path in args.lora)
         context = Context(
             model,
-            n_ctx_seq=args.num_ctx,
-            n_seq_max=args.parallel,
-            n_batch=args.num_batch,
+            n_ctx_seq=n_ctx_seq,
+            n_seq_max=n_seq,
+            n_batch=n_batch,
             n_threads=thread_count(args.num_thread),
             flash_attention=args.flash_attention,
             kv_cache_type=args.kv_cache_type,

@@ -406,3 +406,51 @@ class DetokenizeResponse:
     @classmethod
     def from_json(cls, raw: object) -> DetokenizeResponse:
         return cls(content=_get(_mapping(raw, "response"), "content", str, ""))
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingRequest:
+    """`POST /embedding`: texts to embed; `truncate` cuts inputs longer than the context."""
+
+    content: list[str]
+    truncate: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"content": self.content, "truncate": self.truncate}
+
+    @classmethod
+    def from_json(cls, raw: object) -> EmbeddingRequest:
+        data = _mapping(raw, "request")
+        content = data.get("content", [])
+        if isinstance(content, str):
+            content = [content]
+        if not isinstance(content, list) or not all(isinstance(c, str) for c in content):
+            raise ProtocolError("field 'content' must be a string or a list of strings")
+        return cls(content=list(content), truncate=_get(data, "truncate", bool, True))
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingResponse:
+    """Raw (unnormalised) vectors, one per input, and the number of tokens evaluated."""
+
+    embeddings: list[list[float]]
+    prompt_eval_count: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"embeddings": self.embeddings, "prompt_eval_count": self.prompt_eval_count}
+
+    @classmethod
+    def from_json(cls, raw: object) -> EmbeddingResponse:
+        data = _mapping(raw, "response")
+        vectors = data.get("embeddings")
+        if not isinstance(vectors, list) or not all(
+            isinstance(v, list) and all(isinstance(x, int | float) for x in v) for v in vectors
+        ):
+            raise ProtocolError("field 'embeddings' must be a list of number lists")
+        return cls(
+            embeddings=[[float(x) for x in v] for v in vectors],
+            prompt_eval_count=_get(data, "prompt_eval_count", int, 0),
+        )

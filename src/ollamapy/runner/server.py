@@ -136,9 +136,23 @@ def build_app(state: RunnerState) -> Starlette:
             return _error(str(exc), 503)
         return EventStream(job, events)
 
-    async def embedding(_: Request) -> Response:
-        state.require()
-        return _error("this runner does not compute embeddings yet", 501)
+    async def embedding(request: Request) -> Response:
+        from ollamapy.runner import embed
+
+        loaded, _ = state.require()
+        req = p.EmbeddingRequest.from_json(await _json_body(request))
+        try:
+            vectors, count = await asyncio.to_thread(
+                embed.embed,
+                loaded.model,
+                loaded.context,
+                req.content,
+                truncate=req.truncate,
+                enabled=loaded.args.embedding,
+            )
+        except NativeError as exc:
+            return _error(str(exc), 500)
+        return JSONResponse(p.EmbeddingResponse(vectors, count).to_json())
 
     routes = [
         Route(p.HEALTH_PATH, health, methods=["GET"]),
@@ -302,16 +316,25 @@ async def _load_into(state: RunnerState, server: uvicorn.Server) -> None:
 
     try:
         loaded = await asyncio.to_thread(load, state.args, progress)
-    except (NativeError, OSError, ValueError) as exc:
-        state.error = str(exc)
-        sys.stderr.write(f"error: {exc}\n")
-        sys.stderr.flush()
-        server.should_exit = True
+    except Exception as exc:  # any failure to load ends the process with the reason
+        _fail_load(state, server, str(exc) or type(exc).__name__)
         return
-    engine = Engine(loaded.model, loaded.context, n_batch=state.args.num_batch)
-    engine.start()
+    try:
+        engine = Engine(loaded.model, loaded.context, n_batch=state.args.num_batch)
+        engine.start()
+    except Exception as exc:
+        loaded.close()
+        _fail_load(state, server, f"failed to start the engine: {exc}")
+        return
     state.loaded, state.info, state.engine = loaded, loaded.info(), engine
     log.info("model loaded: %s", state.info.description)
+
+
+def _fail_load(state: RunnerState, server: uvicorn.Server, reason: str) -> None:
+    state.error = reason
+    sys.stderr.write(f"error: {reason}\n")
+    sys.stderr.flush()
+    server.should_exit = True
 
 
 async def serve(args: p.LaunchArgs) -> int:
@@ -340,9 +363,8 @@ async def serve(args: p.LaunchArgs) -> int:
         loader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loader
-        if state.engine is not None:
-            await asyncio.to_thread(state.engine.close)
-        if state.loaded is not None:
+        stopped = state.engine is None or await asyncio.to_thread(state.engine.close)
+        if state.loaded is not None and stopped:
             state.loaded.close()
         sock.close()
     return EXIT_LOAD_FAILED if state.error else 0

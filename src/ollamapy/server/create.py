@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 from ollamapy import gguf
 from ollamapy.api.types import CreateRequest
+from ollamapy.convert import convert_model
 from ollamapy.errors import BadRequestError, NotFoundError, OllamaError
 from ollamapy.modelfile import parse as parse_modelfile
 from ollamapy.server.resolved import resolve
@@ -203,6 +205,9 @@ class ModelBuilder:
         yield {"status": "parsing GGUF"}
         for path in self.plan.local_files:
             yield from self._from_local(path)
+        if any(name.endswith(".safetensors") for name in self.plan.files):
+            yield from self._from_safetensors_files()
+            return
         for filename, digest in self.plan.files.items():
             yield from self._from_blob(filename, digest)
 
@@ -215,9 +220,8 @@ class ModelBuilder:
 
     def _from_local(self, path: Path) -> Iterator[Event]:
         if path.is_dir():
-            raise BadRequestError(
-                f"{path} is a directory: importing Safetensors models is not supported yet"
-            )
+            yield from self._convert(path)
+            return
         if not path.exists():
             raise BadRequestError(f"no such file or directory: {path}")
         yield {"status": f"copying file {path.name}"}
@@ -225,13 +229,44 @@ class ModelBuilder:
         self.written.add(digest)
         yield from self._from_blob(path.name, digest)
 
+    def _convert(self, model_dir: Path) -> Iterator[Event]:
+        """Convert a Hugging Face Safetensors directory to an f16 GGUF model layer."""
+        yield {"status": "converting model"}
+        blobs = self.store.blobs_dir
+        blobs.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=blobs, prefix=".convert-") as tmp:
+            output = Path(tmp) / "model.gguf"
+            try:
+                convert_model(model_dir, output, out_type="f16")
+            except (OSError, ValueError, KeyError) as exc:
+                raise BadRequestError(f"error converting model: {exc}") from exc
+            digest, _size = self.store.write_blob_from_file(output)
+        self.written.add(digest)
+        yield from self._from_blob("model.gguf", digest)
+
+    def _from_safetensors_files(self) -> Iterator[Event]:
+        """`files` naming the pieces of a Safetensors model: lay them out, then convert."""
+        blobs = self.store.blobs_dir
+        blobs.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=blobs, prefix=".import-") as tmp:
+            for filename, digest in self.plan.files.items():
+                source = self.store.blob_path(digest)
+                if not source.is_file():
+                    raise NotFoundError(f"blob {digest} not found: upload it with POST /api/blobs/")
+                target = Path(tmp) / filename
+                if ".." in Path(filename).parts or Path(filename).is_absolute():
+                    raise BadRequestError(f"invalid file name: {filename}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.symlink_to(source)
+            yield from self._convert(Path(tmp))
+
     def _from_blob(self, filename: str, digest: Digest) -> Iterator[Event]:
         path = self.store.blob_path(digest)
         if not path.is_file():
             raise NotFoundError(f"blob {digest} not found: upload it with POST /api/blobs/")
         if filename.endswith((".safetensors", ".json")):
             raise BadRequestError(
-                f"{filename}: importing Safetensors models is not supported yet; use a GGUF file"
+                f"{filename}: a Safetensors model needs its config.json, tokenizer and weights"
             )
         info = gguf.read_gguf(path)
         media = MediaType.MODEL if not self._has(MediaType.MODEL) else MediaType.PROJECTOR

@@ -26,6 +26,7 @@ from ollamapy.errors import BadRequestError
 from ollamapy.llm import ProcessRunner, RunnerSpec, start_runner
 from ollamapy.runner.protocol import CompletionDone, CompletionRequest
 from ollamapy.scheduler import LoadedModel, ModelLoad, Scheduler
+from ollamapy.scheduler.memory import GGUFEstimator, probe_memory
 from ollamapy.server import prompts
 from ollamapy.server.http import read_request, stream_events
 from ollamapy.server.models import details
@@ -57,6 +58,8 @@ def default_scheduler(config: Config) -> Scheduler[ProcessRunner]:
         default_keep_alive=config.keep_alive,
         max_loaded=config.max_loaded_models,
         max_queue=config.max_queue,
+        estimator=GGUFEstimator(config.kv_cache_type),
+        memory=probe_memory,
     )
 
 
@@ -87,7 +90,6 @@ def prepare(state: ServerState, model_name: str, options: object, keep_alive: ob
     merged = {**validate_options(model.parameters), **validate_options(options)}
     merged.setdefault("num_ctx", state.config.context_length)
     runner_options = RunnerOptions.from_options(merged)
-    parallel = state.config.num_parallel or 1
     load = ModelLoad(
         name=model.name.display,
         model_path=model.model_path,
@@ -95,7 +97,7 @@ def prepare(state: ServerState, model_name: str, options: object, keep_alive: ob
         options=runner_options,
         adapters=model.adapters,
         projectors=model.projectors,
-        num_parallel=parallel,
+        num_parallel=state.config.num_parallel,  # 0: the scheduler picks 4 or 1 by memory
         size=model.manifest.total_size,
         details=details(model.config, model.config.base_name),
     )
@@ -332,12 +334,12 @@ def _ps_entry(state: ServerState, entry: LoadedModel[Any]) -> Event:
     return {
         "name": load.name,
         "model": load.name,
-        "size": load.size,
+        "size": entry.memory.total or load.size,  # Ollama reports the memory it planned for
         "digest": load.digest.removeprefix("sha256:"),
         "details": load.details,
         "expires_at": _expiry_text(expires),
-        "size_vram": 0,
-        "context_length": load.options.num_ctx,
+        "size_vram": entry.size_vram,
+        "context_length": load.options.num_ctx,  # per sequence, as a request sees it
     }
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ollamapy import gguf
 from ollamapy import prompt as rules
 from ollamapy.api.types import ChatRequest, GenerateRequest
 from ollamapy.api.types import Message as WireMessage
@@ -36,8 +39,24 @@ def template_of(model: ResolvedModel, override: str | None = None) -> Template:
 # ----------------------------------------------------------------------------- checks
 
 
+@functools.lru_cache(maxsize=64)
+def _has_pooling(path: Path) -> bool:
+    """Whether a model file declares a pooling type (blobs never change: cached by path)."""
+    try:
+        return gguf.read_gguf(path, keep_arrays=0).pooling_type is not None
+    except Exception:  # not readable as GGUF: let the runner report it
+        return False
+
+
+def check_completion(model: ResolvedModel, action: str) -> None:
+    """An embedding-only model (one whose GGUF has a pooling type) cannot generate."""
+    if model.model_path is not None and _has_pooling(model.model_path):
+        raise BadRequestError(f'"{model.name.display}" does not support {action}')
+
+
 def check_generate(model: ResolvedModel, body: GenerateRequest) -> None:
     """Refuse, up front, what this model cannot do (Ollama's 400s)."""
+    check_completion(model, "generate")
     template = template_of(model, body.template)
     if body.suffix and not template.uses("Suffix") and not body.raw:
         raise BadRequestError(f"registry.ollama.ai/library/{body.model} does not support insert")
@@ -46,6 +65,7 @@ def check_generate(model: ResolvedModel, body: GenerateRequest) -> None:
 
 
 def check_chat(model: ResolvedModel, body: ChatRequest) -> None:
+    check_completion(model, "chat")
     template = template_of(model)
     for message in body.messages:
         if message.role not in ROLES:

@@ -1,0 +1,114 @@
+"""`/api/embed` and the legacy `/api/embeddings`: texts in, vectors out.
+
+The model is resolved and loaded like for generation (`inference.prepare` and the
+scheduler); the runner returns raw vectors, which `/api/embed` L2-normalises (after
+cutting them to `dimensions`, when asked) and the legacy route returns as they are.
+`embed(state, body)` is also what the OpenAI `/v1/embeddings` route runs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ollamapy.api.types import EmbeddingsRequest, EmbedRequest
+from ollamapy.errors import BadRequestError
+from ollamapy.llm import ProcessRunner
+from ollamapy.server.http import read_request
+from ollamapy.server.inference import Prepared, prepare
+from ollamapy.server.state import ServerState, state_of
+
+Event = dict[str, Any]
+
+
+def normalize(vector: Sequence[float]) -> list[float]:
+    """`vector` scaled to unit L2 norm (a zero vector stays as it is)."""
+    norm = math.sqrt(math.fsum(x * x for x in vector))
+    if norm == 0.0:
+        return list(vector)
+    return [x / norm for x in vector]
+
+
+def shape_vector(vector: Sequence[float], dimensions: int | None) -> list[float]:
+    """Ollama's rule: cut to `dimensions` when smaller than the vector, then normalise."""
+    if dimensions is not None and 0 < dimensions < len(vector):
+        vector = vector[:dimensions]
+    return normalize(vector)
+
+
+def _inputs(value: str | list[str] | list[int] | list[list[int]]) -> list[str | list[int]]:
+    """One entry per input: a text, or a list of token ids."""
+    if isinstance(value, str):
+        return [value] if value else []
+    if not value:
+        return []
+    ints = [v for v in value if isinstance(v, int)]
+    if len(ints) == len(value):
+        return [ints]
+    return [v for v in value if not isinstance(v, int)]
+
+
+async def _texts(runner: ProcessRunner, inputs: list[str | list[int]]) -> list[str]:
+    texts: list[str] = []
+    for item in inputs:
+        texts.append(item if isinstance(item, str) else await runner.detokenize(item))
+    return texts
+
+
+async def _prepare(state: ServerState, model: str, options: object, keep: object) -> Prepared:
+    return await run_in_threadpool(prepare, state, model, options, keep)
+
+
+async def embed(state: ServerState, body: EmbedRequest) -> Event:
+    """The native `/api/embed` result for `body` (also used by `/v1/embeddings`)."""
+    if body.dimensions is not None and body.dimensions < 0:
+        raise BadRequestError("dimensions must be a positive number")
+    inputs = _inputs(body.input)
+    prepared = await _prepare(state, body.model, body.options, body.keep_alive)
+    if not inputs:
+        await state.scheduler.load(prepared.load, prepared.keep_alive)
+        return {"model": body.model, "embeddings": []}
+    started = time.perf_counter_ns()
+    async with state.scheduler.use(prepared.load, prepared.keep_alive) as entry:
+        load_duration = time.perf_counter_ns() - started
+        runner: ProcessRunner = entry.runner
+        vectors, count = await runner.embed(await _texts(runner, inputs), body.truncate)
+    return {
+        "model": body.model,
+        "embeddings": [shape_vector(v, body.dimensions) for v in vectors],
+        "total_duration": time.perf_counter_ns() - started,
+        "load_duration": load_duration,
+        "prompt_eval_count": count,
+    }
+
+
+async def embed_route(request: Request) -> Response:
+    body = await read_request(request, EmbedRequest)
+    return JSONResponse(await embed(state_of(request), body))
+
+
+async def embeddings_route(request: Request) -> Response:
+    """Legacy `/api/embeddings`: one prompt, one raw (unnormalised) vector."""
+    body = await read_request(request, EmbeddingsRequest)
+    state = state_of(request)
+    prepared = await _prepare(state, body.model, body.options, body.keep_alive)
+    if not body.prompt:
+        await state.scheduler.load(prepared.load, prepared.keep_alive)
+        return JSONResponse({"embedding": []})
+    async with state.scheduler.use(prepared.load, prepared.keep_alive) as entry:
+        runner: ProcessRunner = entry.runner
+        vectors, _count = await runner.embed([body.prompt], True)
+    return JSONResponse({"embedding": vectors[0]})
+
+
+ROUTES = [
+    Route("/api/embed", embed_route, methods=["POST"]),
+    Route("/api/embeddings", embeddings_route, methods=["POST"]),
+]
