@@ -6,10 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 # Registry tests run against Debian's CNCF distribution server (and htpasswd for basic auth).
-if ! command -v docker-registry >/dev/null 2>&1 || ! command -v htpasswd >/dev/null 2>&1; then
+# The key tests check our ed25519 files against OpenSSH and OpenSSL.
+if ! command -v docker-registry >/dev/null 2>&1 || ! command -v htpasswd >/dev/null 2>&1 \
+  || ! command -v ssh-keygen >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo ">>> installing docker-registry and apache2-utils for the registry tests"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry apache2-utils >/dev/null
+    echo ">>> installing docker-registry, apache2-utils, openssh-client, openssl for the registry tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry apache2-utils openssh-client openssl >/dev/null
     systemctl disable --now docker-registry >/dev/null 2>&1 || true
   fi
 fi
