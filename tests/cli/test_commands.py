@@ -401,6 +401,30 @@ def test_create_skips_upload_of_known_blob_and_sends_from_for_names(
     assert bodies[1] == {"model": "b", "from": "llama3.2", "system": "hi", "stream": True}
 
 
+def test_create_from_safetensors_directory_keeps_module_folders(
+    fake: FakeOllama, invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = tmp_path / "minilm"
+    (model / "1_Pooling").mkdir(parents=True)
+    contents = {
+        "model.safetensors": b"weights",
+        "config.json": b"{}",
+        "modules.json": b"[]",
+        "1_Pooling/config.json": b'{"pooling_mode_mean_tokens": true}',
+    }
+    digests = {}
+    for name, data in contents.items():
+        (model / name).write_bytes(data)
+        digests[name] = "sha256:" + hashlib.sha256(data).hexdigest()
+        fake.routes[("HEAD", f"/api/blobs/{digests[name]}")] = httpx.Response(200)
+    create_routes(fake)
+    (tmp_path / "Modelfile").write_text("FROM ./minilm\n")
+    monkeypatch.chdir(tmp_path)
+    assert invoke("create", "emb").exit_code == 0
+    bodies: list[Any] = fake.bodies("POST", "/api/create")
+    assert bodies[0]["files"] == digests
+
+
 def test_create_errors(invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert invoke("create", "a", "-f", "Nope").err == "Error: specified Modelfile wasn't found\n"

@@ -33,7 +33,8 @@ _WEIGHT_PATTERNS: tuple[tuple[str, bool], ...] = (
     ("*.gguf", True),
     ("*.bin", True),
 )
-_CONFIG_PATTERNS = ("*.json", "tokenizer.model")
+_CONFIG_PATTERNS = ("*.json", "tokenizer.model", "[0-9]*_*/*.json")
+"""Configs beside the weights, plus sentence-transformers' module folders (`1_Pooling/`)."""
 
 
 class CreateError(OllamaError):
@@ -149,12 +150,23 @@ def _read_chunks(path: Path, size: int, report: Callable[[int], None]) -> Iterat
 def upload_all(
     client: Client, paths: list[Path], digests: dict[Path, str], display: ProgressDisplay
 ) -> dict[str, str]:
-    """Upload the files; return `{basename: digest}`, the form `/api/create` takes."""
+    """Upload the files; return `{name: digest}`, the form `/api/create` takes.
+
+    A name is the file's basename, except inside a sentence-transformers module folder
+    (`1_Pooling/config.json`), whose folder is kept so it cannot collide with `config.json`.
+    """
     uploaded: dict[str, str] = {}
     for path in paths:
         upload_blob(client, path, digests[path], display)
-        uploaded[path.name] = digests[path]
+        uploaded[_upload_name(path)] = digests[path]
     return uploaded
+
+
+def _upload_name(path: Path) -> str:
+    folder = path.parent.name
+    if folder[:1].isdigit() and "_" in folder:
+        return f"{folder}/{path.name}"
+    return path.name
 
 
 def show_progress(display: ProgressDisplay, part: JSON, state: dict[str, Any]) -> None:
