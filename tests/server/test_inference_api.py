@@ -261,3 +261,19 @@ def test_openai_sdk_chat_and_completions_against_the_real_model(server: LiveServ
     assert completion.choices[0].text
     with pytest.raises(openai.NotFoundError):
         sdk.chat.completions.create(model="missing", messages=[{"role": "user", "content": "x"}])
+
+
+def test_client_disconnect_frees_the_runner(server: LiveServer, client: ollama.Client) -> None:
+    """Closing a stream mid-generation stops it: the next request is not stuck behind it."""
+    body = {"model": MODEL, "prompt": "Write a very long essay.", "options": {"num_predict": 4000}}
+    with httpx.stream("POST", f"{server.url}/api/generate", json=body, timeout=60) as response:
+        lines = response.iter_lines()
+        for _ in range(3):
+            assert json.loads(next(lines))["done"] is False
+    quick = httpx.post(
+        f"{server.url}/api/generate",
+        json={"model": MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 3}},
+        timeout=15,
+    )
+    assert quick.status_code == 200
+    assert quick.json()["eval_count"] == 3
