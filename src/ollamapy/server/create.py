@@ -21,6 +21,7 @@ from ollamapy import gguf
 from ollamapy.api.types import CreateRequest
 from ollamapy.convert import convert_model
 from ollamapy.errors import BadRequestError, NotFoundError, OllamaError
+from ollamapy.modelfile import classify_from
 from ollamapy.modelfile import parse as parse_modelfile
 from ollamapy.server.resolved import resolve
 from ollamapy.store import Layer, Manifest, MediaType, ModelConfig, Store
@@ -106,40 +107,22 @@ def _plan_from_modelfile(name: ModelName, request: CreateRequest) -> CreatePlan:
 
 def _with_source(plan: CreatePlan, source: str, base_dir: Path) -> CreatePlan:
     """A FROM value: a blob digest, a local file or directory, or a model name."""
-    digest = _as_digest(source)
-    if digest is not None:
-        return replace(plan, files={"model.gguf": digest})
-    path = _as_path(source, base_dir)
-    if path is not None:
-        return replace(plan, local_files=[path])
+    found = classify_from(source, base_dir)
+    if found.digest is not None:
+        return replace(plan, files={"model.gguf": found.digest})
+    if found.path is not None:
+        return replace(plan, local_files=[found.path])
     return replace(plan, base_model=ModelName.parse(source))
 
 
 def _with_adapter(plan: CreatePlan, source: str, base_dir: Path) -> CreatePlan:
-    digest = _as_digest(source)
-    if digest is not None:
-        return replace(plan, adapters={**plan.adapters, f"adapter{len(plan.adapters)}": digest})
-    path = _as_path(source, base_dir)
-    if path is None:
+    found = classify_from(source, base_dir)
+    if found.digest is not None:
+        named = {**plan.adapters, f"adapter{len(plan.adapters)}": found.digest}
+        return replace(plan, adapters=named)
+    if found.path is None:
         raise BadRequestError(f"adapter not found: {source}")
-    return replace(plan, local_adapters=[*plan.local_adapters, path])
-
-
-def _as_digest(source: str) -> Digest | None:
-    text = source.removeprefix("@")
-    if not text.startswith("sha256"):
-        return None
-    return Digest.parse(text)
-
-
-def _as_path(source: str, base_dir: Path) -> Path | None:
-    looks_like_path = source.startswith(("/", "./", "../", "~")) or "\\" in source
-    path = Path(source).expanduser()
-    if not path.is_absolute():
-        path = base_dir / path
-    if looks_like_path or path.exists():
-        return path
-    return None
+    return replace(plan, local_adapters=[*plan.local_adapters, found.path])
 
 
 def _digests(files: dict[str, str] | None) -> dict[str, Digest]:
