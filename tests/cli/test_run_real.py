@@ -7,13 +7,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-import httpx
 import pexpect
 import pytest
 
-from ollamapy.config import Config, parse_host
 from tests.conftest import bundled_model_file
-from tests.server.conftest import LiveServer, free_port, serve
+from tests.server.conftest import SMOLLM2_MODELFILE, LiveServer, serve_with_model
 
 pytestmark = pytest.mark.integration
 
@@ -22,22 +20,11 @@ MODEL = "smollm2:135m"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    models = tmp_path_factory.mktemp("models")
-    config = Config(host=parse_host(f"127.0.0.1:{free_port()}"), models_dir=models)
-    for live in serve(config):
-        modelfile = (
-            f"FROM {bundled_model_file('smollm2')}\n"
-            'TEMPLATE """{{- range .Messages }}<|im_start|>{{ .Role }}\n'
-            '{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"""\n'
-            'PARAMETER stop "<|im_end|>"\nPARAMETER temperature 0\nPARAMETER num_predict 24\n'
-        )
-        created = httpx.post(
-            f"{live.url}/api/create",
-            json={"model": MODEL, "modelfile": modelfile, "stream": False},
-            timeout=120,
-        )
-        assert created.status_code == 200, created.text
-        yield live
+    modelfile = (
+        f"FROM {bundled_model_file('smollm2')}\n{SMOLLM2_MODELFILE}"
+        "PARAMETER temperature 0\nPARAMETER num_predict 24\n"
+    )
+    yield from serve_with_model(tmp_path_factory, MODEL, modelfile)
 
 
 def cli_env(server: LiveServer) -> dict[str, str]:

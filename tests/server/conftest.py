@@ -13,7 +13,7 @@ import ollama
 import pytest
 import uvicorn
 
-from ollamapy.config import Config
+from ollamapy.config import Config, parse_host
 from ollamapy.server.app import create_app
 
 
@@ -66,3 +66,28 @@ def serve(config: Config) -> Iterator[LiveServer]:
 def live_server(hermetic_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")
     yield from serve(Config.from_env())
+
+
+SMOLLM2_MODELFILE = (
+    'TEMPLATE """{{- range .Messages }}<|im_start|>{{ .Role }}\n'
+    '{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"""\n'
+    'PARAMETER stop "<|im_end|>"\n'
+)
+
+
+def serve_with_model(
+    tmp_path_factory: pytest.TempPathFactory, name: str, modelfile: str
+) -> Iterator[LiveServer]:
+    """A live server on a fresh store with one model created through `/api/create`."""
+    import httpx
+
+    models = tmp_path_factory.mktemp("models")
+    config = Config(host=parse_host(f"127.0.0.1:{free_port()}"), models_dir=models)
+    for live in serve(config):
+        created = httpx.post(
+            f"{live.url}/api/create",
+            json={"model": name, "modelfile": modelfile, "stream": False},
+            timeout=300,
+        )
+        assert created.status_code == 200, created.text
+        yield live

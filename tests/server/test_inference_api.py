@@ -11,9 +11,8 @@ import jsonschema
 import ollama
 import pytest
 
-from ollamapy.config import Config, parse_host
 from tests.conftest import bundled_model_file
-from tests.server.conftest import LiveServer, free_port, serve
+from tests.server.conftest import SMOLLM2_MODELFILE, LiveServer, serve_with_model
 
 pytestmark = pytest.mark.integration
 
@@ -24,22 +23,8 @@ GREEDY = {"temperature": 0, "num_predict": 24, "seed": 1}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One server for the module, with the bundled SmolLM2 created through the API."""
-    models = tmp_path_factory.mktemp("models")
-    config = Config(host=parse_host(f"127.0.0.1:{free_port()}"), models_dir=models)
-    for live in serve(config):
-        modelfile = (
-            f"FROM {bundled_model_file('smollm2')}\n"
-            'TEMPLATE """{{- range .Messages }}<|im_start|>{{ .Role }}\n'
-            '{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"""\n'
-            'PARAMETER stop "<|im_end|>"\n'
-        )
-        response = httpx.post(
-            f"{live.url}/api/create",
-            json={"model": MODEL, "modelfile": modelfile, "stream": False},
-            timeout=120,
-        )
-        assert response.status_code == 200, response.text
-        yield live
+    modelfile = f"FROM {bundled_model_file('smollm2')}\n{SMOLLM2_MODELFILE}"
+    yield from serve_with_model(tmp_path_factory, MODEL, modelfile)
 
 
 @pytest.fixture
