@@ -51,6 +51,7 @@ def test_estimate_grows_with_parallel_sequences() -> None:
     assert four.total > one.total > one.weights
 
 
+@pytest.mark.integration
 def test_shape_from_real_gguf_uses_key_and_value_length() -> None:
     smol = ModelShape.from_gguf(read_gguf(bundled_model_file("smollm2")))
     assert (smol.n_layer, smol.n_head, smol.n_head_kv) == (30, 9, 3)
@@ -68,6 +69,7 @@ def test_unreadable_model_counts_by_file_size(tmp_path: Path) -> None:
     assert read_shape(tmp_path / "missing").file_size == 0
 
 
+@pytest.mark.integration
 def test_gguf_estimator_uses_the_load_options() -> None:
     path = bundled_model_file("smollm2")
     load = ModelLoad("m", path, "sha256:m", RunnerOptions(num_ctx=2048))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ def model(name: str, num_ctx: int = 2048) -> ModelLoad:
 
 
 def make(
-    clock: Clock | None = None, **kwargs: int
+    clock: Clock | None = None, max_loaded: int = 0
 ) -> tuple[Scheduler[FakeRunner], list[FakeRunner]]:
     started: list[FakeRunner] = []
 
@@ -54,7 +55,9 @@ def make(
         started.append(runner)
         return runner
 
-    scheduler = Scheduler(factory, default_keep_alive=300.0, clock=clock or Clock(), **kwargs)
+    scheduler = Scheduler(
+        factory, default_keep_alive=300.0, clock=clock or Clock(), max_loaded=max_loaded
+    )
     return scheduler, started
 
 
@@ -198,11 +201,10 @@ class Machine:
     def __init__(self, total: int, available: int | None = None) -> None:
         self.total = total
         self.available = total if available is None else available
-        self.reads = 0
+        self.held: Callable[[], int] = lambda: 0
 
     def __call__(self) -> MemorySnapshot:
-        self.reads += 1
-        return MemorySnapshot(MemoryPool(self.total, self.available))
+        return MemorySnapshot(MemoryPool(self.total, self.available - self.held()))
 
 
 def sized(weights: dict[str, int], kv_per_slot: int = 0) -> Estimator:
@@ -215,7 +217,7 @@ def sized(weights: dict[str, int], kv_per_slot: int = 0) -> Estimator:
 
 
 def fitted(
-    machine: Machine, weights: dict[str, int], kv_per_slot: int = 0, **kwargs: int
+    machine: Machine, weights: dict[str, int], kv_per_slot: int = 0, max_loaded: int = 0
 ) -> tuple[Scheduler[FakeRunner], list[FakeRunner], Clock]:
     clock = Clock()
     started: list[FakeRunner] = []
@@ -232,7 +234,7 @@ def fitted(
         clock=clock,
         estimator=sized(weights, kv_per_slot),
         memory=machine,
-        **kwargs,
+        max_loaded=max_loaded,
     )
     return scheduler, started, clock
 
@@ -260,11 +262,11 @@ async def test_load_that_does_not_fit_evicts_least_recently_used_idle() -> None:
 
 
 async def test_free_memory_of_other_processes_counts_too() -> None:
-    machine = Machine(16 * GIB, available=6 * GIB)
+    machine = Machine(16 * GIB, available=6 * GIB)  # another process holds 10 GiB
     scheduler, started, _ = fitted(machine, {"a": 4, "b": 4})
+    machine.held = lambda: 4 * GIB * sum(r.alive for r in started)  # as the kernel sees it
     async with scheduler.use(model("a")):
         pass
-    machine.available = 2 * GIB  # what "a" took, as the kernel now reports it
     async with scheduler.use(model("b")):
         pass
     assert [r.load.name for r in started if r.closed] == ["a"]
@@ -358,16 +360,17 @@ async def test_two_loads_at_once_with_room_for_one_do_not_deadlock() -> None:
             return entry.load.name
 
     names = await asyncio.wait_for(asyncio.gather(request("a"), request("b")), 2.0)
-    assert names == ["a", "b"]
+    assert list(names) == ["a", "b"]
     assert len(scheduler.loaded()) == 1 and len(started) == 2
     await scheduler.shutdown()
 
 
 def auto(name: str) -> ModelLoad:
-    return ModelLoad(name, Path(f"/blobs/{name}"), f"sha256:{name}", RunnerOptions(), num_parallel=0)
+    path = Path(f"/blobs/{name}")
+    return ModelLoad(name, path, f"sha256:{name}", RunnerOptions(), num_parallel=0)
 
 
-@pytest.mark.parametrize(("total", "expected"), [(20, 4), (6, 1)])
+@pytest.mark.parametrize(("total", "expected"), [(20, 4), (5, 1)])
 async def test_auto_num_parallel_is_4_when_it_fits_else_1(total: int, expected: int) -> None:
     scheduler, started, _ = fitted(Machine(total * GIB), {"a": 2}, kv_per_slot=1)
     async with scheduler.use(auto("a")) as entry:
@@ -380,7 +383,7 @@ async def test_auto_num_parallel_is_4_when_it_fits_else_1(total: int, expected: 
 
 
 async def test_configured_num_parallel_is_kept_even_if_4_would_fit() -> None:
-    scheduler, started, _ = fitted(Machine(100 * GIB), {"a": 2}, kv_per_slot=1)
+    scheduler, _, _ = fitted(Machine(100 * GIB), {"a": 2}, kv_per_slot=1)
     load = ModelLoad("a", Path("/blobs/a"), "sha256:a", RunnerOptions(), num_parallel=2)
     async with scheduler.use(load) as entry:
         assert entry.load.num_parallel == 2 and entry.memory.total == 4 * GIB
@@ -395,3 +398,24 @@ async def test_dead_runner_is_closed_to_reap_it() -> None:
     assert scheduler.loaded() == []
     await asyncio.sleep(0)
     assert started[0].closed
+
+
+async def test_load_finishing_after_shutdown_is_stopped() -> None:
+    gate = asyncio.Event()
+    runners: list[FakeRunner] = []
+
+    async def slow_factory(load: ModelLoad) -> FakeRunner:
+        await gate.wait()
+        runners.append(FakeRunner(load))
+        return runners[-1]
+
+    scheduler = Scheduler(slow_factory, default_keep_alive=300.0)
+    loading = asyncio.create_task(scheduler.load(model("a")))
+    await asyncio.sleep(0)
+    await scheduler.shutdown()
+    gate.set()
+    with pytest.raises(ServiceUnavailableError, match="shutting down"):
+        await loading
+    assert runners[0].closed and scheduler.loaded() == []
+    with pytest.raises(ServiceUnavailableError, match="shutting down"):
+        await scheduler.load(model("a"))

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import ollama
 import pytest
-import uvicorn
 
 from ollamapy.config import Config, parse_host
-from ollamapy.server.app import create_app
+from tests.scheduler.live import CHATML, serve_app
 
 
 @dataclass
@@ -39,27 +36,8 @@ def free_port() -> int:
 
 def serve(config: Config) -> Iterator[LiveServer]:
     """Run the app with uvicorn in a thread until the test ends."""
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(config),
-            host=config.host.host,
-            port=config.host.port,
-            log_level="warning",
-            lifespan="on",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("server did not start")
-        time.sleep(0.02)
-    try:
-        yield LiveServer(config.host.url, config)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    for live in serve_app(config):
+        yield LiveServer(live.url, config)
 
 
 @pytest.fixture
@@ -68,11 +46,7 @@ def live_server(hermetic_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     yield from serve(Config.from_env())
 
 
-SMOLLM2_MODELFILE = (
-    'TEMPLATE """{{- range .Messages }}<|im_start|>{{ .Role }}\n'
-    '{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"""\n'
-    'PARAMETER stop "<|im_end|>"\n'
-)
+SMOLLM2_MODELFILE = CHATML
 
 
 def serve_with_model(

@@ -10,6 +10,7 @@ eviction logic is tested with fake numbers; only `probe_memory` touches the mach
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import os
 import shutil
@@ -119,11 +120,13 @@ def kv_cache_bytes(
     return int(per_token * n_ctx_total * per_element)
 
 
-def compute_bytes(shape: ModelShape, num_ctx: int, num_batch: int) -> int:
-    """llama.cpp's scratch buffers are dominated by one batch of logits and attention scores
-    (and the runner process's own footprint); a rough upper bound is enough to plan with."""
-    scores = FLOAT_BYTES * num_batch * (shape.n_vocab + shape.n_head * num_ctx)
-    return RUNNER_OVERHEAD + max(COMPUTE_MINIMUM, scores)
+def compute_bytes(shape: ModelShape, num_ctx: int, num_batch: int, num_parallel: int) -> int:
+    """llama.cpp's scratch buffers: one batch's attention scores against a sequence's context
+    and the last token's logits per sequence, plus the runner process's own footprint. Rough
+    (measured runners stay below it), but enough to plan with."""
+    scores = FLOAT_BYTES * num_batch * shape.n_head * num_ctx
+    logits = FLOAT_BYTES * shape.n_vocab * num_parallel
+    return RUNNER_OVERHEAD + max(COMPUTE_MINIMUM, scores + logits)
 
 
 def estimate_memory(
@@ -138,7 +141,7 @@ def estimate_memory(
     return MemoryEstimate(
         weights=shape.file_size,
         kv_cache=kv_cache_bytes(shape, num_ctx, num_parallel, cache_type),
-        compute=compute_bytes(shape, num_ctx, num_batch),
+        compute=compute_bytes(shape, num_ctx, num_batch, num_parallel),
     )
 
 
@@ -249,12 +252,18 @@ def parse_nvidia_smi(text: str) -> tuple[MemoryPool, ...]:
 
 @functools.cache
 def llama_offloads() -> bool:
-    """Whether this llama.cpp build can use a GPU at all (a CPU build ignores VRAM)."""
-    try:
-        import llama_cpp
-    except ImportError:
+    """Whether the installed llama.cpp build has a CUDA backend (a CPU build ignores VRAM).
+
+    Decided from the backend libraries shipped with the package, without importing it: the
+    server process should not load llama.cpp (a CUDA backend would claim GPU memory).
+    """
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
         return False
-    return bool(llama_cpp.llama_supports_gpu_offload())
+    for location in spec.submodule_search_locations:
+        if any("cuda" in lib.name for lib in Path(location).glob("lib/*ggml*")):
+            return True
+    return False
 
 
 def read_gpu_memory() -> tuple[MemoryPool, ...]:

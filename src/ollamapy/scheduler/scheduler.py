@@ -39,6 +39,7 @@ AUTO_PARALLEL = (4, 1)
 """`num_parallel` 0 means: 4 sequences when they fit in memory, else 1 (Ollama's default)."""
 MEMORY_POLL_S = 1.0
 """A load waiting for memory re-reads it this often (other processes may free some)."""
+SHUTTING_DOWN = "server is shutting down"
 QUEUE_FULL = "server busy, please try again.  maximum pending requests exceeded"
 
 
@@ -157,6 +158,7 @@ class Scheduler(Generic[RunnerT]):
         self._pending = 0
         self._changed = asyncio.Event()
         self._reaper: asyncio.Task[None] | None = None
+        self._closed = False
 
     # -- requests -------------------------------------------------------------------------
 
@@ -165,6 +167,8 @@ class Scheduler(Generic[RunnerT]):
         self, load: ModelLoad, keep_alive: float | None = None
     ) -> AsyncIterator[LoadedModel[RunnerT]]:
         """Hold a loaded runner for one request; afterwards start its keep_alive timer."""
+        if self._closed:
+            raise ServiceUnavailableError(SHUTTING_DOWN)
         if self._pending >= self._max_queue:
             raise ServiceUnavailableError(QUEUE_FULL)
         self._pending += 1
@@ -207,6 +211,8 @@ class Scheduler(Generic[RunnerT]):
         return time.time() + (entry.expires_at - self._clock())
 
     async def shutdown(self) -> None:
+        """Stop every runner; a load still starting is stopped as soon as it finishes."""
+        self._closed = True
         if self._reaper is not None:
             self._reaper.cancel()
         for entry in list(self._loaded.values()):
@@ -271,6 +277,9 @@ class Scheduler(Generic[RunnerT]):
             placement = await self._make_room(load)
             started = self._clock()
             runner = await self._factory(placement.load)
+            if self._closed:  # shut down while loading: leave no process behind
+                await runner.close()
+                raise ServiceUnavailableError(SHUTTING_DOWN)
             entry = LoadedModel(placement.load, runner, started, self._default_keep_alive)
             entry.memory, entry.size_vram, entry.requested = (
                 placement.memory,

@@ -9,6 +9,8 @@ stat measured in nanoseconds.
 from __future__ import annotations
 
 import math
+import secrets
+import string
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ollamapy import tools
 from ollamapy.api.types import ChatRequest, GenerateRequest
 from ollamapy.config import Config
 from ollamapy.errors import BadRequestError
@@ -38,8 +41,8 @@ from ollamapy.types.options import validate_options
 Event = dict[str, Any]
 
 
-def default_scheduler(config: Config) -> Scheduler[ProcessRunner]:
-    """The production scheduler: runner processes on llama.cpp."""
+def runner_factory(config: Config) -> Callable[[ModelLoad], Awaitable[ProcessRunner]]:
+    """Start a llama.cpp runner process for a load (separate so tests can wrap it)."""
 
     async def factory(load: ModelLoad) -> ProcessRunner:
         spec = RunnerSpec(
@@ -53,8 +56,16 @@ def default_scheduler(config: Config) -> Scheduler[ProcessRunner]:
         )
         return await start_runner(spec, load_timeout=config.load_timeout)
 
+    return factory
+
+
+def default_scheduler(
+    config: Config,
+    factory: Callable[[ModelLoad], Awaitable[ProcessRunner]] | None = None,
+) -> Scheduler[ProcessRunner]:
+    """The production scheduler: runner processes on llama.cpp, fitted to free memory."""
     return Scheduler(
-        factory,
+        factory or runner_factory(config),
         default_keep_alive=config.keep_alive,
         max_loaded=config.max_loaded_models,
         max_queue=config.max_queue,
@@ -286,7 +297,7 @@ async def chat(request: Request) -> Response:
     events = chat_events(state, prepared, body)
     if body.stream:
         return await stream_events(events)
-    return JSONResponse(await collect(events, ("message", "content")))
+    return JSONResponse(await collect_chat(events))
 
 
 async def prepare_chat(state: ServerState, body: ChatRequest) -> Prepared:
@@ -306,18 +317,79 @@ def chat_events(state: ServerState, prepared: Prepared, body: ChatRequest) -> As
     def on_done(done: CompletionDone, timing: Timing) -> Event:
         return {**_chat_event(body, True), **stats(done, timing)}
 
-    return run_completion(
+    events = run_completion(
         state, prepared, render, body.format, lambda text: _chat_event(body, False, text), on_done
     )
+    if not body.tools:
+        return events
+    parser = tools.ToolCallParser.for_template(prompts.template_of(prepared.model), body.tools)
+    return _with_tool_calls(events, parser, body)
 
 
-def _chat_event(body: ChatRequest, done: bool, content: str = "") -> Event:
-    return {
-        "model": body.model,
-        "created_at": now_rfc3339(),
-        "message": {"role": "assistant", "content": content},
-        "done": done,
-    }
+async def _with_tool_calls(
+    events: AsyncIterator[Event], parser: tools.ToolCallParser, body: ChatRequest
+) -> AsyncIterator[Event]:
+    """Run the chat stream through the tool-call parser (only when the request has tools).
+
+    Content the parser releases goes out as usual; each batch of calls goes out as its own
+    event with empty content, as Ollama sends it. What the parser still holds at the end is
+    released (or dropped) by `finish` and rides on the final event.
+    """
+    try:
+        async for event in events:
+            message = event["message"]
+            if event["done"]:
+                content, calls = parser.finish()
+            else:
+                content, calls = parser.feed(message["content"])
+            if content and not event["done"]:
+                yield _chat_event(body, False, content)
+            if calls:
+                yield _chat_event(body, False, calls=calls)
+            if event["done"]:
+                message["content"] = content
+                yield event
+    finally:
+        await _aclose(events)
+
+
+async def _aclose(events: AsyncIterator[Event]) -> None:
+    close: Callable[[], Awaitable[None]] | None = getattr(events, "aclose", None)
+    if close is not None:
+        await close()
+
+
+async def collect_chat(events: AsyncIterator[Event]) -> Event:
+    """For `stream: false`: the final event with all content joined and every tool call."""
+    text: list[str] = []
+    calls: list[Event] = []
+    last: Event = {}
+    async for event in events:
+        last = event
+        text.append(event["message"]["content"])
+        calls.extend(event["message"].get("tool_calls") or ())
+    last["message"]["content"] = "".join(text)
+    if calls:
+        last["message"]["tool_calls"] = calls
+    return last
+
+
+def _chat_event(
+    body: ChatRequest,
+    done: bool,
+    content: str = "",
+    calls: list[tools.ParsedToolCall] | None = None,
+) -> Event:
+    message: Event = {"role": "assistant", "content": content}
+    if calls:
+        message["tool_calls"] = [call.to_json(_tool_call_id()) for call in calls]
+    return {"model": body.model, "created_at": now_rfc3339(), "message": message, "done": done}
+
+
+def _tool_call_id() -> str:
+    """A fresh call id in Ollama's shape: `call_` and eight lowercase letters or digits."""
+    alphabet = string.ascii_lowercase + string.digits
+    return "call_" + "".join(secrets.choice(alphabet) for _ in range(8))
 
 
 # ----------------------------------------------------------------------------- ps
