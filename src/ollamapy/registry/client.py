@@ -160,12 +160,14 @@ class RegistryClient:
     ) -> tuple[httpx.Response, bytes]:
         """A request whose answer must be one of `ok`; returns it with its (capped) body."""
         attempts = self.settings.retries + 1 if retry else 1
+        refused = 0
         for attempt in range(attempts):
             final = attempt == attempts - 1
             try:
                 response = await self.open(method, url, headers=headers, body=body)
             except httpx.TransportError as exc:
-                if final:
+                refused += isinstance(exc, httpx.ConnectError)
+                if final or refused > self.settings.connect_retries:
                     raise transport_error(method, url, exc) from None
             else:
                 if response.status_code in ok:

@@ -35,6 +35,8 @@ WRITE_BUFFER = 1024 * 1024
 MAX_PARTS = 10_000
 """Parts per blob, at most: 5 TiB with 512 MiB parts, far beyond any model file."""
 _MAX_RECORD = 4096
+_IOV_MAX = 512
+"""Buffers per `pwritev` call, below every platform's IOV_MAX (1024 on Linux)."""
 _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
 
@@ -213,30 +215,38 @@ class BlobDownload:
             await response.aclose()
 
     async def _receive(self, response: httpx.Response, part: Part, fd: int, skip: int) -> None:
-        """Write the body into the part's range; never past its end, even if sent more."""
-        buffer = bytearray()
+        """Write the body into the part's range; never past its end, even if sent more.
+
+        Received chunks are kept as they are and written with one `pwritev` per
+        `WRITE_BUFFER` bytes, so the body is never copied into a staging buffer."""
+        chunks: list[bytes] = []
         try:
             async for chunk in response.aiter_raw():
                 if skip:
                     dropped = min(skip, len(chunk))
                     chunk, skip = chunk[dropped:], skip - dropped
-                room = part.size - part.completed - len(buffer)
-                buffer += chunk[:room]
-                part.buffered = len(buffer)
-                if len(buffer) >= WRITE_BUFFER:
-                    await self._write(part, fd, buffer)
-                if len(buffer) + part.completed >= part.size:
+                room = part.size - part.completed - part.buffered
+                if len(chunk) > room:
+                    chunk = chunk[:room]
+                if chunk:
+                    chunks.append(chunk)
+                    part.buffered += len(chunk)
+                if part.buffered >= WRITE_BUFFER:
+                    await self._write(part, fd, chunks)
+                if part.buffered + part.completed >= part.size:
                     break
         finally:
-            await self._write(part, fd, buffer)
+            await self._write(part, fd, chunks)
 
-    async def _write(self, part: Part, fd: int, buffer: bytearray) -> None:
-        if not buffer:
+    async def _write(self, part: Part, fd: int, chunks: list[bytes]) -> None:
+        if not chunks:
+            part.buffered = 0
             return
-        data = bytes(buffer)
-        buffer.clear()
+        data = list(chunks)
+        chunks.clear()
+        length = sum(len(chunk) for chunk in data)
         write = asyncio.ensure_future(
-            asyncio.to_thread(_pwrite_all, fd, data, part.offset + part.completed)
+            asyncio.to_thread(_pwritev_all, fd, data, part.offset + part.completed)
         )
         try:
             await asyncio.shield(write)
@@ -244,7 +254,7 @@ class BlobDownload:
             await _settle(write)  # never let the fd close under a running write
             part.buffered = 0
             if not write.cancelled() and write.exception() is None:
-                part.completed += len(data)
+                part.completed += length
         now = time.monotonic()
         if now - self._saved_at.get(part.n, 0.0) >= self.settings.state_save_interval:
             self._saved_at[part.n] = now
@@ -341,11 +351,21 @@ async def _settle(future: asyncio.Future[None]) -> None:
             await asyncio.wait({future})
 
 
-def _pwrite_all(fd: int, data: bytes, position: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, position)
-        view, position = view[written:], position + written
+def _pwritev_all(fd: int, chunks: list[bytes], position: int) -> None:
+    """Write `chunks` back to back at `position`, resuming after short writes."""
+    views = [memoryview(chunk) for chunk in chunks if chunk]
+    first = 0
+    while first < len(views):
+        written = os.pwritev(fd, views[first : first + _IOV_MAX], position)
+        position += written
+        while written and first < len(views):
+            size = len(views[first])
+            if written >= size:
+                written -= size
+                first += 1
+            else:
+                views[first] = views[first][written:]
+                written = 0
 
 
 def _reason(exc: Exception) -> str:

@@ -26,6 +26,10 @@ class TransferSettings:
     """Blobs up to this size are uploaded with one PUT, larger ones in PATCH chunks."""
     retries: int = 5
     """Attempts after the first, per request (or per part when no bytes arrive)."""
+    connect_retries: int = 2
+    """Of those, at most this many when the host refuses the connection (or its name does
+    not resolve): a registry that is restarting gets a second, but an unreachable one is
+    reported in about a second rather than after the whole backoff."""
     backoff_base: float = 0.5
     backoff_max: float = 10.0
     connect_timeout: float = 30.0

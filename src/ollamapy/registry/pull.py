@@ -69,8 +69,11 @@ async def fetch_manifest(client: RegistryClient) -> bytes:
             headers={"Accept": MANIFEST_ACCEPT},
             limit=MAX_MANIFEST_BYTES,
         )
-    except (RegistryError, RegistryNotFoundError) as exc:
-        raise type(exc)(f"pull model manifest: {exc.message}") from None
+    except RegistryNotFoundError as exc:
+        raise RegistryNotFoundError(f"pull model manifest: {exc.message}") from None
+    except RegistryError as exc:
+        message = f"pull model manifest: {exc.message}"
+        raise type(exc)(message, transient=exc.transient) from None
     return data
 
 
