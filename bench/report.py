@@ -1,0 +1,153 @@
+"""Markdown rendering of a result: a ratio headline, then the measured figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.stats import Summary
+
+# (label, key in ours, key in the reference side, unit, which direction is better)
+HEADLINE_SERVER = (
+    ("Single-stream decode", "decode_tps", "t/s", "higher"),
+    ("Prompt eval", "prompt_eval_tps", "t/s", "higher"),
+    ("Time to first token", "ttft_s", "s", "lower"),
+    ("Cold load", "load_s", "s", "lower"),
+)
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    """A number for a table cell; an em dash for a missing one."""
+    if value is None:
+        return "—"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.{digits}f}" if abs(value) >= 1 else f"{value:.3f}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    """A ratio with two decimals, bold so the headline column stands out."""
+    return "—" if value is None else f"**{value:.2f}**"
+
+
+def fmt_summary(summary: Summary | None) -> str:
+    """`median (min–max)` for a summary."""
+    if summary is None:
+        return "—"
+    return f"{fmt(summary['median'])} ({fmt(summary['min'])}–{fmt(summary['max'])})"
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _ratio_first(row: list[str]) -> list[str]:
+    """[figure, ours, ref, ratio, better] -> [figure, ratio, ours, ref, better]."""
+    return [row[0], row[3], row[1], row[2], row[4]]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return [_row(header), _row(["---"] * len(header)), *[_row(r) for r in rows]]
+
+
+def _clients(n: str) -> str:
+    return f"{n} client" if int(n) == 1 else f"{n} clients"
+
+
+def headline_rows(result: dict[str, Any]) -> list[list[str]]:
+    """Rows of the ratio table: figure, ours, reference, ratio, better-when."""
+    ours = result.get("ours") or {}
+    raw = result.get("raw") or {}
+    ref = result.get("llama_server") or {}
+    ratios = result.get("ratios", {})
+    rows = [
+        [
+            "pp (prompt eval) vs llama-bench",
+            fmt_summary(ours.get("prompt_eval_tps")),
+            fmt_summary(raw.get("pp_tps")),
+            fmt_ratio(ratios.get("pp_vs_raw")),
+            "higher",
+        ],
+        [
+            "tg (decode) vs llama-bench",
+            fmt_summary(ours.get("decode_tps")),
+            fmt_summary(raw.get("tg_tps")),
+            fmt_ratio(ratios.get("tg_vs_raw")),
+            "higher",
+        ],
+    ]
+    for label, key, unit, better in HEADLINE_SERVER:
+        rows.append(
+            [
+                f"{label} ({unit}) vs llama-server",
+                fmt_summary(ours.get(key)),
+                fmt_summary(ref.get(key)),
+                fmt_ratio(ratios.get(f"{key}_vs_server")),
+                better,
+            ]
+        )
+    agg_ours, agg_ref = ours.get("aggregate_tps", {}), ref.get("aggregate_tps", {})
+    for clients in sorted(set(agg_ours) | set(agg_ref), key=int):
+        rows.append(
+            [
+                f"Aggregate decode, {_clients(clients)} (t/s) vs llama-server",
+                fmt_summary(agg_ours.get(clients)),
+                fmt_summary(agg_ref.get(clients)),
+                fmt_ratio(ratios.get(f"aggregate_{clients}_vs_server")),
+                "higher",
+            ]
+        )
+    return rows
+
+
+def detail_rows(result: dict[str, Any]) -> list[list[str]]:
+    """Figures with no reference counterpart: prefix cache and peak memory."""
+    ours = result.get("ours") or {}
+    ref = result.get("llama_server") or {}
+    prefix = ours.get("prefix_cache", {})
+    rss = ours.get("peak_rss_mib", {})
+    runners = rss.get("runners") or []
+    rows = [
+        ["Chat TTFT, turn 1 (s)", fmt_summary(prefix.get("turn1_ttft_s"))],
+        ["Chat TTFT, turn 2, cached prefix (s)", fmt_summary(prefix.get("turn2_ttft_s"))],
+        ["Turn 2 / turn 1", fmt_ratio(result.get("ratios", {}).get("prefix_turn2_vs_turn1"))],
+        ["Peak RSS, our server (MiB)", fmt(rss.get("server"))],
+        ["Peak RSS, our runner children (MiB)", ", ".join(fmt(r) for r in runners) or "—"],
+        ["Peak RSS, llama-server (MiB)", fmt((ref.get("peak_rss_mib") or {}).get("server"))],
+    ]
+    for name, state in (result.get("not_measured") or {}).items():
+        rows.append([name.replace("_", " "), state])
+    return rows
+
+
+def machine_line(result: dict[str, Any]) -> str:
+    """One line describing the machine and the run settings."""
+    m, c = result.get("machine", {}), result.get("config", {})
+    return (
+        f"{m.get('cpu_model', '?')}, {m.get('logical_cpus', '?')} logical CPUs, "
+        f"flags {','.join(m.get('cpu_flags', [])) or '-'}; llama.cpp {m.get('llama_cpp', '?')}; "
+        f"Python {m.get('python', '?')}. Model {c.get('model', '?')}, threads {c.get('threads')}, "
+        f"num_ctx {c.get('num_ctx')}, prompt ~{c.get('prompt_tokens')} tokens, "
+        f"n_predict {c.get('n_predict')}, repeat {c.get('repeat')}."
+    )
+
+
+def render(result: dict[str, Any]) -> str:
+    """The whole Markdown report."""
+    lines = [
+        f"# ollamapy bench — {result.get('host', '?')} — {result.get('created', '?')}",
+        "",
+        machine_line(result),
+        "",
+        "Cells are median (min–max) of the repeats; ours / ref is the ratio of the medians.",
+        "",
+        *_table(
+            ["Figure", "ours / ref", "ours", "reference", "better"],
+            [_ratio_first(r) for r in headline_rows(result)],
+        ),
+        "",
+        *_table(["Figure", "value"], detail_rows(result)),
+    ]
+    notes = result.get("notes") or []
+    if notes:
+        lines += ["", "Notes:", *[f"- {n}" for n in notes]]
+    return "\n".join(lines) + "\n"
