@@ -92,10 +92,11 @@ async def _continue(first: Event, events: AsyncIterator[Event]) -> AsyncIterator
         log.exception("stream failed")
         yield ndjson_line({"error": str(exc) or type(exc).__name__})
     finally:
-        await _aclose(events)
+        await aclose(events)
 
 
-async def _aclose(events: AsyncIterator[Event]) -> None:
+async def aclose(events: AsyncIterator[Event]) -> None:
+    """Close an async generator early (releasing the runner it holds), if it can be."""
     close: Callable[[], Awaitable[None]] | None = getattr(events, "aclose", None)
     if close is not None:
         await close()

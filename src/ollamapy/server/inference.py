@@ -31,7 +31,7 @@ from ollamapy.runner.protocol import CompletionDone, CompletionRequest
 from ollamapy.scheduler import LoadedModel, ModelLoad, Scheduler
 from ollamapy.scheduler.memory import GGUFEstimator, probe_memory
 from ollamapy.server import prompts
-from ollamapy.server.http import read_request, stream_events
+from ollamapy.server.http import aclose, read_request, stream_events
 from ollamapy.server.models import details
 from ollamapy.server.resolved import ResolvedModel, resolve
 from ollamapy.server.state import ServerState, state_of
@@ -189,20 +189,14 @@ async def load_or_unload(
     return make("load")
 
 
-async def collect(events: AsyncIterator[Event], field_path: tuple[str, ...]) -> Event:
-    """For `stream: false`: one object with the streamed text joined."""
+async def collect_generate(events: AsyncIterator[Event]) -> Event:
+    """For `stream: false`: the final event with the streamed response joined."""
     text: list[str] = []
     last: Event = {}
     async for event in events:
         last = event
-        holder = event
-        for key in field_path[:-1]:
-            holder = holder[key]
-        text.append(holder[field_path[-1]])
-    holder = last
-    for key in field_path[:-1]:
-        holder = holder[key]
-    holder[field_path[-1]] = "".join(text)
+        text.append(event["response"])
+    last["response"] = "".join(text)
     return last
 
 
@@ -225,7 +219,7 @@ async def generate(request: Request) -> Response:
     events = generate_events(state, prepared, body)
     if body.stream:
         return await stream_events(events)
-    return JSONResponse(await collect(events, ("response",)))
+    return JSONResponse(await collect_generate(events))
 
 
 async def prepare_generate(state: ServerState, body: GenerateRequest) -> Prepared:
@@ -350,13 +344,7 @@ async def _with_tool_calls(
                 message["content"] = content
                 yield event
     finally:
-        await _aclose(events)
-
-
-async def _aclose(events: AsyncIterator[Event]) -> None:
-    close: Callable[[], Awaitable[None]] | None = getattr(events, "aclose", None)
-    if close is not None:
-        await close()
+        await aclose(events)
 
 
 async def collect_chat(events: AsyncIterator[Event]) -> Event:
