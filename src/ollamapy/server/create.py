@@ -203,7 +203,7 @@ class ModelBuilder:
 
     def _from_local(self, path: Path) -> Iterator[Event]:
         if path.is_dir():
-            yield from self._convert(path)
+            yield from self._convert(path, path.name)
             return
         if not path.exists():
             raise BadRequestError(f"no such file or directory: {path}")
@@ -212,7 +212,7 @@ class ModelBuilder:
         self.written.add(digest)
         yield from self._from_blob(path.name, digest)
 
-    def _convert(self, model_dir: Path) -> Iterator[Event]:
+    def _convert(self, model_dir: Path, name: str) -> Iterator[Event]:
         """Convert a Hugging Face Safetensors directory to an f16 GGUF model layer."""
         yield {"status": "converting model"}
         blobs = self.store.blobs_dir
@@ -220,7 +220,7 @@ class ModelBuilder:
         with tempfile.TemporaryDirectory(dir=blobs, prefix=".convert-") as tmp:
             output = Path(tmp) / "model.gguf"
             try:
-                convert_model(model_dir, output, out_type="f16")
+                convert_model(model_dir, output, out_type="f16", name=name)
             except (OSError, ValueError, KeyError) as exc:
                 raise BadRequestError(f"error converting model: {exc}") from exc
             digest, _size = self.store.write_blob_from_file(output)
@@ -241,7 +241,7 @@ class ModelBuilder:
                     raise BadRequestError(f"invalid file name: {filename}")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.symlink_to(source)
-            yield from self._convert(Path(tmp))
+            yield from self._convert(Path(tmp), _source_name(Path(tmp)))
 
     def _from_blob(self, filename: str, digest: Digest) -> Iterator[Event]:
         path = self.store.blob_path(digest)
@@ -350,6 +350,18 @@ class ModelBuilder:
     def _discard_written(self) -> None:
         """Remove blobs this create wrote that no manifest references."""
         self.store.remove_unreferenced(self.written)
+
+
+def _source_name(model_dir: Path) -> str:
+    """A name for uploaded pieces taken from their content (config.json's `_name_or_path`),
+    never from the temporary folder they are laid out in, so the same files always convert
+    to the same blob."""
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return "model"
+    source = config.get("_name_or_path") if isinstance(config, dict) else None
+    return source.rsplit("/", 1)[-1] if isinstance(source, str) and source else "model"
 
 
 def _config_from_gguf(info: gguf.GGUFInfo) -> ModelConfig:
