@@ -6,8 +6,10 @@ Ollama uses, so either program can resume the other's download. A part that fail
 resumes with `Range: bytes=<offset+completed>-<end>`; only attempts that make no
 progress count against the retry limit. Records are rewritten while a part runs and
 whenever it stops, for whatever reason, so an interrupted pull resumes from the data on
-disk. Nothing here enters the store: `verify_and_commit` hashes the assembled file and
-only then renames it into place.
+disk. Nothing here enters the store: `verify_and_commit` checks the assembled file's
+sha256 and only then renames it into place. The hash is computed while the parts
+download (`PrefixHasher` follows the contiguous written prefix), so when the last byte
+lands only the tail is left to hash.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -37,6 +41,8 @@ MAX_PARTS = 10_000
 _MAX_RECORD = 4096
 _IOV_MAX = 512
 """Buffers per `pwritev` call, below every platform's IOV_MAX (1024 on Linux)."""
+HASH_STEP = 4 * 1024 * 1024
+"""Bytes the prefix hasher reads per `preadv`; hashlib releases the GIL while hashing them."""
 _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
 
@@ -76,6 +82,82 @@ class Part:
         return cls(n, offset, size, min(completed, size))
 
 
+@dataclass(frozen=True)
+class Hashed:
+    """A partial file's sha256, computed during the download, and the file's identity
+    (`_identity`) at that moment: it vouches for the file only while that is unchanged."""
+
+    digest: Digest
+    identity: tuple[int, ...]
+
+
+class PrefixHasher:
+    """sha256 of a file written out of order, hashed in order as its prefix fills in.
+
+    `advance(end)` says bytes `[0, end)` are on disk; a worker thread reads them back with
+    `preadv` (`HASH_STEP` bytes at a time) and hashes them, so hashing overlaps the
+    download. `result()` waits for all `total` bytes; `close()` stops and joins the thread
+    and must be called before `fd` is closed.
+    """
+
+    def __init__(self, fd: int, total: int) -> None:
+        self._fd = fd
+        self._total = total
+        self._sha = hashlib.sha256()
+        self._ready = 0
+        self._hashed = 0
+        self._stopped = False
+        self._failed = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._work, name="sha256-prefix", daemon=True)
+        self._thread.start()
+
+    def advance(self, end: int) -> None:
+        with self._changed:
+            if end > self._ready:
+                self._ready = min(end, self._total)
+                self._changed.notify_all()
+
+    def result(self) -> Digest | None:
+        """The digest once every byte is hashed (blocks); None if stopped or reading failed."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._hashed >= self._total or self._stopped or self._failed
+            )
+            if self._hashed < self._total:
+                return None
+            return Digest(self._sha.hexdigest())
+
+    def close(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
+        self._thread.join()
+
+    def _work(self) -> None:
+        view = memoryview(bytearray(max(1, min(HASH_STEP, self._total))))
+        try:
+            while True:
+                with self._changed:
+                    self._changed.wait_for(lambda: self._stopped or self._ready > self._hashed)
+                    if self._stopped:
+                        return
+                    position, end = self._hashed, self._ready
+                while position < end and not self._stopped:
+                    read = os.preadv(self._fd, [view[: end - position]], position)
+                    if read <= 0:
+                        raise OSError("partial file is shorter than its written parts")
+                    self._sha.update(view[:read])
+                    position += read
+                    with self._changed:
+                        self._hashed = position
+                        self._changed.notify_all()
+        except OSError:
+            with self._changed:  # verify_and_commit will hash the whole file instead
+                self._failed = True
+                self._changed.notify_all()
+
+
 class _Interrupted(Exception):
     """A part's response ended early or with a retryable status."""
 
@@ -91,6 +173,9 @@ class BlobDownload:
         self.settings = client.settings
         self.data_path = store.partial_path(layer.digest)
         self.parts: list[Part] = []
+        self.hashed: Hashed | None = None
+        """Set when `run` completes: pass it to `verify_and_commit`."""
+        self._hasher: PrefixHasher | None = None
         self._saved_at: dict[int, float] = {}
 
     @property
@@ -114,13 +199,27 @@ class BlobDownload:
         # Opened in the loop, not a thread: a cancel during an awaited open would leak
         # the descriptor and its lock. Open, flock and a sparse truncate are quick.
         fd = self._open_data_file()
+        hasher = self._hasher = PrefixHasher(fd, self.total)
         try:
+            hasher.advance(written_prefix(self.parts, self.total))  # resumed data is hashed first
             limit = asyncio.Semaphore(max(1, self.settings.max_connections))
             await first_error(self._fetch_part(part, fd, limit) for part in self.parts)
+            # Write back the data while the hasher finishes the tail; `verify_and_commit`
+            # still syncs, but finds nothing left to write.
+            finish = asyncio.ensure_future(asyncio.to_thread(_sync_then_wait, fd, hasher))
+            try:
+                digest = await asyncio.shield(finish)
+            finally:
+                await _settle(finish)  # never let the fd close under a running fsync
+            if digest is not None:
+                self.hashed = Hashed(digest, _identity(os.fstat(fd)))
         finally:
             # Synchronous on purpose: cleanup must finish even if cancelled again, and
-            # a few tiny JSON files cost less than a thread hop.
+            # a few tiny JSON files cost less than a thread hop. Joining the hasher waits
+            # at most for one `HASH_STEP` read.
+            self._hasher = None
             try:
+                hasher.close()
                 self._save_all()
             finally:
                 os.close(fd)
@@ -255,6 +354,8 @@ class BlobDownload:
             part.buffered = 0
             if not write.cancelled() and write.exception() is None:
                 part.completed += length
+                if self._hasher is not None:
+                    self._hasher.advance(written_prefix(self.parts, self.total))
         now = time.monotonic()
         if now - self._saved_at.get(part.n, 0.0) >= self.settings.state_save_interval:
             self._saved_at[part.n] = now
@@ -297,19 +398,27 @@ def discard_partial(store: Store, digest: Digest) -> None:
     store.partial_path(digest).unlink(missing_ok=True)
 
 
-def verify_and_commit(store: Store, digest: Digest, size: int) -> None:
-    """Hash the assembled partial file; move it into the store only if it is `digest`.
+def verify_and_commit(
+    store: Store, digest: Digest, size: int, hashed: Hashed | None = None
+) -> None:
+    """Check the assembled partial file's sha256; move it into the store only if it is `digest`.
 
-    A mismatch (or wrong size) deletes the data and its records, so the next pull starts
-    over rather than resuming corrupt bytes. Runs in a thread: hashing gigabytes takes time.
+    `hashed` (from `BlobDownload.hashed`) is used when the file is still the one it was
+    computed from; otherwise the whole file is hashed here. A mismatch (or wrong size)
+    deletes the data and its records, so the next pull starts over rather than resuming
+    corrupt bytes. Runs in a thread: hashing gigabytes takes time.
     """
     path = store.partial_path(digest)
     if store.has_blob(digest):  # a concurrent pull of the same blob committed it first
         discard_partial(store, digest)
         return
     with path.open("r+b") as handle:
-        actual_size = os.fstat(handle.fileno()).st_size
-        actual = Digest(hashlib.file_digest(handle, "sha256").hexdigest())
+        stat = os.fstat(handle.fileno())
+        actual_size = stat.st_size
+        if hashed is not None and hashed.identity == _identity(stat):
+            actual = hashed.digest
+        else:
+            actual = Digest(hashlib.file_digest(handle, "sha256").hexdigest())
         if actual != digest or actual_size != size:
             handle.close()
             discard_partial(store, digest)
@@ -324,6 +433,24 @@ def verify_and_commit(store: Store, digest: Digest, size: int) -> None:
     else:
         os.replace(path, target)
     remove_records(store, digest)
+
+
+def _sync_then_wait(fd: int, hasher: PrefixHasher) -> Digest | None:
+    os.fsync(fd)
+    return hasher.result()
+
+
+def written_prefix(parts: list[Part], total: int) -> int:
+    """End of the longest run of written bytes from offset 0 (`parts` tile it in order)."""
+    for part in parts:
+        if part.completed < part.size:
+            return part.offset + part.completed
+    return total
+
+
+def _identity(stat: os.stat_result) -> tuple[int, ...]:
+    """What changes when a file is replaced or written: device, inode, size, times."""
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 def _read_record(path: Path) -> Part | None:
@@ -344,7 +471,7 @@ def _range_skip(response: httpx.Response, start: int) -> int:
     return 0
 
 
-async def _settle(future: asyncio.Future[None]) -> None:
+async def _settle(future: asyncio.Future[Any]) -> None:
     """Wait for a thread's work to finish even while being cancelled (it cannot stop)."""
     while not future.done():
         with contextlib.suppress(asyncio.CancelledError):

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from ollamapy.errors import OllamaError
 from ollamapy.registry.client import RegistryClient
-from ollamapy.registry.download import BlobDownload, blob_lock, verify_and_commit
+from ollamapy.registry.download import BlobDownload, Hashed, blob_lock, verify_and_commit
 from ollamapy.registry.errors import (
     BlobDigestMismatchError,
     RegistryError,
@@ -43,7 +43,7 @@ async def pull_model(
     async with RegistryClient(remote, options) as client:
         data = await fetch_manifest(client)
         manifest = Manifest.parse(data)
-        downloaded: list[Layer] = []
+        downloaded: list[tuple[Layer, Hashed | None]] = []
         for layer in blobs_of(manifest):
             async for event in _pull_blob(client, store, layer, downloaded):
                 yield event
@@ -89,7 +89,10 @@ def blobs_of(manifest: Manifest) -> list[Layer]:
 
 
 async def _pull_blob(
-    client: RegistryClient, store: Store, layer: Layer, downloaded: list[Layer]
+    client: RegistryClient,
+    store: Store,
+    layer: Layer,
+    downloaded: list[tuple[Layer, Hashed | None]],
 ) -> AsyncIterator[Event]:
     status = f"pulling {layer.digest.short}"
     if store.has_blob(layer.digest):
@@ -104,17 +107,18 @@ async def _pull_blob(
         yield download.event()
         async for event in drive(download.run(), download.event, client.settings.progress_interval):
             yield event
-    downloaded.append(layer)
+    downloaded.append((layer, download.hashed))
 
 
-async def _verify_all(store: Store, downloaded: list[Layer]) -> None:
+async def _verify_all(store: Store, downloaded: list[tuple[Layer, Hashed | None]]) -> None:
     """Verify every downloaded blob (good ones enter the store, bad ones are deleted),
-    then report the first mismatch, so no corrupt data is left to be "resumed"."""
+    then report the first mismatch, so no corrupt data is left to be "resumed".
+    The sha256 was computed during the download; an unchanged file is not read again."""
     failures: list[BlobDigestMismatchError] = []
-    for layer in downloaded:
+    for layer, hashed in downloaded:
         async with blob_lock(store.partial_path(layer.digest)):
             try:
-                await asyncio.to_thread(verify_and_commit, store, layer.digest, layer.size)
+                await asyncio.to_thread(verify_and_commit, store, layer.digest, layer.size, hashed)
             except BlobDigestMismatchError as exc:
                 failures.append(exc)
     if failures:
