@@ -4,13 +4,17 @@ Embedding models (BERT-like, with a pooling type in their GGUF) get an embedding
 context from the loader (`is_embedding_model`), with room for several sequences so that
 a request's inputs are evaluated together: each input is one sequence of a single batch
 (a few batches when they do not fit), and the pooled vector of each sequence is read
-with `llama_get_embeddings_seq`. A model without pooling yields the embedding of each
-input's last token (`_decode_group` supports it; `embed` refuses such contexts for now).
-Vectors are returned raw; normalising is the server's business.
+with `llama_get_embeddings_seq`. Vectors are returned raw; normalising is the server's
+business.
 
-Decoding holds `_LOCK`, so embedding requests never decode concurrently on the context.
-The engine never runs on an embedding model (the server refuses generate/chat on them),
-and a runner refuses `/embedding` on a context without pooling (a generative model).
+Generative models embed too, like in Ollama: `DecoderEmbedder` makes a second, small
+context on the same loaded model the first time it is asked, with embeddings on and
+`DECODER_POOLING` (the last token's hidden state), so the engine's context and its KV
+cache are never touched. That context is used only under `_LOCK` and freed with the
+runner.
+
+Decoding holds `_LOCK`, so embedding requests never decode concurrently on a context.
+The engine never runs on an embedding model (the server refuses generate/chat on them).
 """
 
 from __future__ import annotations
@@ -27,6 +31,15 @@ from ollamapy.runner.native import Batch, Context, Model, NativeError
 EMBEDDING_ARCHS = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "neo-bert"})
 EMBED_MAX_SEQS = 16
 """Sequences an embedding model's context holds: inputs evaluated in one batch."""
+DECODER_POOLING = lc.LLAMA_POOLING_TYPE_LAST
+"""How a generative model's token states become one vector (Ollama: the last token)."""
+DECODER_EMBED_MAX_CTX = 2048
+"""Tokens a generative model's embedding context holds, all its sequences together.
+
+A whole input must fit in one micro-batch, so this is also the micro-batch size, which
+sizes the compute buffer (about 800 MiB for SmolLM2 at 4096, a quarter of it at 2048).
+Longer inputs are truncated (or refused with `truncate: false`).
+"""
 
 _LOCK = threading.Lock()
 
@@ -96,6 +109,14 @@ def embed(
         # A context without pooling belongs to a generative model whose KV cache the
         # engine owns; embedding on it would race the generation loop.
         raise BadRequestError("this model does not support embeddings")
+    with _LOCK:
+        return _embed_locked(model, ctx, contents, truncate=truncate)
+
+
+def _embed_locked(
+    model: Model, ctx: Context, contents: Sequence[str], *, truncate: bool
+) -> tuple[list[list[float]], int]:
+    pooled = lc.llama_pooling_type(ctx.ptr) != lc.LLAMA_POOLING_TYPE_NONE
     n_batch = int(lc.llama_n_batch(ctx.ptr))
     limit = min(ctx.n_ctx_seq, n_batch)
     keep_last = bool(lc.llama_vocab_get_add_eos(model.vocab))
@@ -110,12 +131,71 @@ def embed(
             tokens = fit_input(tokens, limit, keep_last)
         inputs.append(tokens)
     vectors: list[list[float]] = [[] for _ in inputs]
-    with _LOCK:
-        groups = plan_batches([len(t) for t in inputs], n_batch, ctx.n_seq_max)
-        with Batch(n_batch) as batch:
-            for group in groups:
-                _decode_group(model, ctx, batch, [inputs[i] for i in group], pooled, vectors, group)
+    groups = plan_batches([len(t) for t in inputs], n_batch, ctx.n_seq_max)
+    with Batch(n_batch) as batch:
+        for group in groups:
+            _decode_group(model, ctx, batch, [inputs[i] for i in group], pooled, vectors, group)
     return vectors, sum(len(t) for t in inputs)
+
+
+class DecoderEmbedder:
+    """A generative model's own embeddings context, made on the first request.
+
+    The context shares the loaded model's weights but has its own (unified) KV cache of
+    at most `DECODER_EMBED_MAX_CTX` tokens, so embedding never disturbs generation.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        num_ctx: int,
+        n_threads: int,
+        flash_attention: bool | None = None,
+        kv_cache_type: str | None = None,
+    ) -> None:
+        self._model = model
+        self._n_ctx = max(1, min(num_ctx, model.n_ctx_train or num_ctx, DECODER_EMBED_MAX_CTX))
+        self._n_threads = n_threads
+        self._flash_attention = flash_attention
+        self._kv_cache_type = kv_cache_type
+        self._ctx: Context | None = None
+        self._closed = False
+
+    @property
+    def context(self) -> Context | None:
+        """The embeddings context, once a request has made it."""
+        return self._ctx
+
+    def _context(self) -> Context:
+        if self._closed:
+            raise NativeError("the model is being unloaded")
+        if self._ctx is None:
+            self._ctx = Context(
+                self._model,
+                n_ctx_seq=self._n_ctx,
+                n_seq_max=EMBED_MAX_SEQS,
+                n_batch=self._n_ctx,
+                n_threads=self._n_threads,
+                flash_attention=self._flash_attention,
+                kv_cache_type=self._kv_cache_type,
+                embeddings=True,
+                pooling=DECODER_POOLING,
+                kv_unified=True,
+            )
+        return self._ctx
+
+    def embed(self, contents: Sequence[str], *, truncate: bool) -> tuple[list[list[float]], int]:
+        """Like `embed`, on this model's embeddings context (made now if needed)."""
+        with _LOCK:
+            return _embed_locked(self._model, self._context(), contents, truncate=truncate)
+
+    def close(self) -> None:
+        with _LOCK:
+            self._closed = True
+            if self._ctx is not None:
+                self._ctx.close()
+                self._ctx = None
 
 
 def _decode_group(

@@ -11,7 +11,12 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ollamapy.runner.embed import EMBED_MAX_SEQS, embedding_context_size, is_embedding_model
+from ollamapy.runner.embed import (
+    EMBED_MAX_SEQS,
+    DecoderEmbedder,
+    embedding_context_size,
+    is_embedding_model,
+)
 from ollamapy.runner.native import (
     Context,
     LoraAdapter,
@@ -24,13 +29,18 @@ from ollamapy.runner.protocol import LaunchArgs, RunnerInfo
 
 @dataclass
 class LoadedModel:
-    """Owns the model, its LoRA adapters and the context; `close()` frees all of them."""
+    """Owns the model, its LoRA adapters and the context; `close()` frees all of them.
+
+    A generative model also gets `embedder`, whose own context is made on the first
+    embedding request.
+    """
 
     args: LaunchArgs
     model: Model
     context: Context
     adapters: list[LoraAdapter] = field(default_factory=list)
     n_gpu_layers: int = 0
+    embedder: DecoderEmbedder | None = None
 
     def info(self) -> RunnerInfo:
         m = self.model
@@ -51,6 +61,8 @@ class LoadedModel:
         )
 
     def close(self) -> None:
+        if self.embedder is not None:
+            self.embedder.close()
         self.context.close()
         for adapter in self.adapters:
             adapter.close()
@@ -109,4 +121,13 @@ def load(args: LaunchArgs, progress: Callable[[float], None] | None = None) -> L
             adapter.close()
         model.close()
         raise
-    return LoadedModel(args, model, context, adapters, n_gpu)
+    embedder = None
+    if not args.embedding:
+        embedder = DecoderEmbedder(
+            model,
+            num_ctx=args.num_ctx,
+            n_threads=thread_count(args.num_thread),
+            flash_attention=args.flash_attention,
+            kv_cache_type=args.kv_cache_type,
+        )
+    return LoadedModel(args, model, context, adapters, n_gpu, embedder)

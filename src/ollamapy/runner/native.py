@@ -306,16 +306,22 @@ class Context(_Owned):
         flash_attention: bool | None = None,
         kv_cache_type: str | None = None,
         embeddings: bool = False,
+        pooling: int | None = None,
+        kv_unified: bool = False,
     ) -> None:
         self._ptr: Any = None
         params = lc.llama_context_default_params()
-        params.n_ctx = n_ctx_seq * n_seq_max
+        # A unified KV cache is shared by the sequences: `n_ctx_seq` is then the total.
+        params.n_ctx = n_ctx_seq if kv_unified else n_ctx_seq * n_seq_max
         params.n_batch = n_batch
         params.n_ubatch = n_batch
         params.n_seq_max = n_seq_max
         params.n_threads = n_threads
         params.n_threads_batch = n_threads
         params.embeddings = embeddings
+        if pooling is not None:
+            params.pooling_type = pooling
+        params.kv_unified = kv_unified
         if flash_attention is not None:
             params.flash_attn_type = 1 if flash_attention else 0
         if kv_cache_type:

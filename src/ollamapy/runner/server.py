@@ -142,14 +142,19 @@ def build_app(state: RunnerState) -> Starlette:
         loaded, _ = state.require()
         req = p.EmbeddingRequest.from_json(await _json_body(request))
         try:
-            vectors, count = await asyncio.to_thread(
-                embed.embed,
-                loaded.model,
-                loaded.context,
-                req.content,
-                truncate=req.truncate,
-                enabled=loaded.args.embedding,
-            )
+            if loaded.embedder is not None:
+                vectors, count = await asyncio.to_thread(
+                    loaded.embedder.embed, req.content, truncate=req.truncate
+                )
+            else:
+                vectors, count = await asyncio.to_thread(
+                    embed.embed,
+                    loaded.model,
+                    loaded.context,
+                    req.content,
+                    truncate=req.truncate,
+                    enabled=loaded.args.embedding,
+                )
         except NativeError as exc:
             return _error(str(exc), 500)
         return JSONResponse(p.EmbeddingResponse(vectors, count).to_json())
@@ -283,7 +288,9 @@ async def _wait_disconnect(receive: Receive) -> None:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto must say TCP: asyncio only sets TCP_NODELAY on accepted sockets whose proto is
+    # IPPROTO_TCP, and without it every small response waits ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(128)
