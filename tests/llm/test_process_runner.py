@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import jsonschema  # type: ignore[import-untyped]
+import numpy as np
 import pytest
 
 from ollamapy.errors import BadRequestError, RunnerError
@@ -80,6 +81,15 @@ def test_tokenize_round_trip(loop: LoopThread, runner: ProcessRunner) -> None:
     assert tokens and loop.run(runner.detokenize(tokens)) == "Hello, world!"
     special = loop.run(runner.tokenize("<|im_start|>"))
     assert len(special) == 1
+
+
+def test_embed_reads_the_packed_matrix(loop: LoopThread, runner: ProcessRunner) -> None:
+    vectors, count = loop.run(runner.embed(["Hello, world!", "Goodbye."]))
+    assert vectors.dtype == np.float32 and vectors.shape == (2, 576)
+    assert np.isfinite(vectors).all() and not np.array_equal(vectors[0], vectors[1])
+    assert count >= 4
+    alone, _ = loop.run(runner.embed(["Goodbye."]))
+    assert np.allclose(alone[0], vectors[1], rtol=1e-3, atol=1e-3)
 
 
 def test_greedy_completion_and_stats(loop: LoopThread, runner: ProcessRunner) -> None:

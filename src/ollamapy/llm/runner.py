@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
+import numpy as np
+import numpy.typing as npt
 
 from ollamapy.errors import BadRequestError, RunnerError
 from ollamapy.runner import protocol as p
@@ -232,11 +234,18 @@ class ProcessRunner:
 
     async def embed(
         self, contents: Sequence[str], truncate: bool = True
-    ) -> tuple[list[list[float]], int]:
-        """Raw (unnormalised) embeddings of `contents` and the number of tokens evaluated."""
+    ) -> tuple[npt.NDArray[np.float32], int]:
+        """Raw (unnormalised) embeddings of `contents` and the number of tokens evaluated.
+
+        The vectors are the rows of a float32 matrix (`len(contents)` x the model's width),
+        read straight from the runner's packed reply.
+        """
         request = p.EmbeddingRequest(list(contents), truncate)
         body = p.EmbeddingResponse.from_json(await self._post(p.EMBEDDING_PATH, request.to_json()))
-        return body.embeddings, body.prompt_eval_count
+        if body.rows != len(contents):
+            raise RunnerError(f"runner returned {body.rows} embeddings for {len(contents)} inputs")
+        matrix = np.frombuffer(body.data, dtype=p.EMBEDDING_DTYPE).reshape(body.rows, body.dim)
+        return matrix.astype(np.float32), body.prompt_eval_count
 
     async def fetch_info(self) -> p.RunnerInfo:
         try:

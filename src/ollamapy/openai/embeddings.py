@@ -1,35 +1,45 @@
 """`/v1/embeddings` responses from the native /api/embed result.
 
 OpenAI's SDKs ask for `base64` by default and decode it themselves: the vector's float32
-values, little-endian, base64-encoded.
+values, little-endian, base64-encoded. The native result's vectors may be lists or the
+rows of a numpy matrix (what `/api/embed` computes).
 """
 
 from __future__ import annotations
 
 import base64
-import struct
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
 
 Event = dict[str, Any]
 EncodingFormat = Literal["float", "base64"]
 
 
-def floats_to_base64(values: Sequence[float]) -> str:
+Vector = Sequence[float] | npt.NDArray[np.floating[Any]]
+
+
+def floats_to_base64(values: Vector) -> str:
     """The wire form of one vector with `encoding_format: base64`."""
-    return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode("ascii")
+    return base64.b64encode(np.asarray(values, dtype="<f4").tobytes()).decode("ascii")
 
 
-def embedding_object(index: int, vector: Sequence[float], encoding: EncodingFormat) -> Event:
+def embedding_object(index: int, vector: Vector, encoding: EncodingFormat) -> Event:
     value: str | list[float] = (
-        floats_to_base64(vector) if encoding == "base64" else [float(v) for v in vector]
+        floats_to_base64(vector)
+        if encoding == "base64"
+        else np.asarray(vector, dtype=np.float64).tolist()
     )
     return {"object": "embedding", "embedding": value, "index": index}
 
 
 def embedding_list(model: str, native: Mapping[str, Any], encoding: EncodingFormat) -> Event:
     """The `list` object for a native embed result (`embeddings`, `prompt_eval_count`)."""
-    vectors: Sequence[Sequence[float]] = native.get("embeddings") or []
+    vectors: Sequence[Vector] | npt.NDArray[np.floating[Any]] = native.get("embeddings", [])
+    if vectors is None:
+        vectors = []
     tokens = int(native.get("prompt_eval_count") or 0)
     return {
         "object": "list",

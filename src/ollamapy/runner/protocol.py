@@ -14,7 +14,11 @@ Every type converts to a JSON-able dict with `to_json()` and back with `from_jso
 from __future__ import annotations
 
 import argparse
+import array
+import base64
+import binascii
 import dataclasses
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
@@ -432,25 +436,91 @@ class EmbeddingRequest:
         return cls(content=list(content), truncate=_get(data, "truncate", bool, True))
 
 
+EMBEDDING_DTYPE = "<f4"
+"""How `EmbeddingResponse.data` lays out the vectors: little-endian float32, row-major."""
+_F32 = array.array("f").itemsize
+
+
+def _little_endian_f32(values: array.array[float]) -> bytes:
+    if sys.byteorder != "little":
+        values = array.array("f", values)
+        values.byteswap()
+    return values.tobytes()
+
+
 @dataclass(frozen=True, slots=True)
 class EmbeddingResponse:
-    """Raw (unnormalised) vectors, one per input, and the number of tokens evaluated."""
+    """Raw (unnormalised) vectors, one per input, and the number of tokens evaluated.
 
-    embeddings: list[list[float]]
+    The vectors travel as one matrix of `rows` x `dim` little-endian float32 values
+    (`data`, base64 in JSON, next to its `shape`): formatting and re-parsing every float
+    as JSON text cost more than computing the embeddings. `from_json` checks the shape
+    against the byte length, not each value.
+    """
+
+    data: bytes
+    rows: int
+    dim: int
     prompt_eval_count: int
 
+    def __post_init__(self) -> None:
+        if self.rows < 0 or self.dim < 0:
+            raise ProtocolError("field 'shape' must hold two non-negative integers")
+        if len(self.data) != self.rows * self.dim * _F32:
+            raise ProtocolError(
+                f"field 'embeddings' holds {len(self.data)} bytes, "
+                f"not {self.rows} x {self.dim} float32 values"
+            )
+
+    @classmethod
+    def from_vectors(
+        cls, vectors: Sequence[Sequence[float]], prompt_eval_count: int
+    ) -> EmbeddingResponse:
+        """Pack equal-length vectors (float32, so values round to single precision)."""
+        dim = len(vectors[0]) if vectors else 0
+        if any(len(v) != dim for v in vectors):
+            raise ProtocolError("embedding vectors must all have the same length")
+        flat: array.array[float] = array.array("f")
+        for vector in vectors:
+            flat.extend(vector)
+        return cls(_little_endian_f32(flat), len(vectors), dim, prompt_eval_count)
+
+    def vectors(self) -> list[list[float]]:
+        """The vectors as Python floats (numpy users read `data` with `np.frombuffer`)."""
+        flat = array.array("f", self.data)
+        if sys.byteorder != "little":
+            flat.byteswap()
+        values = flat.tolist()
+        return [values[i * self.dim : (i + 1) * self.dim] for i in range(self.rows)]
+
     def to_json(self) -> dict[str, Any]:
-        return {"embeddings": self.embeddings, "prompt_eval_count": self.prompt_eval_count}
+        return {
+            "embeddings": base64.b64encode(self.data).decode("ascii"),
+            "dtype": EMBEDDING_DTYPE,
+            "shape": [self.rows, self.dim],
+            "prompt_eval_count": self.prompt_eval_count,
+        }
 
     @classmethod
     def from_json(cls, raw: object) -> EmbeddingResponse:
         data = _mapping(raw, "response")
-        vectors = data.get("embeddings")
-        if not isinstance(vectors, list) or not all(
-            isinstance(v, list) and all(isinstance(x, int | float) for x in v) for v in vectors
+        if _get(data, "dtype", str, EMBEDDING_DTYPE) != EMBEDDING_DTYPE:
+            raise ProtocolError(f"field 'dtype' must be {EMBEDDING_DTYPE!r}")
+        encoded = _get(data, "embeddings", str, "")
+        shape = data.get("shape")
+        if (
+            not isinstance(shape, list)
+            or len(shape) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in shape)
         ):
-            raise ProtocolError("field 'embeddings' must be a list of number lists")
+            raise ProtocolError("field 'shape' must hold two non-negative integers")
+        try:
+            raw_bytes = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ProtocolError("field 'embeddings' is not valid base64") from exc
         return cls(
-            embeddings=[[float(x) for x in v] for v in vectors],
+            data=raw_bytes,
+            rows=shape[0],
+            dim=shape[1],
             prompt_eval_count=_get(data, "prompt_eval_count", int, 0),
         )

@@ -157,7 +157,7 @@ def build_app(state: RunnerState) -> Starlette:
                 )
         except NativeError as exc:
             return _error(str(exc), 500)
-        return JSONResponse(p.EmbeddingResponse(vectors, count).to_json())
+        return JSONResponse(p.EmbeddingResponse.from_vectors(vectors, count).to_json())
 
     routes = [
         Route(p.HEALTH_PATH, health, methods=["GET"]),
