@@ -158,16 +158,24 @@ def build(version: str | None = None, jobs: int = 2) -> Reference:
 
 
 def parse_llama_bench(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """pp and tg t/s summaries from `llama-bench -o json` output."""
+    """pp and tg t/s summaries from `llama-bench -o json` output.
+
+    pp is taken at depth 0 (our prompts start from an empty context); tg at the deepest
+    depth measured, which `run_llama_bench` sets to the prompt length, because our decode
+    runs after a prompt of that length and attention cost grows with depth.
+    """
     out: dict[str, Any] = {"pp_tps": None, "tg_tps": None}
+    deepest = max((entry.get("n_depth", 0) for entry in entries), default=0)
     for entry in entries:
         samples = entry.get("samples_ts") or [entry.get("avg_ts")]
-        if entry.get("n_gen", 0) == 0 and entry.get("n_prompt", 0) > 0:
+        depth = entry.get("n_depth", 0)
+        if entry.get("n_gen", 0) == 0 and entry.get("n_prompt", 0) > 0 and depth == 0:
             out["pp_tps"] = summarize(samples)
             out["n_prompt"] = entry["n_prompt"]
-        elif entry.get("n_gen", 0) > 0 and entry.get("n_prompt", 0) == 0:
+        elif entry.get("n_gen", 0) > 0 and entry.get("n_prompt", 0) == 0 and depth == deepest:
             out["tg_tps"] = summarize(samples)
             out["n_gen"] = entry["n_gen"]
+            out["tg_depth"] = depth
         for key in (
             "build_commit",
             "build_number",
@@ -193,6 +201,8 @@ def run_llama_bench(
         str(n_prompt),
         "-n",
         str(n_gen),
+        "-d",
+        f"0,{n_prompt}",
         "-t",
         str(threads),
         "-r",

@@ -68,7 +68,7 @@ def headline_rows(result: dict[str, Any]) -> list[list[str]]:
             "higher",
         ],
         [
-            "tg (decode) vs llama-bench",
+            "tg (decode, at the prompt's depth) vs llama-bench",
             fmt_summary(ours.get("decode_tps")),
             fmt_summary(raw.get("tg_tps")),
             fmt_ratio(ratios.get("tg_vs_raw")),

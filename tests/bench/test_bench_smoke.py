@@ -110,8 +110,8 @@ def test_validate_rejects(mutate: Any, message: str, tmp_path: Path) -> None:
 def test_render_table() -> None:
     text = report.render(_filled())
     assert (
-        "| tg (decode) vs llama-bench | **0.90** | 90.00 (80.00–95.00) | 100 (100–100) | higher |"
-        in text
+        "| tg (decode, at the prompt's depth) vs llama-bench | **0.90** "
+        "| 90.00 (80.00–95.00) | 100 (100–100) | higher |" in text
     )
     assert "Aggregate decode, 2 clients (t/s) vs llama-server | **0.75**" in text
     assert "not measured yet" in text
@@ -135,6 +135,18 @@ def test_parse_llama_bench() -> None:
     parsed = reference.parse_llama_bench(entries)
     assert parsed["pp_tps"]["median"] == 1000.0 and parsed["tg_tps"]["n"] == 1
     assert parsed["n_prompt"] == 512 and parsed["llama_bench"]["n_threads"] == 2
+
+
+def test_parse_llama_bench_takes_pp_at_depth_0_and_tg_at_the_prompt_depth() -> None:
+    entries = [
+        {"n_prompt": 512, "n_gen": 0, "n_depth": 0, "samples_ts": [300.0]},
+        {"n_prompt": 0, "n_gen": 128, "n_depth": 0, "samples_ts": [145.0]},
+        {"n_prompt": 512, "n_gen": 0, "n_depth": 512, "samples_ts": [250.0]},
+        {"n_prompt": 0, "n_gen": 128, "n_depth": 512, "samples_ts": [112.0]},
+    ]
+    parsed = reference.parse_llama_bench(entries)
+    assert parsed["pp_tps"]["median"] == 300.0
+    assert parsed["tg_tps"]["median"] == 112.0 and parsed["tg_depth"] == 512
 
 
 def test_commit_from_changelog() -> None:
