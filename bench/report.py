@@ -114,6 +114,15 @@ def detail_rows(result: dict[str, Any]) -> list[list[str]]:
         ["Peak RSS, our runner children (MiB)", ", ".join(fmt(r) for r in runners) or "—"],
         ["Peak RSS, llama-server (MiB)", fmt((ref.get("peak_rss_mib") or {}).get("server"))],
     ]
+    embed = (result.get("embeddings") or {}).get("batches") or {}
+    for batch, row in embed.items():
+        rows.append(
+            [f"Embeddings, batch {batch}: ours / sentence-transformers", fmt_ratio(row["ratio"])]
+        )
+    pulled = result.get("pull") or {}
+    if pulled:
+        rows.append(["Pull: ours / skopeo", fmt_ratio(pulled.get("ours_over_skopeo"))])
+        rows.append(["Pull: ours / file copy", fmt_ratio(pulled.get("ours_over_file_copy"))])
     for name, state in (result.get("not_measured") or {}).items():
         rows.append([name.replace("_", " "), state])
     return rows

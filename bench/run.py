@@ -64,6 +64,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--no-reference", action="store_true", help="skip llama-bench and llama-server")
     ap.add_argument("--no-build", action="store_true", help="do not build a missing reference")
     ap.add_argument("--no-plots", action="store_true", help="do not draw PNG plots")
+    ap.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="also measure /api/embed against sentence-transformers (needs bench.embeddings' venv)",
+    )
+    ap.add_argument(
+        "--pull", action="store_true", help="also measure pull against skopeo and a file copy"
+    )
     ap.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
     ns = ap.parse_args(argv)
     ns.clients = [int(c) for c in (ns.clients or ("1,2,4" if ns.quick else "1,2,4,8")).split(",")]
@@ -308,6 +316,29 @@ def outputs(result: dict[str, Any], out: Path, want_plots: bool) -> list[Path]:
     return written
 
 
+def extra_benchmarks(run: Run) -> None:
+    """The opt-in embedding and pull comparisons, merged into the same results file."""
+    from bench import embeddings, pull
+
+    chosen = (
+        (
+            "embeddings_vs_sentence_transformers",
+            run.ns.embeddings,
+            lambda n: embeddings.run(runs=n),
+        ),
+        ("pull_vs_skopeo", run.ns.pull, lambda n: pull.run(repeat=n)),
+    )
+    for name, wanted, measure in chosen:
+        if not wanted:
+            continue
+
+        def merge(measure: Any = measure, name: str = name) -> None:
+            run.result.update(measure(run.ns.repeat))
+            run.result["not_measured"].pop(name, None)
+
+        run.phase(name.replace("_", " "), merge)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the whole suite and print the Markdown table."""
     ns = parse_args(argv)
@@ -328,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         run.phase("raw engine (llama-bench)", lambda: run.raw_engine(ref_bins, model))
     with tempfile.TemporaryDirectory(prefix="ollamapy-bench-") as tmp:
         measure_servers(run, model, ref_bins, Path(tmp))
+    extra_benchmarks(run)
     run.result["ratios"] = results.compute_ratios(run.result)
     start_load = run.result["machine"]["load_avg_at_start"][0]
     run.note(
