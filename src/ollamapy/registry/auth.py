@@ -96,7 +96,7 @@ class Authenticator:
         url = self._token_url(challenge)
         request = self._http.build_request("GET", url, headers=self._token_request_headers(url))
         response = await self._http.send(request, stream=True)
-        body = await _read_capped(response, MAX_TOKEN_RESPONSE)
+        body = await read_capped(response, MAX_TOKEN_RESPONSE)
         if response.status_code in (401, 403):
             raise RegistryUnauthorizedError("unauthorized: access denied")
         if response.status_code >= 400:
@@ -144,8 +144,8 @@ def _token_from(body: bytes) -> str:
     return token
 
 
-async def _read_capped(response: httpx.Response, limit: int) -> bytes:
-    """Read a response body, refusing one larger than `limit` (closes the response)."""
+async def read_capped(response: httpx.Response, limit: int) -> bytes:
+    """The whole body, or `RegistryError` once it passes `limit`; always closes."""
     body = bytearray()
     try:
         async for chunk in response.aiter_bytes():

@@ -18,7 +18,7 @@ import httpx
 
 from ollamapy import __version__
 from ollamapy.errors import OllamaError
-from ollamapy.registry.auth import Authenticator
+from ollamapy.registry.auth import Authenticator, read_capped
 from ollamapy.registry.errors import (
     RegistryError,
     RegistryNotFoundError,
@@ -59,19 +59,6 @@ def registry_message(body: bytes) -> str:
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         text = body.decode("utf-8", errors="replace")
     return " ".join(text.split())[:512]
-
-
-async def read_capped(response: httpx.Response, limit: int) -> bytes:
-    """The whole body, or `RegistryError` once it passes `limit`; always closes."""
-    body = bytearray()
-    try:
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > limit:
-                raise RegistryError(f"registry response larger than {limit} bytes")
-    finally:
-        await response.aclose()
-    return bytes(body)
 
 
 def transport_error(method: str, url: httpx.URL, exc: Exception) -> RegistryError:

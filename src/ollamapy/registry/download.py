@@ -29,7 +29,8 @@ from typing import Any
 
 import httpx
 
-from ollamapy.registry.client import RegistryClient, is_retryable, read_capped, status_error
+from ollamapy.registry.auth import read_capped
+from ollamapy.registry.client import RegistryClient, is_retryable, status_error
 from ollamapy.registry.errors import BlobDigestMismatchError, RegistryError
 from ollamapy.registry.progress import Event, first_error, transfer_event
 from ollamapy.store import Layer, Store
