@@ -205,13 +205,22 @@ class Channel:
         self._items: collections.deque[p.CompletionEvent] = collections.deque()
         self._ready = asyncio.Event()
         self._scheduled = False  # set by the engine thread, cleared by the loop
+        self.finished = asyncio.Event()
+        """Set once the last event (done or error) is queued: ends the writer's pause."""
 
     def put(self, event: p.CompletionEvent) -> None:
         """Engine thread: queue one event (raises RuntimeError if the loop is closed)."""
         self._items.append(event)
+        if not isinstance(event, p.CompletionChunk):
+            self._loop.call_soon_threadsafe(self.finished.set)
         if not self._scheduled:
             self._scheduled = True
             self._loop.call_soon_threadsafe(self._ready.set)
+
+    async def pause(self, seconds: float) -> None:
+        """Wait up to `seconds` for more tokens to gather, but not past the last event."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.finished.wait(), seconds)
 
     async def next_batch(self) -> list[p.CompletionEvent]:
         """Event loop: wait for, then take, everything queued so far."""
@@ -276,7 +285,7 @@ class EventStream(Response):
             await send({"type": "http.response.body", "body": body, "more_body": True})
             if not isinstance(batch[-1], p.CompletionChunk):
                 return
-            await asyncio.sleep(FLUSH_INTERVAL)
+            await self._events.pause(FLUSH_INTERVAL)
 
 
 async def _wait_disconnect(receive: Receive) -> None:

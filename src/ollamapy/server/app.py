@@ -94,6 +94,8 @@ def run_server(config: Config) -> None:
         level=logging.DEBUG if config.debug else logging.INFO,
         format="time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s",
     )
+    if not config.debug:  # one line per runner call is noise, and costs a write per request
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     log.info("Listening on %s:%d (version %s)", config.host.host, config.host.port, _version())
     uvicorn.run(
         create_app(config),
