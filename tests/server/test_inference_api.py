@@ -262,3 +262,20 @@ def test_client_disconnect_frees_the_runner(server: LiveServer, client: ollama.C
     )
     assert quick.status_code == 200
     assert quick.json()["eval_count"] == 3
+
+
+def test_long_history_is_truncated_to_num_ctx(client: ollama.Client) -> None:
+    """Old turns are dropped so the prompt fits; the system message and last turn stay."""
+    filler = " ".join(f"word{i}" for i in range(120))
+    history: list[dict[str, str]] = [{"role": "system", "content": "Be brief."}]
+    for turn in range(6):
+        history += [
+            {"role": "user", "content": f"Turn {turn}: {filler}"},
+            {"role": "assistant", "content": f"Noted {turn}."},
+        ]
+    history.append({"role": "user", "content": "Say OK."})
+    options = {"num_ctx": 512, "num_predict": 4, "temperature": 0}
+    result = client.chat(model=MODEL, messages=history, options=options)
+    assert result.prompt_eval_count is not None and 0 < result.prompt_eval_count <= 512
+    full = client.chat(model=MODEL, messages=history, options={**options, "num_ctx": 4096})
+    assert full.prompt_eval_count is not None and full.prompt_eval_count > 512

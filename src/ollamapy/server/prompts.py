@@ -136,7 +136,7 @@ async def render_chat(
     history += [to_prompt_message(m) for m in body.messages]
     messages = rules.with_model_system(history, model.system)
     build = rules.build_chat_prompt
-    counter = _sync_counter(count_tokens)
+    counter = _sync_counter(count_tokens, prepared.load.options.num_ctx)
     result = await asyncio.to_thread(
         build,
         template_of(model),
@@ -177,17 +177,22 @@ async def render_generate(
     return prefix + result.text
 
 
-def _sync_counter(count_tokens: CountTokens | None) -> Callable[[str], int]:
+def _sync_counter(count_tokens: CountTokens | None, num_ctx: int) -> Callable[[str], int]:
     """Bridge the runner's async tokenizer into the pure (sync) truncation rule.
 
-    The rule runs in a worker thread; each count is a round trip to the runner on the
-    event loop.
+    The rule runs in a worker thread and only asks "does this fit in num_ctx?". Every token
+    covers at least one byte of text, plus at most a BOS and an EOS, so a text whose byte
+    length + 2 fits needs no exact count: that bound is returned without a round trip to
+    the runner. Only texts that might not fit are tokenized (on the event loop).
     """
     if count_tokens is None:
         return len
     loop = asyncio.get_running_loop()
 
     def count(text: str) -> int:
+        upper_bound = len(text.encode()) + 2
+        if upper_bound <= num_ctx:
+            return upper_bound
         return len(asyncio.run_coroutine_threadsafe(count_tokens(text), loop).result())
 
     return count
