@@ -50,13 +50,14 @@ SMOLLM2_MODELFILE = CHATML
 
 
 def serve_with_model(
-    tmp_path_factory: pytest.TempPathFactory, name: str, modelfile: str
+    tmp_path_factory: pytest.TempPathFactory, name: str, modelfile: str, num_parallel: int = 0
 ) -> Iterator[LiveServer]:
     """A live server on a fresh store with one model created through `/api/create`."""
     import httpx
 
     models = tmp_path_factory.mktemp("models")
-    config = Config(host=parse_host(f"127.0.0.1:{free_port()}"), models_dir=models)
+    host = parse_host(f"127.0.0.1:{free_port()}")
+    config = Config(host=host, models_dir=models, num_parallel=num_parallel)
     for live in serve(config):
         created = httpx.post(
             f"{live.url}/api/create",

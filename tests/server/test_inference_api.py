@@ -248,8 +248,16 @@ def test_openai_sdk_chat_and_completions_against_the_real_model(server: LiveServ
         sdk.chat.completions.create(model="missing", messages=[{"role": "user", "content": "x"}])
 
 
-def test_client_disconnect_frees_the_runner(server: LiveServer, client: ollama.Client) -> None:
+@pytest.fixture(scope="module")
+def single_slot_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server whose runner has ONE slot, so an abandoned generation would block the next."""
+    modelfile = f"FROM {bundled_model_file('smollm2')}\n{SMOLLM2_MODELFILE}"
+    yield from serve_with_model(tmp_path_factory, MODEL, modelfile, num_parallel=1)
+
+
+def test_client_disconnect_frees_the_runner(single_slot_server: LiveServer) -> None:
     """Closing a stream mid-generation stops it: the next request is not stuck behind it."""
+    server = single_slot_server
     body = {"model": MODEL, "prompt": "Write a very long essay.", "options": {"num_predict": 4000}}
     with httpx.stream("POST", f"{server.url}/api/generate", json=body, timeout=60) as response:
         lines = response.iter_lines()
