@@ -6,8 +6,6 @@ for fakes that record the native request and yield canned native events.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,13 +13,13 @@ from typing import Any
 
 import openai
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 
 from ollamapy.errors import ModelNotFoundError, OllamaError
 from ollamapy.server import inference
 from ollamapy.server.openai_routes import ROUTES
 from ollamapy.types import ModelName
+from tests.asgi import start_server
 from tests.server.conftest import free_port
 
 Event = dict[str, Any]
@@ -106,16 +104,8 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
     app = Starlette(routes=ROUTES)
     app.state.ollama = FakeState(store)
     port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("server did not start")
-        time.sleep(0.02)
+    started = start_server(app, "127.0.0.1", port)
     try:
-        yield Server(f"http://127.0.0.1:{port}", native)
+        yield Server(started.url, native)
     finally:
-        uv.should_exit = True
-        thread.join(timeout=30)
+        started.stop(timeout=30)

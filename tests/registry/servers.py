@@ -19,7 +19,6 @@ import shutil
 import socket
 import struct
 import subprocess
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -28,13 +27,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ollamapy.registry import ed25519
+from tests.asgi import start_server
 
 REGISTRY_BINARY = Path("/usr/bin/docker-registry")
 TOKEN = "test-token-" + secrets.token_hex(8)
@@ -299,16 +298,8 @@ def run_proxy(proxy: Proxy) -> Iterator[Proxy]:
 @contextlib.contextmanager
 def serve_app(app: Any, port: int) -> Iterator[str]:
     """Serve an ASGI app with uvicorn in a thread; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("server did not start")
-        time.sleep(0.02)
+    started = start_server(app, "127.0.0.1", port, log_level="critical")
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield started.url
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        started.stop(timeout=10)

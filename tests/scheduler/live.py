@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from ollamapy.config import Config
 from ollamapy.scheduler import Scheduler
 from ollamapy.server.app import create_app
+from tests.asgi import start_server
 
 CHATML = (
     'TEMPLATE """{{- range .Messages }}<|im_start|>{{ .Role }}\n'
@@ -53,23 +54,8 @@ def serve_app(
 ) -> Generator[LiveApp, None, None]:
     """Run `create_app(config, scheduler)` with uvicorn in a thread until the test ends."""
     app = create_app(config, scheduler)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=config.host.host,
-            port=config.host.port,
-            log_level="warning",
-            lifespan="on",
-            timeout_graceful_shutdown=5,
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("server did not start")
-        time.sleep(0.02)
+    started = start_server(app, config.host.host, config.host.port, lifespan="on")
+    server, thread = started.server, started.thread
     live = LiveApp(config.host.url, app, server, thread)
     try:
         yield live

@@ -297,19 +297,7 @@ class Lexer:
         return True
 
     def lex_quote(self, _: str) -> bool:
-        while True:
-            c = self.next()
-            if c == "\\":
-                c = self.next()
-                if c not in ("", "\n"):
-                    continue
-            if c in ("", "\n"):
-                self.error("unterminated quoted string")
-                return False
-            if c == '"':
-                break
-        self.emit(Kind.STRING)
-        return True
+        return self._lex_escaped('"', Kind.STRING, "unterminated quoted string")
 
     def lex_raw_quote(self, _: str) -> bool:
         end = self.text.find("`", self.pos)
@@ -321,6 +309,10 @@ class Lexer:
         return True
 
     def lex_char(self, _: str) -> bool:
+        return self._lex_escaped("'", Kind.CHAR_CONSTANT, "unterminated character constant")
+
+    def _lex_escaped(self, closing: str, kind: Kind, unterminated: str) -> bool:
+        """A "..." string or '...' char constant: backslash escapes, no newline inside."""
         while True:
             c = self.next()
             if c == "\\":
@@ -328,11 +320,11 @@ class Lexer:
                 if c not in ("", "\n"):
                     continue
             if c in ("", "\n"):
-                self.error("unterminated character constant")
+                self.error(unterminated)
                 return False
-            if c == "'":
+            if c == closing:
                 break
-        self.emit(Kind.CHAR_CONSTANT)
+        self.emit(kind)
         return True
 
     def lex_dollar(self, _: str) -> bool:
