@@ -2,6 +2,11 @@
 
 Every request uses a prompt that differs from the previous one in its first tokens, so no
 prefix cache can shorten prompt evaluation unless a figure is about the prefix cache.
+
+Both servers sample the same way: plain greedy (`SAMPLING`). Ollama's default
+repeat_penalty of 1.1 would change our greedy text and so where the end-of-sequence token
+falls; a stream that stops early leaves its slot empty for the rest of a concurrent round
+and the two servers would then be measured on different numbers of generated tokens.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import httpx
 from bench.stats import rate
 
 NS = 1e9
+SAMPLING: dict[str, Any] = {"temperature": 0, "repeat_penalty": 1.0}
+"""Greedy, no penalties: the same in both servers (llama-server's own defaults)."""
 TIMEOUT = httpx.Timeout(600.0, connect=10.0)
 PARAGRAPH = (
     "The lighthouse keeper climbed the spiral stairs every evening, counting the steps, "
@@ -122,7 +129,7 @@ class Ours:
 
     def __init__(self, base_url: str, model: str, num_ctx: int, threads: int) -> None:
         self.base, self.model = base_url, model
-        self.options = {"temperature": 0, "num_ctx": num_ctx, "num_thread": threads}
+        self.options = {**SAMPLING, "num_ctx": num_ctx, "num_thread": threads}
         self.client = httpx.Client(timeout=TIMEOUT)
 
     def create(self, gguf: str) -> None:
@@ -204,7 +211,7 @@ class LlamaServer:
         return {
             "prompt": prompt,
             "n_predict": n_predict,
-            "temperature": 0,
+            **SAMPLING,
             "cache_prompt": False,
             "stream": stream,
         }

@@ -189,19 +189,25 @@ class Run:
         for n in self.ns.clients:
             walls: dict[str, list[float]] = {}
             sums: dict[str, list[float]] = {}
+            generated: dict[str, int] = {}
             for _ in range(self.ns.repeat):
                 prompts = [self.prompts.next(short) for _ in range(n)]
                 for side, server in sides:
                     if server is None:
                         continue
-                    wall, per_stream, _ = concurrent(
+                    wall, per_stream, samples = concurrent(
                         server.generate_blocking, prompts, self.ns.n_predict
                     )
                     walls.setdefault(side, []).append(wall)
                     sums.setdefault(side, []).append(per_stream)
+                    generated[side] = generated.get(side, 0) + sum(
+                        s.eval_tokens or 0 for s in samples
+                    )
             for side in walls:
                 self.result[side]["aggregate_tps"][str(n)] = summarize(walls[side])
                 self.result[side]["aggregate_sum_tps"][str(n)] = summarize(sums[side])
+            if len(set(generated.values())) > 1:
+                self.note(f"{n} clients: the servers generated different token counts {generated}")
 
     def prefix_cache(self) -> None:
         """TTFT of turn 1 vs turn 2 of a long chat (turn 2 reuses turn 1's prefix)."""

@@ -110,7 +110,6 @@ def load(args: LaunchArgs, progress: Callable[[float], None] | None = None) -> L
             flash_attention=args.flash_attention,
             kv_cache_type=args.kv_cache_type,
             embeddings=args.embedding,
-            shared_kv=not args.embedding and n_seq > 1,
         )
         try:
             context.set_adapters(adapters)

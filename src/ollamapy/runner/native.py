@@ -308,15 +308,14 @@ class Context(_Owned):
         embeddings: bool = False,
         pooling: int | None = None,
         kv_unified: bool = False,
-        shared_kv: bool = False,
     ) -> None:
         self._ptr: Any = None
         params = lc.llama_context_default_params()
+        # Without kv_unified every sequence has its own KV stream of `n_ctx_seq` cells, so
+        # a sequence's attention never depends on where other sequences sit in the cache:
+        # a greedy generation gives the same text alone or batched with others. (A unified
+        # cache was measured no faster for 8 slots on 2 CPU cores and broke that.)
         # kv_unified: one cache shared by the sequences, `n_ctx_seq` is then the total.
-        # shared_kv: one unified cache of `n_ctx_seq * n_seq_max` cells, each sequence still
-        # held to `n_ctx_seq` by the engine. Decoding several sequences is faster this way
-        # (measured ~14% more aggregate tokens/s with 8 slots on 2 CPU cores) because the
-        # batch attends over one cache instead of one stream per sequence.
         params.n_ctx = n_ctx_seq if kv_unified else n_ctx_seq * n_seq_max
         params.n_batch = n_batch
         params.n_ubatch = n_batch
@@ -326,7 +325,7 @@ class Context(_Owned):
         params.embeddings = embeddings
         if pooling is not None:
             params.pooling_type = pooling
-        params.kv_unified = kv_unified or shared_kv
+        params.kv_unified = kv_unified
         if flash_attention is not None:
             params.flash_attn_type = 1 if flash_attention else 0
         if kv_cache_type:
@@ -335,11 +334,7 @@ class Context(_Owned):
         if not self._ptr:
             raise NativeError(f"failed to create the context: {NATIVE_LOG.reason('unknown error')}")
         self._memory = lc.llama_get_memory(self._ptr)
-        self.n_ctx_seq = (
-            int(lc.llama_n_ctx(self._ptr)) // n_seq_max
-            if shared_kv
-            else int(lc.llama_n_ctx_seq(self._ptr))
-        )
+        self.n_ctx_seq = int(lc.llama_n_ctx_seq(self._ptr))
         self.n_seq_max = n_seq_max
         self.can_shift = bool(lc.llama_memory_can_shift(self._memory))
 
