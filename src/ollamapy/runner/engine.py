@@ -16,6 +16,10 @@ Design (shaped after llama.cpp's server loop):
   "fill the context", which then ends with done_reason "length").
 * Results leave through `Job.emit`, a thread-safe callback supplied by the HTTP layer.
   A job is cancelled by setting `Job.cancelled`; its slot is freed before the next decode.
+* `on_flush` is called once per step, just before `llama_decode`, and before the engine
+  sleeps: the HTTP layer queues events in `emit` and wakes its event loop only there, so
+  the loop's writing runs while the GIL is free during the decode instead of taking the
+  GIL from the engine between two slots' sampling.
 
 Per generated token the Python work is: one native sample call, one EOG check, a cached
 piece lookup, incremental UTF-8 decoding, stop matching and one `emit`.
@@ -123,8 +127,16 @@ def effective_num_keep(num_keep: int, prompt_len: int, n_ctx: int) -> int:
 class Engine:
     """Runs every completion of one model on a single thread with continuous batching."""
 
-    def __init__(self, model: Model, ctx: Context, *, n_batch: int) -> None:
+    def __init__(
+        self,
+        model: Model,
+        ctx: Context,
+        *,
+        n_batch: int,
+        on_flush: Callable[[], None] | None = None,
+    ) -> None:
         self._model = model
+        self._on_flush = on_flush
         self._ctx = ctx
         self._n_ctx = ctx.n_ctx_seq
         self._slots = [Slot(seq) for seq in range(ctx.n_seq_max)]
@@ -181,6 +193,7 @@ class Engine:
             self._fail_all("internal error in the inference engine")
         finally:
             self._fail_all("the runner is shutting down")
+            self._flush()
 
     def _next_step(self) -> bool:
         """Do one decode step (or wait for work); False once the engine is closing."""
@@ -192,13 +205,22 @@ class Engine:
                 self._admit()
                 if any(slot.busy for slot in self._slots):
                     break
+                self._flush()
                 self._wake.wait()
         try:
             self._step()
         except Exception as exc:
             log.exception("decode step failed")
             self._fail_active(f"inference failed: {exc}")
+            self._flush()
         return True
+
+    def _flush(self) -> None:
+        if self._on_flush is not None:
+            try:
+                self._on_flush()
+            except Exception:  # the receiving side is gone; its jobs get cancelled
+                log.debug("could not hand events over", exc_info=True)
 
     def _reap_cancelled(self) -> None:
         for slot in self._slots:
@@ -263,6 +285,7 @@ class Engine:
                 outputs.append((slot, index))
         if batch.n_tokens == 0:
             return
+        self._flush()
         rc = self._ctx.decode(batch)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")

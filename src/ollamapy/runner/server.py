@@ -57,6 +57,7 @@ class RunnerState:
     progress: float = 0.0
     loaded: LoadedModel | None = None
     engine: Engine | None = None
+    outbox: Outbox | None = None
     error: str | None = None
     info: p.RunnerInfo | None = field(default=None)
 
@@ -128,7 +129,8 @@ def build_app(state: RunnerState) -> Starlette:
     async def completion(request: Request) -> Response:
         loaded, engine = state.require()
         req = p.CompletionRequest.from_json(await _json_body(request))
-        job, events = _make_job(loaded, engine, req)
+        assert state.outbox is not None  # made with the engine
+        job, events = _make_job(loaded, engine, state.outbox, req)
         try:
             engine.submit(job)
         except EngineClosedError as exc:
@@ -170,7 +172,9 @@ def build_app(state: RunnerState) -> Starlette:
     return Starlette(routes=routes)
 
 
-def _make_job(loaded: LoadedModel, engine: Engine, req: p.CompletionRequest) -> tuple[Job, Channel]:
+def _make_job(
+    loaded: LoadedModel, engine: Engine, outbox: Outbox, req: p.CompletionRequest
+) -> tuple[Job, Channel]:
     """Tokenize, build the sampler chain (bad grammars fail here, as a 400) and the job."""
     if req.images:
         raise BadRequestError("this model does not support images")
@@ -186,36 +190,73 @@ def _make_job(loaded: LoadedModel, engine: Engine, req: p.CompletionRequest) -> 
         sampler = SamplerChain(model, plan, history=tokens)
     except NativeError as exc:
         raise BadRequestError(str(exc)) from exc
-    channel = Channel(asyncio.get_running_loop())
+    channel = Channel(outbox)
     return Job(prompt=tokens, options=req.options, sampler=sampler, emit=channel.put), channel
+
+
+class Outbox:
+    """Wakes the event loop once per engine step for every channel that got events.
+
+    Waking an event loop from another thread costs a self-pipe write, an epoll round and
+    a few callbacks, and the woken loop then wants the GIL: paid per token and per
+    stream, it interleaves the loop's writing with the engine's sampling of the next
+    slot. The engine calls `flush` right before `llama_decode` (which frees the GIL), so
+    the loop writes while the engine decodes.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._marked: list[Channel] = []
+
+    def mark(self, channel: Channel) -> None:
+        """Engine thread: `channel` has events the loop has not been told about."""
+        self._marked.append(channel)
+
+    def flush(self) -> None:
+        """Engine thread: one wake-up for every marked channel (RuntimeError if closed)."""
+        if self._marked:
+            marked, self._marked = self._marked, []
+            self._loop.call_soon_threadsafe(_wake_all, marked)
+
+
+def _wake_all(channels: list[Channel]) -> None:
+    for channel in channels:
+        channel.wake()
 
 
 class Channel:
     """Hands events from the engine thread to the event loop, waking it at most once.
 
-    Waking an event loop from another thread costs a self-pipe write, an epoll round and
-    a few callbacks; paid per token it competes with llama.cpp's compute threads for the
-    CPU. Here the engine only wakes the loop when no wake-up is pending, and the stream
-    writer keeps one pending (so the engine stays quiet) while it pauses `FLUSH_INTERVAL`
-    after each write: tokens produced meanwhile go out together in the next write.
+    The engine only asks for a wake-up (through the `Outbox`) when none is pending, and
+    the stream writer keeps one pending (so the engine stays quiet) while it pauses
+    `FLUSH_INTERVAL` after each write: tokens produced meanwhile go out together in the
+    next write.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
         self._items: collections.deque[p.CompletionEvent] = collections.deque()
         self._ready = asyncio.Event()
         self._scheduled = False  # set by the engine thread, cleared by the loop
+        self._last_queued = False  # set by the engine thread with the done/error event
         self.finished = asyncio.Event()
         """Set once the last event (done or error) is queued: ends the writer's pause."""
 
     def put(self, event: p.CompletionEvent) -> None:
-        """Engine thread: queue one event (raises RuntimeError if the loop is closed)."""
+        """Engine thread: queue one event; the loop hears of it at the outbox's flush."""
         self._items.append(event)
         if not isinstance(event, p.CompletionChunk):
-            self._loop.call_soon_threadsafe(self.finished.set)
-        if not self._scheduled:
+            self._last_queued = True
+            self._outbox.mark(self)  # ends a pause even while a wake-up is pending
+        elif not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon_threadsafe(self._ready.set)
+            self._outbox.mark(self)
+
+    def wake(self) -> None:
+        """Event loop: new events are queued."""
+        self._ready.set()
+        if self._last_queued:
+            self.finished.set()
 
     async def pause(self, seconds: float) -> None:
         """Wait up to `seconds` for more tokens to gather, but not past the last event."""
@@ -336,13 +377,16 @@ async def _load_into(state: RunnerState, server: uvicorn.Server) -> None:
         _fail_load(state, server, str(exc) or type(exc).__name__)
         return
     try:
-        engine = Engine(loaded.model, loaded.context, n_batch=state.args.num_batch)
+        outbox = Outbox(asyncio.get_running_loop())
+        engine = Engine(
+            loaded.model, loaded.context, n_batch=state.args.num_batch, on_flush=outbox.flush
+        )
         engine.start()
     except Exception as exc:
         loaded.close()
         _fail_load(state, server, f"failed to start the engine: {exc}")
         return
-    state.loaded, state.info, state.engine = loaded, loaded.info(), engine
+    state.loaded, state.info, state.engine, state.outbox = loaded, loaded.info(), engine, outbox
     log.info("model loaded: %s", state.info.description)
 
 
