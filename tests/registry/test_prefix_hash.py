@@ -11,15 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from ollamapy.registry import download
-from ollamapy.registry.download import (
-    Hashed,
-    Part,
-    PrefixHasher,
-    verify_and_commit,
-    written_prefix,
-)
+from ollamapy.registry import download, hashing
+from ollamapy.registry.download import Hashed, Part, verify_and_commit, written_prefix
 from ollamapy.registry.errors import BlobDigestMismatchError
+from ollamapy.registry.hashing import PrefixHasher
 from ollamapy.store import Store
 from ollamapy.types import Digest
 
@@ -29,7 +24,7 @@ PART = 10_000
 
 @pytest.fixture(autouse=True)
 def small_steps(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(download, "HASH_STEP", 4099)  # many reads, none aligned to parts
+    monkeypatch.setattr(hashing, "HASH_STEP", 4099)  # many reads, none aligned to parts
 
 
 @pytest.fixture
@@ -188,3 +183,105 @@ def test_commit_rehashes_a_file_changed_after_hashing(tmp_path: Path) -> None:
         verify_and_commit(store, digest, len(DATA), hashed)
     assert not store.has_blob(digest)
     assert not list(store.blobs_dir.iterdir())
+
+
+# ------------------------------------------------------------------ offers
+
+
+class _Reads:
+    """Counts the hasher's read-backs from the file."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        real = os.preadv
+
+        def counted(fd: int, buffers: list[memoryview], offset: int) -> int:
+            self.count += 1
+            return real(fd, buffers, offset)
+
+        monkeypatch.setattr(hashing.os, "preadv", counted)
+
+
+def test_in_order_offers_are_hashed_from_memory(fd: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads = _Reads(monkeypatch)
+    released: list[int] = []
+    hasher = PrefixHasher(fd, len(DATA))
+    try:
+        for offset in range(0, len(DATA), 7_001):
+            data = memoryview(DATA[offset : offset + 7_001])
+            os.pwrite(fd, data, offset)  # written first, as the download does
+            assert hasher.offer(offset, data, lambda o=offset: released.append(o))
+            hasher.advance(offset + len(data))
+        assert hasher.result() == Digest.of_bytes(DATA)
+    finally:
+        hasher.close()
+    assert reads.count == 0
+    assert released == list(range(0, len(DATA), 7_001))  # every buffer given back, in order
+
+
+def test_offers_past_the_prefix_are_declined_and_read_back(fd: int) -> None:
+    hasher = PrefixHasher(fd, len(DATA))
+    try:
+        later = memoryview(DATA[PART:])
+        os.pwrite(fd, later, PART)
+        assert not hasher.offer(PART, later, lambda: pytest.fail("declined: not released"))
+        os.pwrite(fd, DATA[:PART], 0)
+        hasher.advance(len(DATA))
+        assert hasher.result() == Digest.of_bytes(DATA)
+        assert not hasher.offer(len(DATA), memoryview(b"x"), lambda: None)  # nothing after the end
+    finally:
+        hasher.close()
+
+
+def test_offers_and_read_backs_mix_to_the_blob_digest(fd: int) -> None:
+    parts = _parts()
+    rng = random.Random(11)
+    hasher = PrefixHasher(fd, len(DATA))
+    offered = 0
+    try:
+        unfinished = list(parts)
+        while unfinished:
+            part = rng.choice(unfinished)
+            start = part.offset + part.completed
+            length = min(3_001, part.size - part.completed)
+            _write(fd, part, length)
+            offered += hasher.offer(start, memoryview(DATA[start : start + length]), lambda: None)
+            if part.completed == part.size:
+                unfinished.remove(part)
+            hasher.advance(written_prefix(parts, len(DATA)))
+        assert hasher.result() == Digest.of_bytes(DATA)
+    finally:
+        hasher.close()
+    assert offered > 0
+
+
+def test_close_gives_back_every_offered_buffer(fd: int) -> None:
+    os.pwrite(fd, DATA, 0)
+    first_taken, go_on = threading.Event(), threading.Event()
+    released: list[str] = []
+
+    def slow_release() -> None:  # holds the worker inside the first release
+        first_taken.set()
+        go_on.wait(5)
+        released.append("a")
+
+    hasher = PrefixHasher(fd, len(DATA))
+    assert hasher.offer(0, memoryview(DATA[:100]), slow_release)
+    assert first_taken.wait(5)
+    assert hasher.offer(100, memoryview(DATA[100:200]), lambda: released.append("b"))
+    assert hasher.offer(200, memoryview(DATA[200:300]), lambda: released.append("c"))
+    closing = threading.Thread(target=hasher.close)
+    closing.start()
+    go_on.set()
+    closing.join(5)
+    assert sorted(released) == ["a", "b", "c"]
+    assert not hasher.offer(300, memoryview(DATA[300:400]), lambda: None)
+
+
+def test_idle_time_counts_only_waiting(fd: int) -> None:
+    hasher = PrefixHasher(fd, len(DATA))
+    try:
+        threading.Event().wait(0.1)
+        assert hasher.idle_seconds() >= 0.05
+    finally:
+        hasher.close()

@@ -1,4 +1,4 @@
-"""`_pwritev_all`: many buffers (more than one `pwritev` takes) and short writes."""
+"""`pwritev_all`: many buffers (more than one `pwritev` takes) and short writes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ollamapy.registry import download
+from ollamapy.registry import disk
 
 
 def test_many_chunks_and_short_writes_land_in_order(
@@ -28,9 +28,9 @@ def test_many_chunks_and_short_writes_land_in_order(
     path.write_bytes(b"x" * 10)
     fd = os.open(path, os.O_RDWR)
     try:
-        download._pwritev_all(fd, chunks, 10)
+        disk.pwritev_all(fd, chunks, 10)
     finally:
         os.close(fd)
 
     assert path.read_bytes() == b"x" * 10 + b"".join(chunks)
-    assert max(calls) <= download._IOV_MAX
+    assert max(calls) <= disk.IOV_MAX

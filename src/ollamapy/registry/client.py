@@ -5,12 +5,18 @@ asked (blob downloads), follows redirects up to a bound, dropping credentials fo
 other host. `call` adds bounded retries with exponential backoff for network errors and
 5xx/429 answers, and maps error statuses to the project's errors with the registry's
 message (never a header or credential).
+
+Blob downloads (`open(..., bulk=True)`) go through `BlobTransport`, whose bodies can be
+read straight into the downloader's buffers; auth, redirects and statuses are handled
+here exactly as for other requests. When the environment names a proxy they use the
+standard transport instead, since `BlobTransport` only connects to origins directly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from types import TracebackType
 
@@ -26,6 +32,7 @@ from ollamapy.registry.errors import (
 )
 from ollamapy.registry.options import RegistryOptions
 from ollamapy.registry.remote import Remote
+from ollamapy.registry.transport import BlobTransport
 
 Body = bytes | Callable[[], AsyncIterator[bytes]] | None
 """A request body: bytes, or a factory of fresh chunk streams (so a 401 can resend it)."""
@@ -79,12 +86,22 @@ class RegistryClient:
             max_connections=self.settings.max_connections + 2,
             max_keepalive_connections=self.settings.max_connections,
         )
+        headers = {"User-Agent": f"ollamapy/{__version__}"}
+        verify = not options.insecure  # `insecure`, as in Ollama, also skips TLS checks
         self.http = httpx.AsyncClient(
-            timeout=timeout,
-            limits=limits,
-            follow_redirects=False,
-            headers={"User-Agent": f"ollamapy/{__version__}"},
+            timeout=timeout, limits=limits, follow_redirects=False, headers=headers, verify=verify
         )
+        self.bulk = self.http
+        """The client for blob bodies (see the module notes)."""
+        if not urllib.request.getproxies():
+            self.bulk = httpx.AsyncClient(
+                timeout=timeout,
+                follow_redirects=False,
+                headers=headers,
+                transport=BlobTransport(
+                    lambda: httpx.AsyncHTTPTransport(verify=verify), verify=verify
+                ),
+            )
         self.auth = Authenticator(remote, options, self.http)
 
     async def __aenter__(self) -> RegistryClient:
@@ -96,7 +113,11 @@ class RegistryClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.http.aclose()
+        try:
+            await self.http.aclose()
+        finally:
+            if self.bulk is not self.http:
+                await self.bulk.aclose()
 
     async def open(
         self,
@@ -106,17 +127,21 @@ class RegistryClient:
         headers: Mapping[str, str] | None = None,
         body: Body = None,
         redirects: int = 0,
+        bulk: bool = False,
     ) -> httpx.Response:
-        """Send one request; the caller reads (or closes) the streaming response."""
+        """Send one request; the caller reads (or closes) the streaming response.
+
+        `bulk` marks a blob download (see the module notes and `transport.body_reader`)."""
+        http = self.bulk if bulk else self.http
         auth_rounds = 0
         while True:
-            request = self.http.build_request(
+            request = http.build_request(
                 method,
                 url,
                 headers={**(headers or {}), **self.auth.headers_for(url)},
                 content=body() if callable(body) else body,
             )
-            response = await self.http.send(request, stream=True)
+            response = await http.send(request, stream=True)
             if response.status_code == 401 and self.remote.same_origin(url):
                 await response.aclose()
                 if auth_rounds >= _MAX_AUTH_ROUNDS:

@@ -15,13 +15,17 @@ class TransferSettings:
     Defaults are chosen for 100 MB to 10 GB model files: a blob is split into up to
     `part_count` ranged parts of 16-512 MiB (a 100 MB file is 6 parts, a 4 GB file 16 of
     256 MiB, a 10 GB file 19 of 512 MiB), of which at most `max_connections` download at
-    once. Tests shrink the sizes to exercise parts and resume with small blobs.
+    once (one at first, more while the network rather than the hash is the limit). Tests
+    shrink the sizes to exercise parts and resume with small blobs.
     """
 
     part_count: int = 16
     min_part_size: int = 16 * MiB
     max_part_size: int = 512 * MiB
     max_connections: int = 8
+    initial_connections: int = 1
+    """Parts downloading at first; more start while the hasher waits for data, up to
+    `max_connections` (see `ramp.ConnectionRamp`)."""
     upload_chunk_size: int = 64 * MiB
     """Blobs up to this size are uploaded with one PUT, larger ones in PATCH chunks."""
     retries: int = 5
