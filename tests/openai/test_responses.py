@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pytest
 
 from ollamapy.errors import BadRequestError, ModelNotFoundError, RunnerError
@@ -328,6 +329,14 @@ def test_embedding_list_float_and_base64() -> None:
     }
     encoded = embedding_list("e", native, "base64")["data"][1]["embedding"]
     assert struct.unpack("<2f", base64.b64decode(encoded)) == (0.25, 2.0)
+
+
+def test_embedding_list_keeps_numpy_rows_for_the_encoder() -> None:
+    matrix = np.array([[0.1, -1.0]], dtype=np.float32)
+    native = {"model": "e", "embeddings": matrix, "prompt_eval_count": 2}
+    row = embedding_list("e", native, "float")["data"][0]["embedding"]
+    assert isinstance(row, np.ndarray) and row.dtype == np.float32
+    assert np.array_equal(row, matrix[0])
 
 
 def test_base64_is_little_endian_float32() -> None:

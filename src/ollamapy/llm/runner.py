@@ -4,8 +4,10 @@
 is bound, then polls `GET /health` until the model is loaded. The child's stderr is
 forwarded to logging and its last lines are kept, so a child that dies while loading
 becomes a `RunnerError` carrying llama.cpp's reason. After start-up the handle talks
-HTTP (httpx) to the child and watches the process: `exited`/`wait()` and the `on_exit`
-callback tell the scheduler when it died; a request in flight then raises `RunnerError`.
+HTTP to the child (httpx for streams and polls, the lean `http11` client for the small
+tokenize/embedding exchanges) and watches the process: `exited`/`wait()` and the
+`on_exit` callback tell the scheduler when it died; a request in flight then raises
+`RunnerError`.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from ollamapy.errors import BadRequestError, RunnerError
+from ollamapy.llm.http11 import Connections, HTTPError
 from ollamapy.runner import protocol as p
 from ollamapy.types.options import RunnerOptions
 
@@ -151,6 +155,7 @@ class ProcessRunner:
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
         self._port: int | None = None
         self._client: httpx.AsyncClient | None = None
+        self._connections: Connections | None = None
         self._info: p.RunnerInfo | None = None
         self._closing = False
         self._exited = asyncio.Event()
@@ -257,13 +262,19 @@ class ProcessRunner:
         return p.RunnerInfo.from_json(resp.json())
 
     async def _post(self, path: str, payload: dict[str, Any]) -> Any:
+        """POST a small JSON request on the lean client (`http11`); the reply's JSON."""
+        self._require_client()
+        assert self._connections is not None
         try:
-            resp = await self._require_client().post(path, json=payload)
-        except httpx.HTTPError as exc:
+            reply = await self._connections.post(path, orjson.dumps(payload))
+        except HTTPError as exc:
             raise RunnerError(await self._failure(str(exc))) from exc
-        if resp.status_code != 200:
-            raise _status_error(resp.status_code, resp.content)
-        return resp.json()
+        if reply.status != 200:
+            raise _status_error(reply.status, reply.body)
+        try:
+            return orjson.loads(reply.body)
+        except orjson.JSONDecodeError as exc:
+            raise RunnerError(f"the runner sent invalid JSON: {exc}") from exc
 
     def _require_client(self) -> httpx.AsyncClient:
         if self._client is None or self._closing:
@@ -279,6 +290,8 @@ class ProcessRunner:
         self._closing = True
         if self._client is not None:
             await self._client.aclose()
+        if self._connections is not None:
+            await self._connections.aclose()
         if self._proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.send_signal(signal.SIGTERM)
@@ -306,6 +319,7 @@ class ProcessRunner:
             timeout=httpx.Timeout(None, connect=10.0),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=16),
         )
+        self._connections = Connections("127.0.0.1", self._port)
         await self._poll_health()
         self._info = await self.fetch_info()
         log.info("runner %s ready on port %s: %s", self.pid, self._port, self._info.description)

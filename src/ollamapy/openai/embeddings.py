@@ -2,7 +2,8 @@
 
 OpenAI's SDKs ask for `base64` by default and decode it themselves: the vector's float32
 values, little-endian, base64-encoded. The native result's vectors may be lists or the
-rows of a numpy matrix (what `/api/embed` computes).
+rows of a numpy matrix (what `/api/embed` computes); with `float`, numpy rows are passed
+through for the route to encode (lists become lists of Python floats).
 """
 
 from __future__ import annotations
@@ -27,11 +28,18 @@ def floats_to_base64(values: Vector) -> str:
 
 
 def embedding_object(index: int, vector: Vector, encoding: EncodingFormat) -> Event:
-    value: str | list[float] = (
-        floats_to_base64(vector)
-        if encoding == "base64"
-        else np.asarray(vector, dtype=np.float64).tolist()
-    )
+    """One `embedding` object; a numpy row stays a numpy row with `encoding_format: float`.
+
+    Keeping the row lets the route write it with a numpy-aware encoder (float32 values in
+    their shortest form) instead of making, then formatting, a Python float per value.
+    """
+    value: str | list[float] | npt.NDArray[np.floating[Any]]
+    if encoding == "base64":
+        value = floats_to_base64(vector)
+    elif isinstance(vector, np.ndarray):
+        value = vector
+    else:
+        value = [float(x) for x in vector]
     return {"object": "embedding", "embedding": value, "index": index}
 
 

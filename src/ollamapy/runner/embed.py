@@ -4,8 +4,9 @@ Embedding models (BERT-like, with a pooling type in their GGUF) get an embedding
 context from the loader (`is_embedding_model`), with room for several sequences so that
 a request's inputs are evaluated together: each input is one sequence of a single batch
 (a few batches when they do not fit), and the pooled vector of each sequence is read
-with `llama_get_embeddings_seq`. Vectors are returned raw; normalising is the server's
-business.
+with `llama_get_embeddings_seq`. Vectors are returned raw, as the rows of one float32
+matrix copied straight out of llama.cpp's buffer (no Python float per value);
+normalising is the server's business.
 
 Generative models embed too, like in Ollama: `DecoderEmbedder` makes a second, small
 context on the same loaded model the first time it is asked, with embeddings on and
@@ -24,11 +25,13 @@ import threading
 from collections.abc import Sequence
 
 import llama_cpp as lc
+import numpy as np
+import numpy.typing as npt
 
 from ollamapy.errors import BadRequestError
 from ollamapy.runner.native import Batch, Context, Model, NativeError
+from ollamapy.runner.startup import EMBEDDING_ARCHS
 
-EMBEDDING_ARCHS = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "neo-bert"})
 EMBED_MAX_SEQS = 16
 """Sequences an embedding model's context holds: inputs evaluated in one batch."""
 DECODER_POOLING = lc.LLAMA_POOLING_TYPE_LAST
@@ -42,6 +45,9 @@ Longer inputs are truncated (or refused with `truncate: false`).
 """
 
 _LOCK = threading.Lock()
+
+Matrix = npt.NDArray[np.float32]
+"""Embeddings, one row per input (C-contiguous float32)."""
 
 
 def _meta(model: Model, key: str) -> str | None:
@@ -99,8 +105,8 @@ def plan_batches(lengths: Sequence[int], n_batch: int, n_seq: int) -> list[list[
 
 def embed(
     model: Model, ctx: Context, contents: Sequence[str], *, truncate: bool, enabled: bool
-) -> tuple[list[list[float]], int]:
-    """Embed each text; return the raw vectors and the number of tokens evaluated.
+) -> tuple[Matrix, int]:
+    """Embed each text; return the raw vectors (rows) and the number of tokens evaluated.
 
     `enabled` says whether the context was created with embeddings on.
     """
@@ -115,7 +121,7 @@ def embed(
 
 def _embed_locked(
     model: Model, ctx: Context, contents: Sequence[str], *, truncate: bool
-) -> tuple[list[list[float]], int]:
+) -> tuple[Matrix, int]:
     pooled = lc.llama_pooling_type(ctx.ptr) != lc.LLAMA_POOLING_TYPE_NONE
     n_batch = int(lc.llama_n_batch(ctx.ptr))
     limit = min(ctx.n_ctx_seq, n_batch)
@@ -130,12 +136,16 @@ def _embed_locked(
                 raise BadRequestError("input length exceeds the context length")
             tokens = fit_input(tokens, limit, keep_last)
         inputs.append(tokens)
-    vectors: list[list[float]] = [[] for _ in inputs]
-    groups = plan_batches([len(t) for t in inputs], n_batch, ctx.n_seq_max)
-    with Batch(n_batch) as batch:
+    vectors = np.empty((len(inputs), model.n_embd), dtype=np.float32)
+    lengths = [len(t) for t in inputs]
+    groups = plan_batches(lengths, n_batch, ctx.n_seq_max)
+    # A batch just big enough for the largest group: setting up all `n_batch` slots
+    # cost more than tokenizing and copying out a short request.
+    capacity = max((sum(lengths[i] for i in group) for group in groups), default=1)
+    with Batch(capacity) as batch:
         for group in groups:
-            _decode_group(model, ctx, batch, [inputs[i] for i in group], pooled, vectors, group)
-    return vectors, sum(len(t) for t in inputs)
+            _decode_group(ctx, batch, [inputs[i] for i in group], pooled, vectors, group)
+    return vectors, sum(lengths)
 
 
 class DecoderEmbedder:
@@ -185,7 +195,7 @@ class DecoderEmbedder:
             )
         return self._ctx
 
-    def embed(self, contents: Sequence[str], *, truncate: bool) -> tuple[list[list[float]], int]:
+    def embed(self, contents: Sequence[str], *, truncate: bool) -> tuple[Matrix, int]:
         """Like `embed`, on this model's embeddings context (made now if needed)."""
         with _LOCK:
             return _embed_locked(self._model, self._context(), contents, truncate=truncate)
@@ -199,12 +209,11 @@ class DecoderEmbedder:
 
 
 def _decode_group(
-    model: Model,
     ctx: Context,
     batch: Batch,
     inputs: list[list[int]],
     pooled: bool,
-    vectors: list[list[float]],
+    vectors: Matrix,
     indices: list[int],
 ) -> None:
     batch.clear()
@@ -218,7 +227,7 @@ def _decode_group(
     rc = ctx.decode(batch)
     if rc != 0:
         raise NativeError(f"llama_decode returned {rc} while embedding")
-    n_embd = model.n_embd
+    base, row_bytes = vectors.ctypes.data, vectors.shape[1] * vectors.itemsize
     for seq, index in enumerate(indices):
         if pooled:
             ptr = lc.llama_get_embeddings_seq(ctx.ptr, seq)
@@ -226,5 +235,7 @@ def _decode_group(
             ptr = lc.llama_get_embeddings_ith(ctx.ptr, last[seq])
         if not ptr:
             raise NativeError("llama.cpp returned no embedding")
-        vectors[index] = [float(x) for x in ptr[:n_embd]]
+        # One memcpy per row into the result (llama.cpp's buffer is reused by the next
+        # decode); reading `ptr[:n]` would make a Python float of every value.
+        ctypes.memmove(base + index * row_bytes, ptr, row_bytes)
     ctx.clear()

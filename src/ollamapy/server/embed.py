@@ -6,15 +6,15 @@ cutting them to `dimensions`, when asked) and the legacy route returns as they a
 `embed(state, body)` is also what the OpenAI `/v1/embeddings` route runs.
 
 Vectors are float32 numpy matrices from the runner onwards (normalised in float64), and
-the responses write them with `json_floats`, one `%`-format per row, instead of
-`json.dumps` of Python floats: formatting floats was most of a batch's overhead.
+the responses are written by orjson straight from those matrices (`http.FloatsResponse`):
+formatting floats with `json.dumps` (or `%`-formats) was most of a batch's overhead.
+orjson writes each float32 in its shortest form that reads back exactly, as Ollama's Go
+encoder does.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from starlette.routing import Route
 from ollamapy.api.types import EmbeddingsRequest, EmbedRequest
 from ollamapy.errors import BadRequestError, RunnerError
 from ollamapy.llm import ProcessRunner
-from ollamapy.server.http import read_request
+from ollamapy.server.http import FloatsResponse, read_request
 from ollamapy.server.inference import Prepared, prepare
 from ollamapy.server.state import ServerState, state_of
 
@@ -35,11 +35,6 @@ Event = dict[str, Any]
 
 
 Matrix = npt.NDArray[np.float32]
-
-_JSON_FLOAT = "%.9g"
-"""Nine significant digits: enough for every float32 to read back exactly (like Go's
-encoder, which writes the shortest such text; this may be a digit or two longer), and
-several times faster to write than `json.dumps` of the same values as Python floats."""
 
 
 def normalize(vectors: npt.ArrayLike) -> Matrix:
@@ -61,40 +56,11 @@ def shape_vectors(vectors: npt.ArrayLike, dimensions: int | None) -> Matrix:
     return normalize(matrix)
 
 
-def json_floats(values: npt.NDArray[np.floating[Any]]) -> str:
-    """JSON text of a vector (1-D) or a list of vectors (2-D), float32 precision.
-
-    Raises `RunnerError` for NaN or infinity, which JSON cannot hold.
-    """
-    if values.ndim not in (1, 2):
-        raise ValueError("expected a vector or a matrix")
-    if not np.isfinite(values).all():
+def check_finite(vectors: Matrix) -> Matrix:
+    """`vectors` itself; `RunnerError` if it holds NaN or infinity, which JSON cannot hold."""
+    if not np.isfinite(vectors).all():
         raise RunnerError("the model returned NaN or infinite embedding values")
-    if values.ndim == 1:
-        return "[" + ",".join([_JSON_FLOAT] * values.shape[0]) % tuple(values.tolist()) + "]"
-    row = "[" + ",".join([_JSON_FLOAT] * values.shape[1]) + "]"
-    return "[" + ",".join([row % tuple(r) for r in values.tolist()]) + "]"
-
-
-def render(event: Mapping[str, Any], key: str) -> bytes:
-    """`event` as compact JSON, with its `key` (an array of floats) written by `json_floats`."""
-    parts: list[str] = []
-    for name, value in event.items():
-        if name == key and isinstance(value, np.ndarray):
-            text = json_floats(value)
-        else:
-            text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        parts.append(f"{json.dumps(name, ensure_ascii=False)}:{text}")
-    return ("{" + ",".join(parts) + "}").encode("utf-8")
-
-
-class FloatsResponse(Response):
-    """A JSON response whose big float array is formatted by `json_floats`."""
-
-    media_type = "application/json"
-
-    def __init__(self, event: Mapping[str, Any], key: str) -> None:
-        super().__init__(render(event, key))
+    return vectors
 
 
 def _inputs(value: str | list[str] | list[int] | list[list[int]]) -> list[str | list[int]]:
@@ -136,7 +102,7 @@ async def embed(state: ServerState, body: EmbedRequest) -> Event:
         vectors, count = await runner.embed(await _texts(runner, inputs), body.truncate)
     return {
         "model": body.model,
-        "embeddings": shape_vectors(vectors, body.dimensions),
+        "embeddings": check_finite(shape_vectors(vectors, body.dimensions)),
         "total_duration": time.perf_counter_ns() - started,
         "load_duration": load_duration,
         "prompt_eval_count": count,
@@ -145,7 +111,7 @@ async def embed(state: ServerState, body: EmbedRequest) -> Event:
 
 async def embed_route(request: Request) -> Response:
     body = await read_request(request, EmbedRequest)
-    return FloatsResponse(await embed(state_of(request), body), "embeddings")
+    return FloatsResponse(await embed(state_of(request), body))
 
 
 async def embeddings_route(request: Request) -> Response:
@@ -159,7 +125,7 @@ async def embeddings_route(request: Request) -> Response:
     async with state.scheduler.use(prepared.load, prepared.keep_alive) as entry:
         runner: ProcessRunner = entry.runner
         vectors, _count = await runner.embed([body.prompt], True)
-    return FloatsResponse({"embedding": vectors[0]}, "embedding")
+    return FloatsResponse({"embedding": check_finite(vectors[0])})
 
 
 ROUTES = [

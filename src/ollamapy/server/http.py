@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -66,6 +67,26 @@ def describe_validation_error(exc: ValidationError) -> str:
     if first["type"] == "missing":
         return f"missing required field '{location}'"
     return f"invalid value for '{location}': {first['msg']}"
+
+
+def json_body(value: object) -> bytes:
+    """Compact UTF-8 JSON of `value`; numpy arrays become (nested) arrays of numbers.
+
+    Floats are written in their shortest form that reads back exactly (float32 values as
+    float32, like Ollama's Go encoder), several times faster than `json.dumps` and with
+    no Python float made per value. Non-finite floats would become `null`: callers check
+    their vectors first.
+    """
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+class FloatsResponse(Response):
+    """A JSON response whose values may include numpy float matrices (see `json_body`)."""
+
+    media_type = "application/json"
+
+    def __init__(self, content: Mapping[str, Any]) -> None:
+        super().__init__(json_body(content))
 
 
 def ndjson_line(event: Event) -> bytes:

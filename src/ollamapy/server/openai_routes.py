@@ -46,7 +46,7 @@ from ollamapy.openai import (
     to_generate_request,
 )
 from ollamapy.server import inference
-from ollamapy.server.http import describe_validation_error, read_json
+from ollamapy.server.http import FloatsResponse, describe_validation_error, read_json
 from ollamapy.server.state import ServerState, state_of
 from ollamapy.types import ModelName
 
@@ -160,7 +160,7 @@ async def embeddings(request: Request) -> Response:
     body = await read_body(request, EmbeddingRequest)
     native = to_embed_request(body)
     result = await native_embed(state_of(request), native)
-    return JSONResponse(embedding_list(body.model, result, body.encoding_format))
+    return FloatsResponse(embedding_list(body.model, result, body.encoding_format))
 
 
 async def native_embed(state: ServerState, body: EmbedRequest) -> Mapping[str, Any]:

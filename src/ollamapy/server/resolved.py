@@ -39,8 +39,8 @@ class ResolvedModel:
 
 def resolve(store: Store, name: ModelName) -> ResolvedModel:
     """Read a model's manifest and small layers; `ModelNotFoundError` if it is absent."""
-    manifest = store.read_manifest(name)
-    entry = store.entry(name)
+    entry = store.entry(name)  # reads and parses the manifest once, for its digest too
+    manifest = entry.manifest
     model_layer = manifest.last_layer(MediaType.MODEL)
     return ResolvedModel(
         name=entry.name,
