@@ -13,7 +13,7 @@ import pytest
 
 from ollamapy import gguf as reader
 from ollamapy.errors import GGUFError
-from ollamapy.gguf import format_parameter_count, read_gguf
+from ollamapy.gguf import format_parameter_count, read_gguf, read_key
 
 Q4_1 = gguf.GGMLQuantizationType.Q4_1
 TEMPLATE = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
@@ -63,6 +63,19 @@ def test_reads_a_written_model(model: Path) -> None:
         ("blk.0.norm", (64,), "F32", 256),
     ]
     assert info.data_offset % 32 == 0
+
+
+def test_read_key_stops_at_the_key_and_agrees_with_the_full_reader(model: Path) -> None:
+    assert read_key(model, "general.architecture") == "llama"
+    assert read_key(model, "general.file_type") == 3  # written after the token list
+    assert read_key(model, "no.such.key") is None
+
+
+def test_read_key_checks_the_file_like_the_full_reader(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGML" + b"\0" * 60)
+    with pytest.raises(GGUFError):
+        read_key(bad, "general.architecture")
 
 
 def test_long_arrays_are_skipped_unless_asked(model: Path) -> None:

@@ -168,6 +168,20 @@ def read_gguf(
         return _Parser(_Source(file, size), keep_arrays).parse()
 
 
+def read_key(path: str | os.PathLike[str], key: str) -> Any:
+    """One metadata value, reading key/values in file order only until `key` (None when
+    absent). Fast for keys written first, such as `general.architecture`: a full
+    `read_gguf` walks the whole vocabulary (~85 ms for a 49k-token model)."""
+    with _open_regular(path) as (file, size):
+        parser = _Parser(_Source(file, size), keep_arrays=0)
+        _version, _n_tensors, n_kv = parser._header()
+        for _ in range(n_kv):
+            parser._key_value()
+            if key in parser.metadata:
+                return parser.metadata[key]
+    return None
+
+
 def format_parameter_count(count: int) -> str:
     """Ollama's `format.HumanNumber`: 134515008 -> "134.52M", 1_235_814_400 -> "1.2B"."""
     for unit, scale, decimals in (("B", 1_000_000_000, 1), ("M", 1_000_000, 2)):

@@ -18,7 +18,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 
 from ollamapy.errors import GGUFError
-from ollamapy.gguf import read_gguf
+from ollamapy.gguf import read_key
 
 EMBEDDING_ARCHS = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "neo-bert"})
 """Architectures that only embed (the loader also honours a pooling type in the GGUF)."""
@@ -28,7 +28,7 @@ EMBEDDING_SPIN = "3000"
 def gguf_architecture(path: str | Path) -> str | None:
     """The model's `general.architecture`; None for anything that is not a readable GGUF."""
     try:
-        value = read_gguf(path, keep_arrays=0).metadata.get("general.architecture")
+        value = read_key(path, "general.architecture")
     except (GGUFError, OSError):
         return None
     return value if isinstance(value, str) and value else None
