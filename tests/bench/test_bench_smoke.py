@@ -235,3 +235,15 @@ def test_quick_no_reference_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "| Figure |" in capsys.readouterr().out
     assert (tmp_path / path.name.replace(".json", ".md")).is_file()
     assert servers.descendants(os.getpid()) == []  # every server and runner was stopped
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("unified", [False, True], ids=["streams", "unified"])
+def test_batched_decode_rate_runs_on_the_bundled_model(unified: bool) -> None:
+    """`python -m bench.batched` decodes several sequences together with either cache."""
+    from bench import batched
+    from ollamapy.runner.native import Model, init_backend
+
+    init_backend()
+    with Model(str(bundled_model_file("smollm2"))) as model:
+        assert batched.decode_rate(model, n_seq=2, steps=2, threads=1, unified=unified) > 0
