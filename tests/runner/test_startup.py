@@ -11,7 +11,6 @@ import pytest
 from ollamapy.runner.startup import (
     EMBEDDING_SPIN,
     gguf_architecture,
-    model_argument,
     quiet_openmp,
 )
 
@@ -68,17 +67,3 @@ def test_quiet_openmp(tmp_path: Path, arch: str, env: dict[str, str], want: dict
     path.write_bytes(gguf_head(arch))
     quiet_openmp(env, path)
     assert env == want
-
-
-@pytest.mark.parametrize(
-    ("argv", "want"),
-    [
-        (["--model", "/m.gguf", "--port", "0"], "/m.gguf"),
-        (["--port", "0", "--model=/m.gguf"], "/m.gguf"),
-        (["--port", "0"], None),
-        (["--model"], None),
-    ],
-    ids=["separate", "joined", "absent", "dangling"],
-)
-def test_model_argument(argv: list[str], want: str | None) -> None:
-    assert model_argument(argv) == want

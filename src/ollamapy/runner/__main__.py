@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import sys
 
-from ollamapy.runner.startup import model_argument, quiet_openmp
+from ollamapy.runner.protocol import LaunchArgs
+from ollamapy.runner.startup import quiet_openmp
 
 if __name__ == "__main__":
-    model = model_argument(sys.argv[1:])
-    if model is not None:
-        quiet_openmp(os.environ, model)  # before llama.cpp is loaded (see `startup`)
-    from ollamapy.runner.server import main
+    args = LaunchArgs.from_argv(sys.argv[1:])
+    quiet_openmp(os.environ, args.model)  # before llama.cpp is loaded (see `startup`)
+    from ollamapy.runner.server import run
 
-    sys.exit(main())
+    sys.exit(run(args))

@@ -458,7 +458,11 @@ async def serve(args: p.LaunchArgs) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = p.LaunchArgs.from_argv(sys.argv[1:] if argv is None else argv)
+    return run(p.LaunchArgs.from_argv(sys.argv[1:] if argv is None else argv))
+
+
+def run(args: p.LaunchArgs) -> int:
+    """Serve `args` until told to stop; the process exit status."""
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         stream=sys.stderr,

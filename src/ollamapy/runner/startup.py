@@ -34,16 +34,6 @@ def gguf_architecture(path: str | Path) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def model_argument(argv: list[str]) -> str | None:
-    """The `--model` path in a runner's command line (as `LaunchArgs.to_argv` writes it)."""
-    for index, arg in enumerate(argv):
-        if arg == "--model" and index + 1 < len(argv):
-            return argv[index + 1]
-        if arg.startswith("--model="):
-            return arg.partition("=")[2]
-    return None
-
-
 def quiet_openmp(env: MutableMapping[str, str], model_path: str | Path) -> None:
     """Shorten OpenMP's idle spin in `env` for an embedding model, unless `env` already
     says how workers wait (`GOMP_SPINCOUNT` or `OMP_WAIT_POLICY`)."""
