@@ -249,8 +249,7 @@ class ProcessRunner:
         body = p.EmbeddingResponse.from_json(await self._post(p.EMBEDDING_PATH, request.to_json()))
         if body.rows != len(contents):
             raise RunnerError(f"runner returned {body.rows} embeddings for {len(contents)} inputs")
-        matrix = np.frombuffer(body.data, dtype=p.EMBEDDING_DTYPE).reshape(body.rows, body.dim)
-        return matrix.astype(np.float32), body.prompt_eval_count
+        return body.matrix(), body.prompt_eval_count
 
     async def fetch_info(self) -> p.RunnerInfo:
         try:

@@ -14,14 +14,15 @@ Every type converts to a JSON-able dict with `to_json()` and back with `from_jso
 from __future__ import annotations
 
 import argparse
-import array
 import base64
 import binascii
 import dataclasses
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
 
 from ollamapy.errors import BadRequestError
 from ollamapy.types.options import SamplingOptions, validate_options
@@ -438,14 +439,7 @@ class EmbeddingRequest:
 
 EMBEDDING_DTYPE = "<f4"
 """How `EmbeddingResponse.data` lays out the vectors: little-endian float32, row-major."""
-_F32 = array.array("f").itemsize
-
-
-def _little_endian_f32(values: array.array[float]) -> bytes:
-    if sys.byteorder != "little":
-        values = array.array("f", values)
-        values.byteswap()
-    return values.tobytes()
+_F32 = np.dtype(EMBEDDING_DTYPE).itemsize
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,25 +467,29 @@ class EmbeddingResponse:
             )
 
     @classmethod
-    def from_vectors(
-        cls, vectors: Sequence[Sequence[float]], prompt_eval_count: int
-    ) -> EmbeddingResponse:
-        """Pack equal-length vectors (float32, so values round to single precision)."""
-        dim = len(vectors[0]) if vectors else 0
-        if any(len(v) != dim for v in vectors):
-            raise ProtocolError("embedding vectors must all have the same length")
-        flat: array.array[float] = array.array("f")
-        for vector in vectors:
-            flat.extend(vector)
-        return cls(_little_endian_f32(flat), len(vectors), dim, prompt_eval_count)
+    def from_vectors(cls, vectors: npt.ArrayLike, prompt_eval_count: int) -> EmbeddingResponse:
+        """Pack equal-length vectors: lists, or the rows of a matrix such as the runner's
+        float32 result (float32, so values round to single precision)."""
+        try:
+            matrix = np.asarray(vectors, dtype=EMBEDDING_DTYPE)
+        except ValueError:  # ragged: numpy refuses an inhomogeneous shape
+            raise ProtocolError("embedding vectors must all have the same length") from None
+        if matrix.shape == (0,):  # no vectors at all
+            matrix = matrix.reshape(0, 0)
+        if matrix.ndim != 2:
+            raise ProtocolError("embedding vectors must be a list of equal-length vectors")
+        rows, dim = matrix.shape
+        return cls(np.ascontiguousarray(matrix).tobytes(), rows, dim, prompt_eval_count)
+
+    def matrix(self) -> npt.NDArray[np.float32]:
+        """The vectors as the rows of a native float32 matrix."""
+        packed = np.frombuffer(self.data, dtype=EMBEDDING_DTYPE).reshape(self.rows, self.dim)
+        return packed.astype(np.float32)
 
     def vectors(self) -> list[list[float]]:
-        """The vectors as Python floats (numpy users read `data` with `np.frombuffer`)."""
-        flat = array.array("f", self.data)
-        if sys.byteorder != "little":
-            flat.byteswap()
-        values = flat.tolist()
-        return [values[i * self.dim : (i + 1) * self.dim] for i in range(self.rows)]
+        """The vectors as Python floats."""
+        rows: list[list[float]] = self.matrix().tolist()
+        return rows
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -30,8 +30,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -166,9 +164,7 @@ def build_app(state: RunnerState) -> Starlette:
             )
         except NativeError as exc:
             return _error(str(exc), 500)
-        rows, dim = vectors.shape
-        packed = p.EmbeddingResponse(_little_endian(vectors), rows, dim, count)
-        return JSONResponse(packed.to_json())
+        return JSONResponse(p.EmbeddingResponse.from_vectors(vectors, count).to_json())
 
     routes = [
         Route(p.HEALTH_PATH, health, methods=["GET"]),
@@ -191,11 +187,6 @@ def _one_thread(name: str) -> ThreadPoolExecutor:
     2 cores, and half speed when the spin is shortened (`GOMP_SPINCOUNT`).
     """
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ollamapy-{name}")
-
-
-def _little_endian(matrix: npt.NDArray[np.float32]) -> bytes:
-    """The matrix's bytes as `EmbeddingResponse.data` lays them out (row-major `<f4`)."""
-    return np.ascontiguousarray(matrix, dtype=p.EMBEDDING_DTYPE).tobytes()
 
 
 def _make_job(
