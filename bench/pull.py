@@ -204,7 +204,8 @@ def skopeo(name: ModelName, scratch: Path, digest: Digest) -> None:
     if binary is None:
         raise RuntimeError("skopeo is missing: apt-get install -y skopeo")
     target = scratch / "skopeo"
-    result = subprocess.run(
+    _run_tool(
+        "skopeo copy",
         [
             binary,
             "--insecure-policy",
@@ -214,13 +215,7 @@ def skopeo(name: ModelName, scratch: Path, digest: Digest) -> None:
             f"docker://{name.host}/{REPOSITORY}:{name.tag}",
             f"dir:{target}",
         ],
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT_S,
-        check=False,
     )
-    if result.returncode != 0:
-        raise RuntimeError(f"skopeo copy failed: {result.stderr.strip()[-2000:]}")
     if not (target / str(digest).removeprefix("sha256:")).is_file():
         raise RuntimeError("skopeo did not write the blob")
 
@@ -254,15 +249,16 @@ def curl(name: ModelName, _scratch: Path, digest: Digest) -> None:
     if binary is None:
         raise RuntimeError("curl is missing")
     url = f"http://{name.host}/v2/{REPOSITORY}/blobs/{digest}"
+    _run_tool("curl", [binary, "--silent", "--show-error", "--fail", "--output", "/dev/null", url])
+
+
+def _run_tool(what: str, command: list[str]) -> None:
+    """Run one timed method's command; its error output becomes the exception."""
     result = subprocess.run(
-        [binary, "--silent", "--show-error", "--fail", "--output", "/dev/null", url],
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT_S,
-        check=False,
+        command, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False
     )
     if result.returncode != 0:
-        raise RuntimeError(f"curl failed: {result.stderr.strip()[-2000:]}")
+        raise RuntimeError(f"{what} failed: {result.stderr.strip()[-2000:]}")
 
 
 def _cpu_seconds() -> float:

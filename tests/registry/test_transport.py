@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import ssl
 import subprocess
@@ -69,19 +70,19 @@ def whole(body: bytes, extra: bytes = b"") -> Script:
     return script
 
 
-async def send(
+@contextlib.asynccontextmanager
+async def opened(
     url: str, method: str = "GET", timeout: float = 5.0, verify: bool = True, **kwargs: object
-) -> httpx.Response:
-    client = httpx.AsyncClient(transport=BlobTransport(verify=verify), timeout=timeout)
-    request = client.build_request(method, url, **kwargs)  # type: ignore[arg-type]
-    response = await client.send(request, stream=True)
-    response.extensions["test_client"] = client
-    return response
-
-
-async def close(response: httpx.Response) -> None:
-    await response.aclose()
-    await response.extensions["test_client"].aclose()
+) -> AsyncIterator[httpx.Response]:
+    """A streamed response through `BlobTransport`; the response and its client are closed
+    on the way out (also when the request itself fails)."""
+    async with httpx.AsyncClient(transport=BlobTransport(verify=verify), timeout=timeout) as c:
+        request = c.build_request(method, url, **kwargs)  # type: ignore[arg-type]
+        response = await c.send(request, stream=True)
+        try:
+            yield response
+        finally:
+            await response.aclose()
 
 
 def reader_of(response: httpx.Response) -> BodyReader:
@@ -94,15 +95,14 @@ async def test_known_length_body_lands_in_the_callers_buffer(
     serve: Callable[..., Awaitable[Server]],
 ) -> None:
     server = await serve(whole(BODY, extra=b"never read"))
-    response = await send(f"{server.url}/v2/a/b/blobs/x?sig=1", headers={"Range": "bytes=0-"})
-    try:
+    async with opened(
+        f"{server.url}/v2/a/b/blobs/x?sig=1", headers={"Range": "bytes=0-"}
+    ) as response:
         buffer = memoryview(bytearray(len(BODY) + 100))
         got = 0
         while count := await reader_of(response).readinto(buffer[got:]):
             got += count
         assert bytes(buffer[:got]) == BODY  # and not a byte past Content-Length
-    finally:
-        await close(response)
     request_head = server.heads[0].decode()
     assert request_head.startswith("GET /v2/a/b/blobs/x?sig=1 HTTP/1.1\r\n")
     assert "range: bytes=0-" in request_head.lower()
@@ -114,12 +114,9 @@ async def test_aiter_raw_still_streams_a_raw_read_body(
     serve: Callable[..., Awaitable[Server]],
 ) -> None:
     server = await serve(whole(BODY))
-    response = await send(server.url)
-    try:
+    async with opened(server.url) as response:
         assert b"".join([chunk async for chunk in response.aiter_raw()]) == BODY
         assert body_reader(response) is None  # consumed: no second reader
-    finally:
-        await close(response)
 
 
 async def test_patience_returns_what_arrived(serve: Callable[..., Awaitable[Server]]) -> None:
@@ -133,8 +130,7 @@ async def test_patience_returns_what_arrived(serve: Callable[..., Awaitable[Serv
         await writer.drain()
 
     server = await serve(script)
-    response = await send(server.url)
-    try:
+    async with opened(server.url) as response:
         reader = reader_of(response)
         buffer = memoryview(bytearray(100))
         assert await reader.readinto(buffer, patience=0.05) == 10
@@ -142,8 +138,6 @@ async def test_patience_returns_what_arrived(serve: Callable[..., Awaitable[Serv
         assert await reader.readinto(buffer[10:]) == 90
         assert bytes(buffer) == b"x" * 10 + b"y" * 90
         assert await reader.readinto(buffer) == 0
-    finally:
-        await close(response)
 
 
 async def test_a_cut_body_gives_its_bytes_then_an_error(
@@ -154,15 +148,12 @@ async def test_a_cut_body_gives_its_bytes_then_an_error(
         await writer.drain()
 
     server = await serve(script)
-    response = await send(server.url)
-    try:
+    async with opened(server.url) as response:
         reader = reader_of(response)
         buffer = memoryview(bytearray(100))
         assert await reader.readinto(buffer) == 60
         with pytest.raises(httpx.RemoteProtocolError, match="40 bytes missing"):
             await reader.readinto(buffer[60:])
-    finally:
-        await close(response)
 
 
 async def test_a_stalled_body_times_out(serve: Callable[..., Awaitable[Server]]) -> None:
@@ -172,12 +163,9 @@ async def test_a_stalled_body_times_out(serve: Callable[..., Awaitable[Server]])
         await asyncio.sleep(5)
 
     server = await serve(script)
-    response = await send(server.url, timeout=0.2)
-    try:
+    async with opened(server.url, timeout=0.2) as response:
         with pytest.raises(httpx.ReadTimeout):
             await reader_of(response).readinto(memoryview(bytearray(100)))
-    finally:
-        await close(response)
 
 
 async def test_chunked_and_head_answers_go_through_h11(
@@ -189,20 +177,14 @@ async def test_chunked_and_head_answers_go_through_h11(
         await writer.drain()
 
     server = await serve(chunked)
-    response = await send(server.url)
-    try:
+    async with opened(server.url) as response:
         assert response.status_code == 404
         assert body_reader(response) is None
         assert await response.aread() == b"hello world"
-    finally:
-        await close(response)
 
     server = await serve(whole(b""))
-    response = await send(server.url, method="HEAD")
-    try:
+    async with opened(server.url, method="HEAD") as response:
         assert body_reader(response) is None and await response.aread() == b""
-    finally:
-        await close(response)
 
 
 async def test_protocol_and_connection_errors_are_httpx_errors(
@@ -214,9 +196,11 @@ async def test_protocol_and_connection_errors_are_httpx_errors(
 
     server = await serve(garbage)
     with pytest.raises(httpx.RemoteProtocolError):
-        await send(server.url)
+        async with opened(server.url):
+            pass
     with pytest.raises(httpx.ConnectError):
-        await send("http://127.0.0.1:9/")  # nothing listens on the discard port
+        async with opened("http://127.0.0.1:9/"):  # nothing listens on the discard port
+            pass
 
 
 async def test_requests_with_a_body_go_to_the_fallback() -> None:
@@ -251,21 +235,18 @@ async def test_tls_bodies_are_read_raw_too(
     server = await serve(whole(BODY), tls)
 
     with pytest.raises(httpx.ConnectError):  # not trusted yet: verification is on
-        await send(server.url)
-    insecure = await send(server.url, verify=False)  # `insecure` pulls skip the check
-    await close(insecure)
-    assert insecure.status_code == 200
+        async with opened(server.url):
+            pass
+    async with opened(server.url, verify=False) as insecure:  # `insecure` pulls skip the check
+        assert insecure.status_code == 200
 
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-    response = await send(server.url)
-    try:
+    async with opened(server.url) as response:
         buffer = memoryview(bytearray(len(BODY)))
         got = 0
         while count := await reader_of(response).readinto(buffer[got:]):
             got += count
         assert bytes(buffer) == BODY
-    finally:
-        await close(response)
 
 
 @pytest.mark.parametrize(
