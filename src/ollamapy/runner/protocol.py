@@ -36,6 +36,25 @@ EMBEDDING_PATH = "/embedding"
 
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 
+QUANTIZE_TYPES = {"F32": 0, "F16": 1, "Q8_0": 7, "Q4_K_S": 14, "Q4_K_M": 15}
+"""The file types `ollama create --quantize` accepts, as llama.cpp's `llama_ftype` values;
+the quantizer child (`ollamapy.runner.quantize`) takes the name on its command line."""
+_QUANTIZE_ALIASES = {"Q4_K": "Q4_K_M"}
+
+
+def quantize_type_named(name: str) -> str:
+    """The canonical file type for a user's spelling (`q4_k_m` -> `Q4_K_M`), else a
+    `BadRequestError` naming the supported types, as Ollama words it."""
+    key = name.strip().upper()
+    key = _QUANTIZE_ALIASES.get(key, key)
+    if key not in QUANTIZE_TYPES:
+        supported = ", ".join(QUANTIZE_TYPES)
+        raise BadRequestError(
+            f"unsupported quantization type {name} - supported types are {supported}"
+        )
+    return key
+
+
 DoneReason = Literal["stop", "length"]
 Format: TypeAlias = str | dict[str, Any] | None
 

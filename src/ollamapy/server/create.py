@@ -21,8 +21,10 @@ from ollamapy import gguf
 from ollamapy.api.types import CreateRequest
 from ollamapy.convert import convert_model
 from ollamapy.errors import BadRequestError, NotFoundError, OllamaError
+from ollamapy.llm.quantize import quantize
 from ollamapy.modelfile import classify_from
 from ollamapy.modelfile import parse as parse_modelfile
+from ollamapy.runner.protocol import quantize_type_named
 from ollamapy.server.resolved import resolve
 from ollamapy.store import Layer, Manifest, MediaType, ModelConfig, Store
 from ollamapy.template.named import named_template
@@ -75,7 +77,7 @@ def plan_from_request(request: CreateRequest) -> CreatePlan:
         parameters=_validate_parameters(request.parameters or {}),
         messages=_messages(request.messages),
         licenses=[request.license] if isinstance(request.license, str) else request.license,
-        quantize=request.quantize or request.quantization,
+        quantize=_quantize_type(request),
     )
 
 
@@ -97,7 +99,7 @@ def _plan_from_modelfile(name: ModelName, request: CreateRequest) -> CreatePlan:
         parameters=modelfile.parameters,
         messages=[{"role": m.role, "content": m.content} for m in modelfile.messages] or None,
         licenses=modelfile.license or None,
-        quantize=request.quantize or request.quantization,
+        quantize=_quantize_type(request),
     )
     plan = _with_source(plan, modelfile.from_, base_dir)
     for adapter in modelfile.adapters:
@@ -123,6 +125,11 @@ def _with_adapter(plan: CreatePlan, source: str, base_dir: Path) -> CreatePlan:
     if found.path is None:
         raise BadRequestError(f"adapter not found: {source}")
     return replace(plan, local_adapters=[*plan.local_adapters, found.path])
+
+
+def _quantize_type(request: CreateRequest) -> str | None:
+    name = request.quantize or request.quantization
+    return quantize_type_named(name) if name else None
 
 
 def _digests(files: dict[str, str] | None) -> dict[str, Digest]:
@@ -164,17 +171,15 @@ class ModelBuilder:
     def run(self) -> Iterator[Event]:
         try:
             yield from self._build()
-        except BaseException:
+        finally:
+            # After a failure: everything this create wrote. After success: what it wrote
+            # but no longer uses (the f16 model a quantized one replaced).
             self._discard_written()
-            raise
 
     def _build(self) -> Iterator[Event]:
-        if self.plan.quantize:
-            raise BadRequestError(
-                f"quantization to {self.plan.quantize} is not supported yet; "
-                "create the model without 'quantize'"
-            )
         yield from self._base()
+        if self.plan.quantize:
+            yield from self._quantize(self.plan.quantize)
         yield from self._adapters()
         yield from self._overrides()
         yield from self._finish()
@@ -242,6 +247,39 @@ class ModelBuilder:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.symlink_to(source)
             yield from self._convert(Path(tmp), _source_name(Path(tmp)))
+
+    def _quantize(self, file_type: str) -> Iterator[Event]:
+        """Replace the model layer with its quantization to `file_type`, as Ollama does:
+        only F16 and F32 models, and nothing to do when the model already is that type."""
+        layer = next(layer for layer in self.layers if layer.media_type == MediaType.MODEL)
+        source_type = self.config.file_type
+        if source_type == file_type:
+            return
+        if source_type not in ("F16", "F32"):
+            raise BadRequestError("quantization is only supported for F16 and F32 models")
+        status = f"quantizing {source_type} model to {file_type}"
+        blobs = self.store.blobs_dir
+        with tempfile.TemporaryDirectory(dir=blobs, prefix=".quantize-") as tmp:
+            output = Path(tmp) / "model.gguf"
+            source = self.store.blob_path(layer.digest)
+            for done in quantize(source, output, file_type):
+                yield {
+                    "status": status,
+                    "digest": "0",
+                    "total": done.total,
+                    "completed": done.completed,
+                }
+            yield {"status": "verifying conversion"}
+            info = gguf.read_gguf(output)
+            if info.file_type != file_type:
+                raise OllamaError(f"quantized model has type {info.file_type}, not {file_type}")
+            digest, size = self.store.write_blob_from_file(output)
+        self.written.add(digest)
+        yield {"status": f"creating new layer {digest}"}
+        self.layers = [
+            Layer(MediaType.MODEL, digest, size) if x is layer else x for x in self.layers
+        ]
+        self.config = replace(self.config, file_type=info.file_type)
 
     def _from_blob(self, filename: str, digest: Digest) -> Iterator[Event]:
         path = self.store.blob_path(digest)
