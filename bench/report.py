@@ -119,6 +119,8 @@ def detail_rows(result: dict[str, Any]) -> list[list[str]]:
         rows.append(
             [f"Embeddings, batch {batch}: ours / sentence-transformers", fmt_ratio(row["ratio"])]
         )
+        if "q8_0_ratio" in row:
+            rows.append([f"Embeddings, batch {batch}, Q8_0 import", fmt_ratio(row["q8_0_ratio"])])
     pulled = result.get("pull") or {}
     if pulled:
         rows.append(["Pull: ours / skopeo", fmt_ratio(pulled.get("ours_over_skopeo"))])

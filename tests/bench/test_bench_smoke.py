@@ -247,3 +247,29 @@ def test_batched_decode_rate_runs_on_the_bundled_model(unified: bool) -> None:
     init_backend()
     with Model(str(bundled_model_file("smollm2"))) as model:
         assert batched.decode_rate(model, n_seq=2, steps=2, threads=1, unified=unified) > 0
+
+
+def test_embeddings_table_shows_the_quantized_import_beside_the_default() -> None:
+    from bench import embeddings
+
+    row = {
+        "sentences": 256,
+        "ours_sentences_per_s": 400.0,
+        "st_sentences_per_s": 500.0,
+        "ratio": 0.8,
+        "ours_q8_0_sentences_per_s": 550.0,
+        "q8_0_ratio": 1.1,
+    }
+    section = {
+        "runs": 3,
+        "batches": {"32": row},
+        "quantized_variants": ["q8_0"],
+        "target_ratio_at_32": 1.5,
+        "meets_target": False,
+        "reference": {"sentence_transformers": "6", "torch": "2", "torch_threads": 2},
+    }
+    text = embeddings.table({"embeddings": section})
+    assert "ours q8_0" in text.splitlines()[0]
+    assert "0.80x" in text and "1.10x" in text and "NOT met" in text
+    rows = {row[0]: row[1] for row in report.detail_rows({"embeddings": section})}
+    assert rows["Embeddings, batch 32, Q8_0 import"] == "**1.10**"
