@@ -212,6 +212,67 @@ def test_prefix_cache_reuses_shared_prefix(harness: Harness) -> None:
     assert again.text == second.text
 
 
+SYSTEM_TEXT = (
+    "You are the ship's assistant on a long voyage. Answer every question in one short line, "
+    "mention the weather when it matters, never invent facts, and keep a calm tone."
+)
+
+
+def system_prompt(tag: str) -> str:
+    """A system turn of about 50 tokens that no other test's prompt starts with."""
+    return f"<|im_start|>system\n[{tag}] {SYSTEM_TEXT}<|im_end|>\n"
+
+
+@pytest.fixture(scope="module")
+def solo(smollm2: Path) -> Iterator[Harness]:
+    """One slot, so no prompt can ever be served from another slot's cache."""
+    yield from _harness(smollm2, num_ctx=512, parallel=1)
+
+
+def solo_text(solo: Harness, prompt: str) -> str:
+    solo.run(chat("Unrelated warm-up that shares nothing."), temperature=0, num_predict=1)
+    return solo.run(prompt, **GREEDY).text
+
+
+def prompt_tokens(harness: Harness, prompt: str) -> int:
+    return len(harness.loaded.model.tokenize(prompt, add_special=True))
+
+
+def test_a_busy_slots_cached_prefix_is_copied_not_evaluated_again(
+    harness: Harness, solo: Harness
+) -> None:
+    system = system_prompt("busy-copy")
+    first, events = harness.submit(
+        system + chat("Describe the sea at night."), temperature=0, num_predict=200
+    )
+    assert isinstance(events.get(timeout=TIMEOUT), CompletionChunk)  # cached, generating
+    second = harness.run(system + chat("What is 3+3?"), **GREEDY)
+    while not events.empty():  # the first job was generating all along
+        assert isinstance(events.get_nowait(), CompletionChunk)
+    first.cancel()
+    assert second.done is not None
+    shared = prompt_tokens(harness, system + "<|im_start|>user\n")
+    assert (
+        second.done.prompt_eval_count
+        <= prompt_tokens(harness, system + chat("What is 3+3?")) - shared + 1
+    )
+    assert second.text == solo_text(solo, system + chat("What is 3+3?"))
+
+
+def test_requests_arriving_together_evaluate_their_shared_prefix_once(
+    harness: Harness, solo: Harness
+) -> None:
+    system = system_prompt("together")
+    prompts = [system + chat("Name a fruit."), system + chat("Name a colour.")]
+    pending = [harness.submit(prompt, **GREEDY)[1] for prompt in prompts]
+    results = [Harness.collect(events) for events in pending]
+    evaluated = sum(r.done.prompt_eval_count for r in results if r.done is not None)
+    full = sum(prompt_tokens(harness, prompt) for prompt in prompts)
+    shared = prompt_tokens(harness, system + "<|im_start|>user\n")
+    assert evaluated <= full - shared + 2
+    assert [r.text for r in results] == [solo_text(solo, prompt) for prompt in prompts]
+
+
 def test_cancel_frees_the_slot(harness: Harness) -> None:
     jobs = [harness.submit(chat(f"Write a long essay number {i}."), num_predict=-1) for i in (1, 2)]
     for job, events in jobs:

@@ -90,6 +90,28 @@ def test_parallel_greedy_streams_match_their_solo_runs(server: LiveApp) -> None:
     assert loaded.load.num_parallel == 2 and loaded.runner.info.n_parallel == 2
 
 
+def test_concurrent_chats_with_one_system_prompt_evaluate_it_once(server: LiveApp) -> None:
+    system = (
+        "You are the harbour master's assistant. Answer in one short line, name the tide "
+        "when it matters, and never guess a ship's arrival time. [concurrent-system]"
+    )
+
+    def chat(question: str) -> dict[str, object]:
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+        body = {"model": SMOL, "messages": messages, "stream": False, "options": GREEDY}
+        response = httpx.post(f"{server.url}/api/chat", json=body, timeout=120)
+        assert response.status_code == 200, response.text
+        reply: dict[str, object] = response.json()
+        return reply
+
+    questions = ["When is high tide?", "Which berth is free?"]
+    with ThreadPoolExecutor(len(questions)) as pool:
+        replies = list(pool.map(chat, questions))
+    evaluated = [int(str(r["prompt_eval_count"])) for r in replies]
+    # The system turn is about 40 tokens: one of the two evaluates it, the other copies it.
+    assert max(evaluated) > 40 and min(evaluated) < 20, evaluated
+
+
 def test_two_models_loaded_at_once_appear_in_ps(server: LiveApp) -> None:
     generate_text(server.url, SMOL, "Hi")
     generate_text(server.url, GEMMA, "Hi")

@@ -49,6 +49,11 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[CompletionEvent], None]
 
+MIN_COPIED_PREFIX = 16
+"""Prompt tokens a copy of another slot's KV cache must save to be worth it. A copy moves
+that slot's whole KV stream (tens of MiB for a small model at 2048 tokens: a few ms on a
+CPU), which costs about as much as evaluating a handful of prompt tokens."""
+
 
 class EngineClosedError(RuntimeError):
     """The engine is shutting down and takes no more work."""
@@ -232,20 +237,44 @@ class Engine:
                 job.sampler.close()
 
     def _admit(self) -> None:
+        """Start queued jobs in idle slots, in order; a job whose prompt shares a long
+        prefix with a prompt another slot is still evaluating waits until that prefix
+        is cached, then copies it (see `_start`) instead of evaluating it again."""
+        waiting: list[Job] = []
         while self._queue:
             idle = [slot for slot in self._slots if not slot.busy]
             if not idle:
-                return
+                break
             job = self._queue.popleft()
+            if self._prefix_coming(job.prompt):
+                waiting.append(job)
+                continue
             slot = max(idle, key=lambda s: (common_prefix(s.cache, job.prompt), -s.last_used))
             self._start(slot, job)
+        self._queue.extendleft(reversed(waiting))
+
+    def _prefix_coming(self, prompt: list[int]) -> bool:
+        """True if a busy slot is evaluating a prompt that shares at least
+        `MIN_COPIED_PREFIX` more tokens with `prompt` than any cache holds now."""
+        cached = max(common_prefix(slot.cache, prompt) for slot in self._slots)
+        return any(
+            slot.busy
+            and slot.pending
+            and common_prefix(slot.prompt, prompt)
+            >= max(cached, len(slot.cache)) + MIN_COPIED_PREFIX
+            for slot in self._slots
+        )
 
     def _start(self, slot: Slot, job: Job) -> None:
         options = job.options
         num_keep = effective_num_keep(options.num_keep, len(job.prompt), self._n_ctx)
         prompt = fit_prompt(job.prompt, num_keep, self._n_ctx)
         reuse = min(common_prefix(slot.cache, prompt), len(prompt) - 1)
-        if reuse < len(slot.cache) and not self._ctx.seq_rm(slot.seq, reuse, -1):
+        donor, shared = self._best_donor(slot, prompt)
+        if donor is not None and shared >= reuse + MIN_COPIED_PREFIX:
+            self._copy_prefix(donor, slot, shared)
+            reuse = shared
+        elif reuse < len(slot.cache) and not self._ctx.seq_rm(slot.seq, reuse, -1):
             self._ctx.seq_rm(slot.seq, -1, -1)
             reuse = 0
         del slot.cache[reuse:]
@@ -259,6 +288,24 @@ class Engine:
         slot.stops = StopMatcher(options.stop)
         slot.prompt_eval_count = len(slot.pending)
         slot.t_prompt_start = slot.t_prompt_end = 0
+
+    def _best_donor(self, slot: Slot, prompt: list[int]) -> tuple[Slot | None, int]:
+        """The other slot whose cache shares the longest prefix with `prompt`, busy or
+        not, and how many tokens of it a copy would reuse (never the whole prompt: its
+        last token must be evaluated to sample from)."""
+        others = [other for other in self._slots if other is not slot and other.cache]
+        if not others:
+            return None, 0
+        donor = max(others, key=lambda other: common_prefix(other.cache, prompt))
+        return donor, min(common_prefix(donor.cache, prompt), len(prompt) - 1)
+
+    def _copy_prefix(self, donor: Slot, slot: Slot, length: int) -> None:
+        """Make `slot`'s cache the first `length` tokens of `donor`'s, by copying KV."""
+        self._ctx.seq_rm(slot.seq, -1, -1)
+        self._ctx.seq_cp(donor.seq, slot.seq)
+        self._ctx.seq_rm(slot.seq, length, -1)
+        slot.cache[:] = donor.cache[:length]
+        log.debug("prefix copy: seq %d -> %d, %d tokens", donor.seq, slot.seq, length)
 
     def _step(self) -> None:
         """Build one batch from every busy slot, decode it, then sample per slot."""

@@ -362,6 +362,11 @@ class Context(_Owned):
     def seq_rm(self, seq: int, p0: int, p1: int) -> bool:
         return bool(lc.llama_memory_seq_rm(self._memory, seq, p0, p1))
 
+    def seq_cp(self, source: int, target: int) -> None:
+        """Give `target` a copy of `source`'s whole cache (a buffer copy between KV
+        streams, made by llama.cpp at the start of the next decode)."""
+        lc.llama_memory_seq_cp(self._memory, source, target, -1, -1)
+
     def seq_add(self, seq: int, p0: int, p1: int, delta: int) -> None:
         lc.llama_memory_seq_add(self._memory, seq, p0, p1, delta)
 
