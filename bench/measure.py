@@ -50,6 +50,16 @@ def long_text(tag: int, tokens: int) -> str:
     return f"Report number {tag}. " + PARAGRAPH * reps
 
 
+def shared_system_prompts(tag: int, system_tokens: int, clients: int) -> list[str]:
+    """One prompt per client: the same `system_tokens`-token system text (new for every
+    `tag`), then a short question of the client's own, as a chat UI with many users sends."""
+    system = long_text(tag, system_tokens)
+    return [
+        f"{system}\nQuestion {i}: continue {counting_prompt(100 * i + tag, 4)}"
+        for i in range(clients)
+    ]
+
+
 @dataclass
 class Sample:
     """One request's figures; rates in tokens/s, times in seconds."""
@@ -205,14 +215,16 @@ class LlamaServer:
     def __init__(self, base_url: str) -> None:
         self.base = base_url
         self.client = httpx.Client(timeout=TIMEOUT)
+        self.cache_prompt = False
+        """llama-server's own prompt cache (its default is on): off where the figure is
+        compute, on where the figure is cache reuse."""
 
-    @staticmethod
-    def _body(prompt: str, n_predict: int, stream: bool) -> dict[str, Any]:
+    def _body(self, prompt: str, n_predict: int, stream: bool) -> dict[str, Any]:
         return {
             "prompt": prompt,
             "n_predict": n_predict,
             **SAMPLING,
-            "cache_prompt": False,
+            "cache_prompt": self.cache_prompt,
             "stream": stream,
         }
 

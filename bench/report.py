@@ -96,6 +96,17 @@ def headline_rows(result: dict[str, Any]) -> list[list[str]]:
                 "higher",
             ]
         )
+    shared_ours, shared_ref = ours.get("shared_prefix_tps", {}), ref.get("shared_prefix_tps", {})
+    for clients in sorted(set(shared_ours) | set(shared_ref), key=int):
+        rows.append(
+            [
+                f"Aggregate, {_clients(clients)} sharing a system prompt (t/s) vs llama-server",
+                fmt_summary(shared_ours.get(clients)),
+                fmt_summary(shared_ref.get(clients)),
+                fmt_ratio(ratios.get(f"shared_prefix_{clients}_vs_server")),
+                "higher",
+            ]
+        )
     return rows
 
 

@@ -64,6 +64,12 @@ def compute_ratios(result: dict[str, Any]) -> dict[str, float | None]:
         out[f"aggregate_{clients}_vs_server"] = ratio(
             median(agg_ours.get(clients)), median(agg_ref.get(clients))
         )
+    shared_ours = (ours or {}).get("shared_prefix_tps", {})
+    shared_ref = (ref or {}).get("shared_prefix_tps", {})
+    for clients in sorted(set(shared_ours) | set(shared_ref), key=int):
+        out[f"shared_prefix_{clients}_vs_server"] = ratio(
+            median(shared_ours.get(clients)), median(shared_ref.get(clients))
+        )
     prefix = (ours or {}).get("prefix_cache", {})
     out["prefix_turn2_vs_turn1"] = ratio(
         median(prefix.get("turn2_ttft_s")), median(prefix.get("turn1_ttft_s"))
@@ -97,10 +103,11 @@ def _check_side(name: str, side: Any, errors: list[str]) -> None:
         return
     for metric in SIDE_METRICS:
         _check_summary(f"{name}.{metric}", side.get(metric), errors)
-    for clients, summary in side.get("aggregate_tps", {}).items():
-        if not str(clients).isdigit():
-            errors.append(f"{name}.aggregate_tps: key {clients!r} is not a client count")
-        _check_summary(f"{name}.aggregate_tps.{clients}", summary, errors)
+    for key in ("aggregate_tps", "shared_prefix_tps"):
+        for clients, summary in side.get(key, {}).items():
+            if not str(clients).isdigit():
+                errors.append(f"{name}.{key}: key {clients!r} is not a client count")
+            _check_summary(f"{name}.{key}.{clients}", summary, errors)
 
 
 def validate(result: Any) -> list[str]:

@@ -32,6 +32,7 @@ from bench.measure import (
     counting_prompt,
     long_text,
     numbers_for,
+    shared_system_prompts,
 )
 from bench.servers import Server, start_llama_server, start_ours
 from bench.stats import summarize
@@ -209,6 +210,35 @@ class Run:
             if len(set(generated.values())) > 1:
                 self.note(f"{n} clients: the servers generated different token counts {generated}")
 
+    def shared_prefix(self) -> None:
+        """Aggregate t/s of N clients whose prompts share one system prompt (new every
+        round), each server with its prompt cache on: how much of the shared prefix each
+        evaluates once instead of N times."""
+        assert self.ours is not None
+        system_tokens = self.ns.prompt_tokens // 2
+        sides = [("ours", self.ours), ("llama_server", self.ref)]
+        if self.ref is not None:
+            self.ref.cache_prompt = True
+        try:
+            for n in (c for c in self.ns.clients if c >= 2):
+                walls: dict[str, list[float]] = {}
+                for r in range(self.ns.repeat):
+                    prompts = shared_system_prompts(9000 + 100 * n + r, system_tokens, n)
+                    for side, server in sides:
+                        if server is not None:
+                            wall, _, _ = concurrent(
+                                server.generate_blocking, prompts, self.ns.n_predict // 2
+                            )
+                            walls.setdefault(side, []).append(wall)
+                for side, values in walls.items():
+                    self.result[side].setdefault("shared_prefix_tps", {})[str(n)] = summarize(
+                        values
+                    )
+        finally:
+            if self.ref is not None:
+                self.ref.cache_prompt = False
+        self.result["ours"]["shared_prefix_system_tokens"] = system_tokens
+
     def prefix_cache(self) -> None:
         """TTFT of turn 1 vs turn 2 of a long chat (turn 2 reuses turn 1's prefix)."""
         assert self.ours is not None
@@ -282,6 +312,7 @@ def measure_servers(run: Run, model: Path, ref_bins: reference.Reference | None,
         run.phase("single stream", run.single_stream)
         run.phase("aggregate", run.aggregate)
         run.phase("prefix cache", run.prefix_cache)
+        run.phase("shared system prompt", run.shared_prefix)
         run.phase("cold load", run.cold_load)
     finally:
         for client in (run.ours, run.ref):

@@ -34,12 +34,14 @@ def _filled() -> dict[str, Any]:
     )
     r["ours"]["aggregate_tps"] = {"1": _summary(80), "2": _summary(150)}
     r["ours"]["prefix_cache"] = {"turn1_ttft_s": _summary(2.0), "turn2_ttft_s": _summary(0.5)}
+    r["ours"]["shared_prefix_tps"] = {"4": _summary(120)}
     r["llama_server"] = {
         "prompt_eval_tps": _summary(1000),
         "decode_tps": _summary(100),
         "ttft_s": _summary(0.25),
         "load_s": _summary(0.5),
         "aggregate_tps": {"1": _summary(100), "2": _summary(200)},
+        "shared_prefix_tps": {"4": _summary(60)},
     }
     r["ratios"] = results.compute_ratios(r)
     return r
@@ -70,6 +72,7 @@ def test_compute_ratios() -> None:
     assert ratios["aggregate_1_vs_server"] == pytest.approx(0.8)
     assert ratios["aggregate_2_vs_server"] == pytest.approx(0.75)
     assert ratios["prefix_turn2_vs_turn1"] == pytest.approx(0.25)
+    assert ratios["shared_prefix_4_vs_server"] == pytest.approx(2.0)
 
 
 def test_ratios_without_reference() -> None:
@@ -114,6 +117,7 @@ def test_render_table() -> None:
         "| 90.00 (80.00–95.00) | 100 (100–100) | higher |" in text
     )
     assert "Aggregate decode, 2 clients (t/s) vs llama-server | **0.75**" in text
+    assert "4 clients sharing a system prompt (t/s) vs llama-server | **2.00** | 120" in text
     assert "not measured yet" in text
     assert (
         report.fmt(None) == "—" and report.fmt(0.1234) == "0.123" and report.fmt(1234.5) == "1234"
@@ -229,6 +233,7 @@ def test_quick_no_reference_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert ours["load_s"]["median"] > 0
     assert set(ours["aggregate_tps"]) == {"1", "2"}
     assert ours["prefix_cache"]["turn2_ttft_s"] is not None
+    assert set(ours["shared_prefix_tps"]) == {"2"}  # a shared prompt needs two clients
     assert ours["peak_rss_mib"]["server"] > 0 and ours["peak_rss_mib"]["runners"]
     assert result["raw"] is None and result["llama_server"] is None
     assert not [n for n in result["notes"] if "failed" in n]
