@@ -1,10 +1,15 @@
-"""Pure rules of the engine: prefix matching, prompt truncation and num_keep."""
+"""Pure rules of the engine: prefix matching, prompt truncation, num_keep, KV copies."""
 
 from __future__ import annotations
 
 import pytest
 
-from ollamapy.runner.engine import common_prefix, effective_num_keep, fit_prompt
+from ollamapy.runner.engine import (
+    common_prefix,
+    effective_num_keep,
+    fit_prompt,
+    min_copied_prefix,
+)
 
 
 @pytest.mark.parametrize(
@@ -33,3 +38,9 @@ def test_fit_prompt(prompt: list[int], keep: int, n_ctx: int, expected: list[int
 )
 def test_effective_num_keep(keep: int, prompt_len: int, n_ctx: int, expected: int) -> None:
     assert effective_num_keep(keep, prompt_len, n_ctx) == expected
+
+
+def test_a_kv_copy_must_save_more_prompt_tokens_as_the_context_grows() -> None:
+    assert min_copied_prefix(512) == 16
+    assert min_copied_prefix(2048) == 16
+    assert min_copied_prefix(32768) == 128

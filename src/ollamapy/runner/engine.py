@@ -49,10 +49,17 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[CompletionEvent], None]
 
-MIN_COPIED_PREFIX = 16
-"""Prompt tokens a copy of another slot's KV cache must save to be worth it. A copy moves
-that slot's whole KV stream (tens of MiB for a small model at 2048 tokens: a few ms on a
-CPU), which costs about as much as evaluating a handful of prompt tokens."""
+
+def min_copied_prefix(n_ctx: int) -> int:
+    """Prompt tokens a copy of another slot's KV cache must save to be worth it.
+
+    A copy moves that slot's whole KV stream: `n_ctx` tokens of K and V. Evaluating a
+    prompt token costs about 2 FLOPs per weight, and KV bytes per token are a small, near
+    constant fraction of the weights across model sizes, so the break-even point grows with
+    `n_ctx` and with the FLOPs-to-bandwidth ratio: a few tokens at 2048 on a CPU, tens at
+    32k on a GPU. The floor of 16 and the 1/256 slope stay above both.
+    """
+    return max(16, n_ctx // 256)
 
 
 class EngineClosedError(RuntimeError):
@@ -144,6 +151,7 @@ class Engine:
         self._on_flush = on_flush
         self._ctx = ctx
         self._n_ctx = ctx.n_ctx_seq
+        self._min_copy = min_copied_prefix(ctx.n_ctx_seq)
         self._slots = [Slot(seq) for seq in range(ctx.n_seq_max)]
         self._batch = Batch(max(n_batch, ctx.n_seq_max))
         self._queue: collections.deque[Job] = collections.deque()
@@ -255,13 +263,12 @@ class Engine:
 
     def _prefix_coming(self, prompt: list[int]) -> bool:
         """True if a busy slot is evaluating a prompt that shares at least
-        `MIN_COPIED_PREFIX` more tokens with `prompt` than any cache holds now."""
+        `min_copied_prefix` more tokens with `prompt` than any cache holds now."""
         cached = max(common_prefix(slot.cache, prompt) for slot in self._slots)
         return any(
             slot.busy
             and slot.pending
-            and common_prefix(slot.prompt, prompt)
-            >= max(cached, len(slot.cache)) + MIN_COPIED_PREFIX
+            and common_prefix(slot.prompt, prompt) >= max(cached, len(slot.cache)) + self._min_copy
             for slot in self._slots
         )
 
@@ -271,7 +278,7 @@ class Engine:
         prompt = fit_prompt(job.prompt, num_keep, self._n_ctx)
         reuse = min(common_prefix(slot.cache, prompt), len(prompt) - 1)
         donor, shared = self._best_donor(slot, prompt)
-        if donor is not None and shared >= reuse + MIN_COPIED_PREFIX:
+        if donor is not None and shared >= reuse + self._min_copy:
             self._copy_prefix(donor, slot, shared)
             reuse = shared
         elif reuse < len(slot.cache) and not self._ctx.seq_rm(slot.seq, reuse, -1):
