@@ -27,6 +27,12 @@ def small_slabs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(download, "SLAB", 16 * 1024)
 
 
+@pytest.fixture
+def buffered_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a filesystem without `O_DIRECT`: every byte goes through the page cache."""
+    monkeypatch.setattr(os, "O_DIRECT", 0)
+
+
 async def _pushed(registry: Registry, store: Store, repo: str) -> ModelName:
     name, _ = make_model(store, f"{registry.host}/me/{repo}:v1")
     await collect(push_model(store, str(name), options()))
@@ -78,6 +84,52 @@ async def test_handing_on_starts_the_next_part_within_the_connection_bound() -> 
     await asyncio.gather(*tasks)
 
 
+async def test_a_handed_on_part_reads_only_after_the_part_before_ends() -> None:
+    ramp = ConnectionRamp(1, 2)
+    order: list[str] = []
+    a_ends = asyncio.Event()
+
+    async def first() -> None:
+        async with ramp.turn() as turn:
+            await turn.in_order()
+            turn.hand_on()
+            await a_ends.wait()
+            order.append("a ends")
+
+    async def second() -> None:
+        async with ramp.turn() as turn:
+            order.append("b asks")
+            await turn.in_order()
+            order.append("b reads")
+
+    tasks = [asyncio.ensure_future(first()), asyncio.ensure_future(second())]
+    await asyncio.sleep(0.05)
+    assert order == ["b asks"]  # its request overlapped a's tail, its body waits
+    a_ends.set()
+    await asyncio.gather(*tasks)
+    assert order == ["b asks", "a ends", "b reads"]
+
+
+async def test_once_the_ramp_has_grown_parts_read_side_by_side() -> None:
+    ramp = ConnectionRamp(1, 4)
+    handed = asyncio.Event()
+    a_ends = asyncio.Event()
+
+    async def first() -> None:
+        async with ramp.turn() as turn:
+            turn.hand_on()
+            handed.set()
+            await a_ends.wait()
+
+    task = asyncio.ensure_future(first())
+    await handed.wait()
+    ramp.grow(1.0)
+    async with ramp.turn() as turn:
+        await asyncio.wait_for(turn.in_order(), 1.0)  # does not wait for the first part
+    a_ends.set()
+    await task
+
+
 # ---------------------------------------------------------------- flusher
 
 
@@ -111,6 +163,7 @@ async def test_a_failed_writeback_fails_the_pull(
     other_store: Store,
     monkeypatch: pytest.MonkeyPatch,
     small_slabs: None,
+    buffered_writes: None,
 ) -> None:
     name = await _pushed(registry, store, "flush-error")
     monkeypatch.setattr(disk, "FLUSH_STEP", 32 * 1024)

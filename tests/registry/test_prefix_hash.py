@@ -285,3 +285,17 @@ def test_idle_time_counts_only_waiting(fd: int) -> None:
         assert hasher.idle_seconds() >= 0.05
     finally:
         hasher.close()
+
+
+def test_the_worker_ends_once_every_byte_is_hashed(fd: int) -> None:
+    """So that `close` at the end of a pull joins a finished thread, not a sleeping one."""
+    os.pwrite(fd, DATA, 0)
+    hasher = PrefixHasher(fd, len(DATA))
+    try:
+        hasher.advance(len(DATA))
+        assert hasher.result() == Digest.of_bytes(DATA)
+        hasher._thread.join(timeout=5)
+        assert not hasher._thread.is_alive()
+        assert not hasher.offer(len(DATA), memoryview(b"x"), lambda: None)
+    finally:
+        hasher.close()

@@ -115,7 +115,12 @@ def test_remote_urls_and_insecure_rules() -> None:
 
 @pytest.mark.parametrize(
     ("total", "parts", "size"),
-    [(100_000_000, 6, 16 * 2**20), (4 * 2**30, 16, 256 * 2**20), (10 * 10**9, 19, 512 * 2**20)],
+    [
+        (100_000_000, 1, 100_000_000),
+        (256 * 2**20, 3, 100_000_000),
+        (4 * 2**30, 16, 256 * 2**20),
+        (10 * 10**9, 19, 512 * 2**20),
+    ],
 )
 def test_default_part_plan(total: int, parts: int, size: int) -> None:
     settings = TransferSettings()

@@ -11,12 +11,14 @@ sha256 and only then renames it into place.
 
 Speed is bounded by that sha256 (one core; see `hashing`), so the rest is arranged to
 keep it fed and out of its way: with `BlobTransport` a part's body is read straight into
-a few 1 MiB slabs, each written with `pwrite` in a thread while the next ones fill, then
-hashed from memory by the `PrefixHasher` when it continues the hashed prefix. Parts
-start one connection at a time, the next one's request overlapping the current one's
-last `HAND_ON` bytes, and more connections open only while the hasher waits for data
-(`ramp`). Writeback to disk starts during the download (`disk.Flusher`), so the fsync
-before the commit has little left to do.
+a few 4 MiB slabs (from a pool the parts share), each written in a thread while the
+next ones fill (`O_DIRECT` where possible, see `disk.PartialFile`), then hashed from
+memory by the `PrefixHasher` when it continues the hashed prefix. Parts start one
+connection at a time, the next one's request overlapping the current one's last
+`HAND_ON` bytes (its body waits for them, so bytes stay in order), and more connections
+open only while the hasher waits for data (`ramp`). Writeback of what went through the
+page cache starts during the download (`disk.Flusher`), so the fsync before the commit
+has little left to do.
 """
 
 from __future__ import annotations
@@ -38,7 +40,15 @@ import httpx
 
 from ollamapy.registry.auth import read_capped
 from ollamapy.registry.client import RegistryClient, is_retryable, status_error
-from ollamapy.registry.disk import Flusher, Landing, pwritev_all, settle
+from ollamapy.registry.disk import (
+    ALIGN,
+    Flusher,
+    Landing,
+    PartialFile,
+    SlabPool,
+    pwritev_all,
+    settle,
+)
 from ollamapy.registry.errors import BlobDigestMismatchError, RegistryError
 from ollamapy.registry.hashing import PrefixHasher
 from ollamapy.registry.progress import Event, cancel_all, first_error, transfer_event
@@ -49,12 +59,17 @@ from ollamapy.types import Digest
 
 WRITE_BUFFER = 1024 * 1024
 """Bytes gathered per `pwritev` when a body arrives as chunks (no `BodyReader`)."""
-SLAB = 1024 * 1024
+SLAB = 4 * 1024 * 1024
+"""Bytes per slab (a multiple of `disk.ALIGN`): large, because every slab costs a few
+event-loop round trips and thread hand-offs, and small enough to hash in a few ms."""
 SLABS_PER_PART = 4
-"""Per part: one slab filling while the others are written or wait for the hasher."""
-HAND_ON = 4 * 1024 * 1024
-"""Bytes left in a part when the next part may send its request (see `ramp`); parts
-smaller than this overlap like parallel ones, within `max_connections`."""
+"""For the first part: one slab filling while the others are written or wait for the
+hasher; each further connection adds one more to the shared pool."""
+HAND_ON = 16 * 1024 * 1024
+"""Bytes left in a part when the next part may send its request (see `ramp`): enough
+to cover the registry's answer (5-6 ms for Debian's docker-registry on loopback) at
+1-2 GB/s. The next part's body waits for this one's end, so a large value costs only
+an idle connection for a while."""
 MAX_PARTS = 10_000
 """Parts per blob, at most: 5 TiB with 512 MiB parts, far beyond any model file."""
 _MAX_RECORD = 4096
@@ -125,6 +140,8 @@ class BlobDownload:
         """Set when `run` completes: pass it to `verify_and_commit`."""
         self._hasher: PrefixHasher | None = None
         self._flusher: Flusher | None = None
+        self._file: PartialFile | None = None
+        self._slabs: SlabPool | None = None
         self._saved_at: dict[int, float] = {}
         self._saved: dict[int, int] = {}
         """`Completed` of each part's record on disk, to skip rewriting an unchanged one."""
@@ -153,6 +170,9 @@ class BlobDownload:
         fd = self._open_data_file()
         hasher = self._hasher = PrefixHasher(fd, self.total)
         flusher = self._flusher = Flusher(fd)
+        file = self._file = PartialFile.open(self.data_path, fd)
+        limit = SLABS_PER_PART + self.settings.max_connections - 1
+        self._slabs = SlabPool(max(ALIGN, SLAB // ALIGN * ALIGN), limit)
         try:
             hasher.advance(written_prefix(self.parts, self.total))  # resumed data is hashed first
             ramp = ConnectionRamp(self.settings.initial_connections, self.settings.max_connections)
@@ -175,12 +195,15 @@ class BlobDownload:
             # Synchronous on purpose: cleanup must finish even if cancelled again, and
             # a few tiny JSON files cost less than a thread hop. Joining the hasher waits
             # at most for one `HASH_STEP` read.
-            self._hasher = self._flusher = None
+            self._hasher = self._flusher = self._file = self._slabs = None
             try:
                 hasher.close()
                 self._save_all()
             finally:
-                os.close(fd)
+                try:
+                    file.close()
+                finally:
+                    os.close(fd)
 
     # ------------------------------------------------------------------ plan
 
@@ -268,42 +291,52 @@ class BlobDownload:
             raise status_error(response.status_code, body)
         skip = start if response.status_code == 200 else _range_skip(response, start)
         try:
+            await turn.in_order()
             reader = body_reader(response)
-            if reader is not None and not skip:
-                await self._receive_slabs(reader, part, fd, turn)
+            if reader is not None and not skip and self._file and self._slabs:
+                await self._receive_slabs(reader, part, self._file, self._slabs, turn)
             else:
                 await self._receive(response, part, fd, skip)
         finally:
             await response.aclose()
 
-    async def _receive_slabs(self, reader: BodyReader, part: Part, fd: int, turn: Turn) -> None:
+    async def _receive_slabs(
+        self, reader: BodyReader, part: Part, file: PartialFile, free: SlabPool, turn: Turn
+    ) -> None:
         """Read the body straight into slabs, each written (in a thread) while the next
-        ones fill, then handed to the hasher. Never past the part's end."""
-        free: asyncio.Queue[memoryview] = asyncio.Queue()
-        for _ in range(SLABS_PER_PART):
-            free.put_nowait(memoryview(bytearray(min(SLAB, part.size - part.completed))))
+        ones fill, then handed to the hasher. Never past the part's end.
+
+        A slab takes the bytes from `offset` to the next multiple of its size, placed at
+        `offset % ALIGN` in it: memory and file then agree on block boundaries, so all
+        but a part's edges can be written directly (see `disk.PartialFile`)."""
         writing: deque[Landing] = deque()
         try:
             while (room := part.size - part.completed - part.buffered) > 0:
                 if room <= HAND_ON:
                     turn.hand_on()
-                while writing and (free.empty() or writing[0].write.done()):
+                while writing and (not free.ready() or writing[0].write.done()):
                     await self._land(part, writing.popleft(), free)
                 slab = await free.get()
-                patience = self.settings.progress_interval
-                count = await reader.readinto(slab[: min(len(slab), room)], patience)
-                if count == 0:
-                    break
                 offset = part.offset + part.completed + part.buffered
+                skew = offset % ALIGN
+                target = slab[skew : skew + min(len(slab) - skew, room)]
+                try:
+                    count = await reader.readinto(target, self.settings.progress_interval)
+                except BaseException:
+                    free.put(slab)  # the pool is shared: a failed part must not keep it
+                    raise
+                if count == 0:
+                    free.put(slab)
+                    break
                 part.buffered += count
-                writing.append(Landing.start(fd, offset, slab, count))
+                writing.append(Landing.start(file, offset, slab, target[:count]))
         finally:
             failure = await self._drain(part, writing, free)
         if failure is not None:  # a write that failed after the last byte arrived
             raise failure
 
     async def _drain(
-        self, part: Part, writing: deque[Landing], free: asyncio.Queue[memoryview]
+        self, part: Part, writing: deque[Landing], free: SlabPool
     ) -> BaseException | None:
         """Wait for the writes still running (even when cancelled: the fd must outlive
         them), count them, and return the first one's error."""
@@ -317,7 +350,7 @@ class BlobDownload:
         part.buffered = 0
         return failure
 
-    async def _land(self, part: Part, landing: Landing, free: asyncio.Queue[memoryview]) -> None:
+    async def _land(self, part: Part, landing: Landing, free: SlabPool) -> None:
         """Wait for a slab's write, then count it (a write error is raised after)."""
         try:
             await asyncio.shield(landing.write)
@@ -325,7 +358,7 @@ class BlobDownload:
             await settle(landing.write)  # never let the fd close under a running write
             self._count(part, landing, free)
 
-    def _count(self, part: Part, landing: Landing, free: asyncio.Queue[memoryview]) -> None:
+    def _count(self, part: Part, landing: Landing, free: SlabPool) -> None:
         """Count a finished write if it continues the part's written bytes (after a failed
         one, later slabs are on disk but not counted: the record must have no gaps). Then
         offer the slab to the hasher, which gives it back once hashed, or take it back."""
@@ -339,23 +372,22 @@ class BlobDownload:
         if written:
             part.completed += landing.count
             if self._flusher is not None:
-                self._flusher.landed(landing.count)
+                self._flusher.landed(write.result())
         if not (written and self._offer(landing, free)):
-            free.put_nowait(landing.slab)
+            free.put(landing.slab)
         if written and self._hasher is not None:
             self._hasher.advance(written_prefix(self.parts, self.total))
         self._save_now_and_then(part)
 
-    def _offer(self, landing: Landing, free: asyncio.Queue[memoryview]) -> bool:
+    def _offer(self, landing: Landing, free: SlabPool) -> bool:
         if self._hasher is None:
             return False
         loop = asyncio.get_running_loop()
 
         def release() -> None:
-            loop.call_soon_threadsafe(free.put_nowait, landing.slab)
+            loop.call_soon_threadsafe(free.put, landing.slab)
 
-        data = landing.slab[: landing.count]
-        return self._hasher.offer(landing.offset, data, release)
+        return self._hasher.offer(landing.offset, landing.data, release)
 
     async def _receive(self, response: httpx.Response, part: Part, fd: int, skip: int) -> None:
         """Write the body into the part's range; never past its end, even if sent more.

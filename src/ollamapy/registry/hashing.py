@@ -108,7 +108,9 @@ class PrefixHasher:
     # ---------------------------------------------------------------- worker
 
     def _has_work(self) -> bool:
-        return self._stopped or bool(self._offers) or self._ready > self._hashed
+        """Something to hash, or a reason to end (stopped, or every byte hashed)."""
+        done = self._stopped or self._hashed >= self._total
+        return done or bool(self._offers) or self._ready > self._hashed
 
     def _work(self) -> None:
         step = memoryview(b"")
@@ -120,8 +122,8 @@ class PrefixHasher:
                         self._changed.wait_for(self._has_work)
                         self._idle += time.monotonic() - self._waiting_since
                         self._waiting_since = None
-                    if self._stopped:
-                        return
+                    if self._stopped or self._hashed >= self._total:
+                        return  # done: `close` then finds the thread gone, not asleep
                     offer = self._offers.popleft() if self._offers else None
                     position, ready = self._hashed, self._ready
                 if offer is not None:

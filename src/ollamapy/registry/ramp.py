@@ -10,6 +10,9 @@ parts are what make a pull fast.
 Between two parts the registry needs a moment to answer the next request (2-10 ms for
 the Debian docker-registry on loopback; a round trip or more over a network), so a part
 near its end hands its turn on (`Turn.hand_on`) and the next request overlaps its tail.
+Only the request: while one turn is allowed, the next part reads no body until the part
+before has ended (`Turn.in_order`), so its bytes arrive in order and are hashed from
+memory rather than read back from the file (the registry's answer waits in the socket).
 """
 
 from __future__ import annotations
@@ -30,16 +33,26 @@ CPU (which slows the receiving as much as the hashing) starts to look like one."
 class Turn:
     """One part's permission to download; `hand_on` lets the next part start early."""
 
-    def __init__(self, ramp: ConnectionRamp) -> None:
+    def __init__(self, ramp: ConnectionRamp, before: Turn | None) -> None:
         self._ramp = ramp
+        self._before = before
         self.handed_on = False
+        self.ended = asyncio.Event()
 
     def hand_on(self) -> None:
         """The part is nearly done: let the next one send its request (the connection
         stays counted against `maximum` until this part's stream ends)."""
         if not self.handed_on:
             self.handed_on = True
+            self._ramp.handing_on = self
             self._ramp.turns.release()
+
+    async def in_order(self) -> None:
+        """Wait until the part that handed its turn on to this one has ended, unless the
+        ramp has grown (then parts run side by side on purpose)."""
+        if self._before is not None and self._ramp.allowed == 1:
+            await self._before.ended.wait()
+        self._before = None
 
 
 class ConnectionRamp:
@@ -52,16 +65,20 @@ class ConnectionRamp:
         self.allowed = max(1, min(initial, self.maximum))
         self.turns = asyncio.Semaphore(self.allowed)
         self._connections = asyncio.Semaphore(self.maximum)
+        self.handing_on: Turn | None = None
+        """The last turn that handed on, until the next turn starts after it."""
 
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[Turn]:
         """Wait for a turn, then for a connection under `maximum`; both end on exit."""
         await self.turns.acquire()
-        turn = Turn(self)
+        turn = Turn(self, self.handing_on)
+        self.handing_on = None
         try:
             async with self._connections:
                 yield turn
         finally:
+            turn.ended.set()
             if not turn.handed_on:
                 self.turns.release()
 
