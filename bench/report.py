@@ -53,6 +53,36 @@ def _clients(n: str) -> str:
     return f"{n} client" if int(n) == 1 else f"{n} clients"
 
 
+CLIENT_FIGURES = (
+    ("aggregate_tps", "aggregate", "Aggregate decode, {clients} (t/s) vs llama-server"),
+    (
+        "shared_prefix_tps",
+        "shared_prefix",
+        "Aggregate, {clients} sharing a system prompt (t/s) vs llama-server",
+    ),
+)
+"""Figures measured per client count: (result key, ratio key prefix, row label)."""
+
+
+def _per_client_rows(
+    ours: dict[str, Any],
+    ref: dict[str, Any],
+    ratios: dict[str, Any],
+    ratio_key: str,
+    label: str,
+) -> list[list[str]]:
+    return [
+        [
+            label.format(clients=_clients(clients)),
+            fmt_summary(ours.get(clients)),
+            fmt_summary(ref.get(clients)),
+            fmt_ratio(ratios.get(f"{ratio_key}_{clients}_vs_server")),
+            "higher",
+        ]
+        for clients in sorted(set(ours) | set(ref), key=int)
+    ]
+
+
 def headline_rows(result: dict[str, Any]) -> list[list[str]]:
     """Rows of the ratio table: figure, ours, reference, ratio, better-when."""
     ours = result.get("ours") or {}
@@ -85,28 +115,8 @@ def headline_rows(result: dict[str, Any]) -> list[list[str]]:
                 better,
             ]
         )
-    agg_ours, agg_ref = ours.get("aggregate_tps", {}), ref.get("aggregate_tps", {})
-    for clients in sorted(set(agg_ours) | set(agg_ref), key=int):
-        rows.append(
-            [
-                f"Aggregate decode, {_clients(clients)} (t/s) vs llama-server",
-                fmt_summary(agg_ours.get(clients)),
-                fmt_summary(agg_ref.get(clients)),
-                fmt_ratio(ratios.get(f"aggregate_{clients}_vs_server")),
-                "higher",
-            ]
-        )
-    shared_ours, shared_ref = ours.get("shared_prefix_tps", {}), ref.get("shared_prefix_tps", {})
-    for clients in sorted(set(shared_ours) | set(shared_ref), key=int):
-        rows.append(
-            [
-                f"Aggregate, {_clients(clients)} sharing a system prompt (t/s) vs llama-server",
-                fmt_summary(shared_ours.get(clients)),
-                fmt_summary(shared_ref.get(clients)),
-                fmt_ratio(ratios.get(f"shared_prefix_{clients}_vs_server")),
-                "higher",
-            ]
-        )
+    for key, ratio_key, label in CLIENT_FIGURES:
+        rows.extend(_per_client_rows(ours.get(key, {}), ref.get(key, {}), ratios, ratio_key, label))
     return rows
 
 

@@ -58,18 +58,12 @@ def compute_ratios(result: dict[str, Any]) -> dict[str, float | None]:
     }
     for metric in SIDE_METRICS:
         out[f"{metric}_vs_server"] = ratio(_m(ours, metric), _m(ref, metric))
-    agg_ours = (ours or {}).get("aggregate_tps", {})
-    agg_ref = (ref or {}).get("aggregate_tps", {})
-    for clients in sorted(set(agg_ours) | set(agg_ref), key=int):
-        out[f"aggregate_{clients}_vs_server"] = ratio(
-            median(agg_ours.get(clients)), median(agg_ref.get(clients))
-        )
-    shared_ours = (ours or {}).get("shared_prefix_tps", {})
-    shared_ref = (ref or {}).get("shared_prefix_tps", {})
-    for clients in sorted(set(shared_ours) | set(shared_ref), key=int):
-        out[f"shared_prefix_{clients}_vs_server"] = ratio(
-            median(shared_ours.get(clients)), median(shared_ref.get(clients))
-        )
+    for key, name in (("aggregate_tps", "aggregate"), ("shared_prefix_tps", "shared_prefix")):
+        mine, theirs = (ours or {}).get(key, {}), (ref or {}).get(key, {})
+        for clients in sorted(set(mine) | set(theirs), key=int):
+            out[f"{name}_{clients}_vs_server"] = ratio(
+                median(mine.get(clients)), median(theirs.get(clients))
+            )
     prefix = (ours or {}).get("prefix_cache", {})
     out["prefix_turn2_vs_turn1"] = ratio(
         median(prefix.get("turn2_ttft_s")), median(prefix.get("turn1_ttft_s"))

@@ -17,11 +17,10 @@ import numpy as np
 import ollama
 import pytest
 
-from ollamapy.config import Config, parse_host
 from tests.conftest import bundled_model_file
 from tests.convert.conftest import minilm_dir
 from tests.convert.reference import cosine
-from tests.server.conftest import LiveServer, free_port, serve
+from tests.server.conftest import LiveServer, serve_with_model
 
 pytestmark = pytest.mark.integration
 
@@ -35,16 +34,7 @@ is held to 0.999 in test_embed_api.py; this bound says quantizing cost little on
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Iterator[LiveServer]:
-    models = tmp_path_factory.mktemp("models")
-    config = Config(host=parse_host(f"127.0.0.1:{free_port()}"), models_dir=models)
-    for live in serve(config):
-        created = httpx.post(
-            f"{live.url}/api/create",
-            json={"model": "minilm-f16", "modelfile": f"FROM {minilm_dir}", "stream": False},
-            timeout=300,
-        )
-        assert created.status_code == 200, created.text
-        yield live
+    yield from serve_with_model(tmp_path_factory, "minilm-f16", f"FROM {minilm_dir}")
 
 
 def create(server: LiveServer, body: dict[str, Any]) -> list[dict[str, Any]]:

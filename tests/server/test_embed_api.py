@@ -16,15 +16,12 @@ import numpy as np
 import ollama
 import pytest
 
-from ollamapy.config import Config, parse_host
 from tests.conftest import bundled_model_file
 from tests.convert.conftest import minilm_dir
 from tests.convert.reference import ReferenceBert, ReferenceTokenizer, cosine
 from tests.server.conftest import (
     SMOLLM2_MODELFILE,
     LiveServer,
-    free_port,
-    serve,
     serve_with_model,
 )
 
@@ -46,17 +43,7 @@ GOLDEN_FILE = Path(__file__).resolve().parents[1] / "testdata" / "minilm_golden.
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Iterator[LiveServer]:
     """One server for the module, with all-MiniLM created from its Safetensors directory."""
-    models = tmp_path_factory.mktemp("models")
-    config = Config(host=parse_host(f"127.0.0.1:{free_port()}"), models_dir=models)
-    for live in serve(config):
-        response = httpx.post(
-            f"{live.url}/api/create",
-            json={"model": MODEL, "modelfile": f"FROM {minilm_dir}", "stream": False},
-            timeout=300,
-        )
-        assert response.status_code == 200, response.text
-        assert response.json()["status"] == "success"
-        yield live
+    yield from serve_with_model(tmp_path_factory, MODEL, f"FROM {minilm_dir}")
 
 
 @pytest.fixture
