@@ -37,10 +37,11 @@ def test_detect_architecture(tmp_path: Path) -> None:
 
 
 def test_unsupported_architecture_is_named(tmp_path: Path) -> None:
-    config = tiny_config() | {"architectures": ["LlamaForCausalLM"]}
+    config = tiny_config() | {"architectures": ["GPT2LMHeadModel"]}
     model_dir = make_tiny_bert(tmp_path / "m", config=config)
     with pytest.raises(
-        BadRequestError, match=r"unsupported architecture 'LlamaForCausalLM'.*BertModel"
+        BadRequestError,
+        match=r"unsupported architecture 'GPT2LMHeadModel'.*BertModel, LlamaForCausalLM",
     ):
         convert_model(model_dir, tmp_path / "out.gguf")
     assert not (tmp_path / "out.gguf").exists()

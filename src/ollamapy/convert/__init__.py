@@ -1,4 +1,4 @@
-"""Converting Hugging Face Safetensors model directories to GGUF (BERT embedding models first)."""
+"""Converting Hugging Face Safetensors model directories to GGUF (BERT embedders, Llama)."""
 
 from ollamapy.convert.convert import (
     SUPPORTED_ARCHITECTURES,

@@ -1,41 +1,41 @@
 """Safetensors (Hugging Face directory) → GGUF conversion, so `ollama create` can import it.
 
-The conversion is planned first from headers and JSON alone (names, shapes, hyper-parameters,
-vocabulary), so every structural problem is reported before a byte of output is written.
-Tensors are then streamed one at a time from memory maps into a temporary file that is
-renamed into place only when complete: a failed or interrupted conversion never leaves a
-half-written model behind, and memory use stays at about one tensor.
+config.json's `architectures` picks the converter (BERT embedding models, Llama decoders).
+Each conversion is planned first from headers and JSON alone (names, shapes,
+hyper-parameters, vocabulary), so every structural problem is reported before a byte of
+output is written; `plan.write_gguf` then streams the tensors into place atomically.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import gguf
-import numpy as np
 import numpy.typing as npt
 
-from ollamapy.convert import bert
+from ollamapy.convert import bert, bpe, llama
 from ollamapy.convert.hf import architecture_of, load_config, read_sentence_transformers
+from ollamapy.convert.plan import (
+    FILE_TYPES,
+    OutType,
+    PlannedTensor,
+    ProgressCallback,
+    TransformerShape,
+    add_shape,
+    storage_dtype,
+    write_gguf,
+)
 from ollamapy.convert.safetensors import Checkpoint, open_checkpoint
 from ollamapy.convert.wordpiece import WordPieceVocab, load_wordpiece_vocab
 from ollamapy.errors import BadRequestError
 
-OutType = Literal["f16", "f32"]
-ProgressCallback = Callable[[int, int], None]
-"""Called as `progress(bytes_written, total_bytes)` after each tensor."""
+__all__ = ["OutType", "ProgressCallback"]
 
-SUPPORTED_ARCHITECTURES = bert.HF_ARCHITECTURES
-
-_FILE_TYPES: dict[str, gguf.LlamaFileType] = {
-    "f32": gguf.LlamaFileType.ALL_F32,
-    "f16": gguf.LlamaFileType.MOSTLY_F16,
-}
+SUPPORTED_ARCHITECTURES = (*bert.HF_ARCHITECTURES, *llama.HF_ARCHITECTURES)
 _POOLING: dict[str, gguf.PoolingType] = {
     "mean": gguf.PoolingType.MEAN,
     "cls": gguf.PoolingType.CLS,
@@ -59,20 +59,6 @@ class ConversionResult:
     vocab_size: int
     pooling: str | None
     size: int
-
-
-@dataclass(frozen=True)
-class _PlannedTensor:
-    """One output tensor: where it comes from and how it is stored."""
-
-    gguf_name: str
-    hf_name: str
-    shape: tuple[int, ...]
-    dtype: np.dtype[Any]
-
-    @property
-    def nbytes(self) -> int:
-        return math.prod(self.shape) * self.dtype.itemsize
 
 
 def detect_architecture(model_dir: Path) -> str:
@@ -101,25 +87,68 @@ def convert_model(
     stay float32, as llama.cpp expects); "f32" keeps everything float32. Never touches the
     network: every input comes from `model_dir`.
     """
-    if out_type not in _FILE_TYPES:
+    if out_type not in FILE_TYPES:
         raise BadRequestError(f"unsupported output type {out_type!r}: use 'f16' or 'f32'")
     source_arch = detect_architecture(model_dir)
+    convert = _CONVERTERS[source_arch]
+    return convert(model_dir, output, out_type, name or model_dir.resolve().name, progress)
+
+
+_Converter = Callable[[Path, Path, OutType, str, ProgressCallback | None], ConversionResult]
+
+
+def _convert_bert(
+    model_dir: Path, output: Path, out_type: OutType, name: str, progress: ProgressCallback | None
+) -> ConversionResult:
+    """BertModel → llama.cpp `bert` (an embedding model with the pooling of its export)."""
     config = load_config(model_dir)
     checkpoint = open_checkpoint(model_dir)
     st_info = read_sentence_transformers(model_dir)
     hp = bert.bert_hparams(config, st_info, checkpoint)
     plan = _plan_tensors(checkpoint, hp, out_type)
     vocab = load_wordpiece_vocab(model_dir, hp.n_vocab)
-    writer_name = name or model_dir.resolve().name
 
     def add_metadata(writer: gguf.GGUFWriter) -> None:
-        _add_metadata(writer, hp, vocab, out_type, writer_name)
+        _add_metadata(writer, hp, vocab, out_type, name)
 
-    size = _write(output, plan, checkpoint, progress, add_metadata)
+    size = write_gguf(output, bert.GGUF_ARCHITECTURE, plan, progress, add_metadata)
+    return _result(output, config, bert.GGUF_ARCHITECTURE, out_type, plan, size, hp, hp.pooling)
+
+
+def _convert_llama(
+    model_dir: Path, output: Path, out_type: OutType, name: str, progress: ProgressCallback | None
+) -> ConversionResult:
+    """LlamaForCausalLM → llama.cpp `llama`, with its byte-level BPE tokenizer."""
+    config = load_config(model_dir)
+    checkpoint = open_checkpoint(model_dir)
+    hp = llama.llama_hparams(config, checkpoint)
+    plan = llama.plan_tensors(checkpoint, hp, out_type)
+    vocab = bpe.load_bpe_vocab(model_dir, hp.n_vocab, config)
+
+    def add_metadata(writer: gguf.GGUFWriter) -> None:
+        writer.add_name(name)
+        writer.add_file_type(FILE_TYPES[out_type])
+        llama.add_hparams(writer, hp)
+        bpe.add_vocab(writer, vocab)
+
+    size = write_gguf(output, llama.GGUF_ARCHITECTURE, plan, progress, add_metadata)
+    return _result(output, config, llama.GGUF_ARCHITECTURE, out_type, plan, size, hp, None)
+
+
+def _result(
+    output: Path,
+    config: dict[str, Any],
+    architecture: str,
+    out_type: OutType,
+    plan: list[PlannedTensor],
+    size: int,
+    hp: TransformerShape,
+    pooling: str | None,
+) -> ConversionResult:
     return ConversionResult(
         output=output,
-        source_architecture=source_arch,
-        architecture=bert.GGUF_ARCHITECTURE,
+        source_architecture=architecture_of(config),
+        architecture=architecture,
         file_type=out_type,
         tensor_count=len(plan),
         parameter_count=sum(math.prod(t.shape) for t in plan),
@@ -127,14 +156,21 @@ def convert_model(
         embedding_length=hp.n_embd,
         block_count=hp.n_layer,
         vocab_size=hp.n_vocab,
-        pooling=hp.pooling,
+        pooling=pooling,
         size=size,
     )
 
 
+_CONVERTERS: dict[str, _Converter] = {
+    **dict.fromkeys(bert.HF_ARCHITECTURES, _convert_bert),
+    **dict.fromkeys(llama.HF_ARCHITECTURES, _convert_llama),
+}
+"""One converter per Hugging Face model class named in config.json."""
+
+
 def _plan_tensors(
     checkpoint: Checkpoint, hp: bert.BertHParams, out_type: OutType
-) -> list[_PlannedTensor]:
+) -> list[PlannedTensor]:
     """Map, shape-check and order every tensor; report the first missing or unexpected one."""
     sources: dict[str, str] = {}
     for hf_name in checkpoint:
@@ -156,7 +192,7 @@ def _plan_tensors(
 
 def _plan_one(
     gguf_name: str, hf_name: str, checkpoint: Checkpoint, hp: bert.BertHParams, out_type: OutType
-) -> _PlannedTensor:
+) -> PlannedTensor:
     """Check one tensor's source shape and dtype and pick its storage type."""
     info = checkpoint[hf_name]
     want = bert.expected_shape(gguf_name, hp)
@@ -171,18 +207,18 @@ def _plan_one(
         # llama.cpp insists on exactly `context_length` rows; positions past the context
         # (e.g. 256..511 for all-MiniLM-L6-v2) can never be used, so they are cut.
         shape = (hp.context_length, hp.n_embd)
-    return _PlannedTensor(gguf_name, hf_name, shape, _storage_dtype(gguf_name, shape, out_type))
+    keep_f32 = bert.tensor_kind(gguf_name) in bert.FLOAT32_ONLY
+    dtype = storage_dtype(shape, out_type, keep_f32 or gguf_name.endswith("_norm.weight"))
+    return PlannedTensor(gguf_name, shape, dtype, _reader(checkpoint, hf_name, shape))
 
 
-def _storage_dtype(gguf_name: str, shape: tuple[int, ...], out_type: OutType) -> np.dtype[Any]:
-    """f16 only for 2-D weight matrices; vectors, norms and small embeddings stay f32."""
-    keep_f32 = (
-        out_type == "f32"
-        or len(shape) < 2
-        or gguf_name.endswith("_norm.weight")
-        or bert.tensor_kind(gguf_name) in bert.FLOAT32_ONLY
-    )
-    return np.dtype(np.float32 if keep_f32 else np.float16)
+def _reader(checkpoint: Checkpoint, hf_name: str, shape: tuple[int, ...]) -> Callable[[], Any]:
+    """Read a tensor cut to `shape` (position embeddings beyond the context are dropped)."""
+
+    def read() -> npt.NDArray[Any]:
+        return checkpoint.load(hf_name)[tuple(slice(0, n) for n in shape)]
+
+    return read
 
 
 def _add_metadata(
@@ -194,12 +230,8 @@ def _add_metadata(
 ) -> None:
     """General, architecture and tokenizer key/values, as llama.cpp's BERT loader reads them."""
     writer.add_name(name)
-    writer.add_file_type(_FILE_TYPES[out_type])
-    writer.add_context_length(hp.context_length)
-    writer.add_embedding_length(hp.n_embd)
-    writer.add_feed_forward_length(hp.n_ff)
-    writer.add_block_count(hp.n_layer)
-    writer.add_head_count(hp.n_head)
+    writer.add_file_type(FILE_TYPES[out_type])
+    add_shape(writer, hp)
     writer.add_layer_norm_eps(hp.layer_norm_eps)
     writer.add_causal_attention(False)
     if hp.pooling is not None:
@@ -226,43 +258,3 @@ def _add_vocab(writer: gguf.GGUFWriter, hp: bert.BertHParams, vocab: WordPieceVo
     writer.add_add_bos_token(True)
     writer.add_add_eos_token(True)
     writer.add_add_sep_token(False)
-
-
-def _write(
-    output: Path,
-    plan: list[_PlannedTensor],
-    checkpoint: Checkpoint,
-    progress: ProgressCallback | None,
-    add_metadata: Callable[[gguf.GGUFWriter], None],
-) -> int:
-    """Stream the tensors into `<output>.tmp`, then rename it over `output`."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-    total, done = sum(t.nbytes for t in plan), 0
-    writer = gguf.GGUFWriter(tmp, bert.GGUF_ARCHITECTURE)
-    try:
-        add_metadata(writer)
-        for t in plan:
-            writer.add_tensor_info(t.gguf_name, t.shape, t.dtype, t.nbytes)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        for t in plan:
-            writer.write_tensor_data(_load(checkpoint, t))
-            done += t.nbytes
-            if progress is not None:
-                progress(done, total)
-        writer.close()
-        os.replace(tmp, output)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    return output.stat().st_size
-
-
-def _load(checkpoint: Checkpoint, t: _PlannedTensor) -> npt.NDArray[Any]:
-    """Read a tensor, cut it to the planned shape and cast it to its storage type."""
-    data = checkpoint.load(t.hf_name)
-    data = data[tuple(slice(0, n) for n in t.shape)]
-    return np.ascontiguousarray(data, dtype=t.dtype)
