@@ -425,6 +425,29 @@ def test_create_from_safetensors_directory_keeps_module_folders(
     assert bodies[0]["files"] == digests
 
 
+def test_create_from_safetensors_directory_sends_the_chat_template_file(
+    fake: FakeOllama, invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = tmp_path / "llama"
+    model.mkdir()
+    contents = {
+        "model.safetensors": b"weights",
+        "config.json": b"{}",
+        "tokenizer.json": b"{}",
+        "chat_template.jinja": b"{{ messages }}",
+    }
+    for name, data in contents.items():
+        (model / name).write_bytes(data)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        fake.routes[("HEAD", f"/api/blobs/{digest}")] = httpx.Response(200)
+    create_routes(fake)
+    (tmp_path / "Modelfile").write_text("FROM ./llama\n")
+    monkeypatch.chdir(tmp_path)
+    assert invoke("create", "tiny").exit_code == 0
+    bodies: list[Any] = fake.bodies("POST", "/api/create")
+    assert set(bodies[0]["files"]) == set(contents)
+
+
 def test_create_errors(invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert invoke("create", "a", "-f", "Nope").err == "Error: specified Modelfile wasn't found\n"

@@ -33,8 +33,9 @@ _WEIGHT_PATTERNS: tuple[tuple[str, bool], ...] = (
     ("*.gguf", True),
     ("*.bin", True),
 )
-_CONFIG_PATTERNS = ("*.json", "tokenizer.model", "[0-9]*_*/*.json")
-"""Configs beside the weights, plus sentence-transformers' module folders (`1_Pooling/`)."""
+_CONFIG_PATTERNS = ("*.json", "*.jinja", "tokenizer.model", "[0-9]*_*/*.json")
+"""Configs beside the weights (transformers 5 keeps the chat template in
+`chat_template.jinja`), plus sentence-transformers' module folders (`1_Pooling/`)."""
 
 
 class CreateError(OllamaError):
