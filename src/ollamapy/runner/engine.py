@@ -299,11 +299,14 @@ class Engine:
     def _best_donor(self, slot: Slot, prompt: list[int]) -> tuple[Slot | None, int]:
         """The other slot whose cache shares the longest prefix with `prompt`, busy or
         not, and how many tokens of it a copy would reuse (never the whole prompt: its
-        last token must be evaluated to sample from)."""
+        last token must be evaluated to sample from). A cache that no longer holds its
+        first positions (a sliding-window cache reuses old cells) is never copied."""
         others = [other for other in self._slots if other is not slot and other.cache]
         if not others:
             return None, 0
         donor = max(others, key=lambda other: common_prefix(other.cache, prompt))
+        if self._ctx.seq_pos_min(donor.seq) > 0:
+            return None, 0
         return donor, min(common_prefix(donor.cache, prompt), len(prompt) - 1)
 
     def _copy_prefix(self, donor: Slot, slot: Slot, length: int) -> None:

@@ -370,6 +370,11 @@ class Context(_Owned):
     def seq_add(self, seq: int, p0: int, p1: int, delta: int) -> None:
         lc.llama_memory_seq_add(self._memory, seq, p0, p1, delta)
 
+    def seq_pos_min(self, seq: int) -> int:
+        """The sequence's smallest cached position (-1 when empty); above 0 once a cache
+        that drops old cells (sliding-window layers) has dropped its start."""
+        return int(lc.llama_memory_seq_pos_min(self._memory, seq))
+
     def seq_pos_max(self, seq: int) -> int:
         return int(lc.llama_memory_seq_pos_max(self._memory, seq))
 
