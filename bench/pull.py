@@ -31,9 +31,7 @@ import hashlib
 import json
 import os
 import resource
-import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,23 +41,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 if __package__ in (None, ""):  # `python bench/pull.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.registry import Registry, RegistryMissingError, serve_registry
 from ollamapy.registry import RegistryOptions, pull_model, push_model
 from ollamapy.store import CONFIG_MEDIA_TYPE, Layer, Manifest, Store
 from ollamapy.types import Digest, ModelName
 
 CACHE = Path.home() / ".cache" / "ollamapy" / "bench"
-REGISTRY_BINARY = "docker-registry"
 REPOSITORY = "library/big"
 MB = 1_000_000
 MiB = 1024 * 1024
 LAYER_MEDIA_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 """skopeo refuses Ollama's layer types in a docker v2s2 manifest; a pull does not care."""
-STARTUP_S = 20.0
 COMMAND_TIMEOUT_S = 600.0
 
 
@@ -107,57 +102,6 @@ def _place(source: Path, target: Path) -> None:
 
 
 # -------------------------------------------------------------- registry
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def registry(root: Path) -> Iterator[tuple[str, Path]]:
-    """`docker-registry` on a free loopback port; yields its host and storage folder."""
-    binary = shutil.which(REGISTRY_BINARY) or f"/usr/bin/{REGISTRY_BINARY}"
-    if not Path(binary).is_file():
-        raise SystemExit("docker-registry is missing: apt-get install docker-registry")
-    port = _free_port()
-    storage = root / "storage"
-    storage.mkdir(parents=True)
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: error\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {storage}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n  secret: {secrets.token_hex(16)}\n"
-    )
-    with (root / "registry.log").open("wb") as log:
-        process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
-        try:
-            deadline = time.monotonic() + STARTUP_S
-            while True:
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1.0)
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline or process.poll() is not None:
-                        raise RuntimeError("docker-registry did not start") from None
-                    time.sleep(0.05)
-            yield f"127.0.0.1:{port}", storage
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def registry_blob(storage: Path, digest: Digest) -> Path:
-    """Where the registry's filesystem driver keeps a blob's bytes."""
-    hex_ = str(digest).removeprefix("sha256:")
-    return storage / "docker/registry/v2/blobs/sha256" / hex_[:2] / hex_ / "data"
 
 
 def push_big(host: str, blob: Path, digest: Digest, work: Path) -> ModelName:
@@ -303,6 +247,15 @@ def _timed(
 # -------------------------------------------------------------------- run
 
 
+@contextlib.contextmanager
+def _registry(root: Path) -> Iterator[Registry]:
+    try:
+        with serve_registry(root) as server:
+            yield server
+    except RegistryMissingError as missing:
+        raise SystemExit(str(missing)) from None
+
+
 def run(size_mib: int = 256, repeat: int = 3) -> dict[str, Any]:
     """Measure; the result is `{"pull": {...}}`, MB/s medians, ratios and ceilings included."""
     blob, digest = source_blob(size_mib)
@@ -310,10 +263,10 @@ def run(size_mib: int = 256, repeat: int = 3) -> dict[str, Any]:
     load_before = os.getloadavg()
     with (
         tempfile.TemporaryDirectory(prefix="bench-registry-") as root,
-        registry(Path(root)) as (host, storage),
+        _registry(Path(root)) as server,
     ):
-        name = push_big(host, blob, digest, Path(root))
-        stored = registry_blob(storage, digest)
+        name = push_big(server.host, blob, digest, Path(root))
+        stored = server.blob_path(str(digest))
         methods: dict[str, Callable[[ModelName, Path, Digest], None]] = {
             "ours": ours,
             "skopeo": skopeo,

@@ -16,10 +16,8 @@ import base64
 import contextlib
 import secrets
 import shutil
-import socket
 import struct
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,13 @@ from typing import Any
 
 import httpx
 import pytest
+from bench.registry import (
+    Registry,
+    RegistryMissingError,
+    free_port,
+    serve_registry,
+    wait_until_up,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -35,75 +40,26 @@ from starlette.routing import Route
 from ollamapy.registry import ed25519
 from tests.asgi import start_server
 
-REGISTRY_BINARY = Path("/usr/bin/docker-registry")
+__all__ = ["Registry", "free_port", "wait_until_up"]  # re-exported for the tests
+
 TOKEN = "test-token-" + secrets.token_hex(8)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_up(url: str, deadline_s: float = 20.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            httpx.get(url, timeout=1.0)
-            return
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{url} did not come up") from None
-            time.sleep(0.05)
-
-
-@dataclass
-class Registry:
-    host: str
-    """`127.0.0.1:<port>`, the host part of model names pushed here."""
-    storage: Path
 
 
 def run_registry(
     root: Path, htpasswd: tuple[str, str] | None = None, *, relative_urls: bool = False
 ) -> Iterator[Registry]:
-    """Serve `docker-registry` on a free loopback port until the generator is closed."""
-    if not REGISTRY_BINARY.is_file():
-        pytest.fail(
-            f"{REGISTRY_BINARY} is missing: install it with `apt-get install docker-registry`"
-        )
-    port = free_port()
-    storage = root / "storage"
-    storage.mkdir(parents=True)
+    """Serve `docker-registry` (deletes allowed) on a free loopback port until the
+    generator is closed; with `htpasswd`, behind HTTP basic auth."""
     auth = ""
     if htpasswd is not None:
         auth = (
             f"auth:\n  htpasswd:\n    realm: basic-realm\n    path: {_htpasswd(root, *htpasswd)}\n"
         )
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: error\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n  secret: {secrets.token_hex(16)}\n"
-        f"  relativeurls: {'true' if relative_urls else 'false'}\n" + auth
-    )
-    log = (root / "registry.log").open("wb")
-    process = subprocess.Popen(
-        [str(REGISTRY_BINARY), "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
-    )
     try:
-        wait_until_up(f"http://127.0.0.1:{port}/v2/")
-        yield Registry(f"127.0.0.1:{port}", storage)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        with serve_registry(root, auth_config=auth, delete=True, relative_urls=relative_urls) as r:
+            yield r
+    except RegistryMissingError as missing:
+        pytest.fail(str(missing))
 
 
 def _htpasswd(root: Path, user: str, password: str) -> Path:

@@ -38,12 +38,6 @@ def _post(url: str, path: str, body: dict[str, Any], timeout: float = 300) -> ht
     return httpx.post(f"{url}{path}", json=body, timeout=timeout)
 
 
-def _registry_blob(registry: Registry, digest: str) -> Path:
-    """Where `docker-registry`'s filesystem driver keeps a blob's bytes."""
-    hex_ = digest.removeprefix("sha256:")
-    return registry.storage / "docker/registry/v2/blobs/sha256" / hex_[:2] / hex_ / "data"
-
-
 def _sha256(path: Path) -> str:
     with path.open("rb") as handle:
         return "sha256:" + hashlib.file_digest(handle, "sha256").hexdigest()
@@ -66,7 +60,7 @@ def test_create_push_delete_pull_generate(registry: Registry, live: LiveApp) -> 
     listed = httpx.get(f"{live.url}/api/tags", timeout=30).json()["models"]
     local_digest = next(m["digest"] for m in listed if m["name"] == name)
     for digest in before:  # the registry holds exactly our bytes
-        assert _sha256(_registry_blob(registry, digest)) == digest
+        assert _sha256(registry.blob_path(digest)) == digest
 
     deleted = httpx.request("DELETE", f"{live.url}/api/delete", json={"model": name}, timeout=30)
     assert deleted.status_code == 200, deleted.text
@@ -89,7 +83,7 @@ def test_create_push_delete_pull_generate(registry: Registry, live: LiveApp) -> 
     assert local_digest == hashlib.sha256(manifest_bytes).hexdigest()
     for layer_digest in manifest.digests:
         pulled = store.blob_path(layer_digest)
-        assert filecmp.cmp(pulled, _registry_blob(registry, str(layer_digest)), shallow=False)
+        assert filecmp.cmp(pulled, registry.blob_path(str(layer_digest)), shallow=False)
         assert _sha256(pulled) == str(layer_digest)
     assert not list(store.blobs_dir.glob("*partial*"))
 
