@@ -212,10 +212,11 @@ def save(name: str, variant: dict[str, Any]) -> Path:
     return target
 
 
-def golden_for(target: Path) -> list[dict[str, Any]]:
-    """The saved directory, reloaded by transformers: ids and float32 logits per text."""
+def golden_for(target: Path, model_class: Any = LlamaForCausalLM) -> list[dict[str, Any]]:
+    """The saved directory, reloaded by transformers: ids and float32 logits per text
+    (`model_class` lets scripts/make_tiny_qwen.py reuse this for its model classes)."""
     tokenizer = PreTrainedTokenizerFast.from_pretrained(target)
-    model = LlamaForCausalLM.from_pretrained(target, dtype=torch.float32).eval()
+    model = model_class.from_pretrained(target, dtype=torch.float32).eval()
     cases = []
     for text in TEXTS:
         ids = tokenizer(text)["input_ids"]
@@ -234,24 +235,26 @@ def golden_for(target: Path) -> list[dict[str, Any]]:
     return cases
 
 
-def main() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def write_golden(path: Path, script: str, models: dict[str, list[dict[str, Any]]]) -> None:
+    """The golden file: the command that made it, the library versions, the cases."""
     golden: dict[str, Any] = {
-        "command": "HF_HUB_OFFLINE=1 ~/.cache/ollamapy/st-venv/bin/python "
-        "scripts/make_tiny_llama.py",
+        "command": f"HF_HUB_OFFLINE=1 ~/.cache/ollamapy/st-venv/bin/python scripts/{script}",
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "tokenizers": tokenizers.__version__,
         },
-        "models": {},
+        "models": models,
     }
-    for name, variant in VARIANTS.items():
-        target = save(name, variant)
-        golden["models"][name] = golden_for(target)
-    GOLDEN.write_text(json.dumps(golden, indent=1, ensure_ascii=False) + "\n")
-    print(f"wrote {GOLDEN}", file=sys.stderr)
+    path.write_text(json.dumps(golden, indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def main() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    models = {name: golden_for(save(name, variant)) for name, variant in VARIANTS.items()}
+    write_golden(GOLDEN, "make_tiny_llama.py", models)
 
 
 if __name__ == "__main__":

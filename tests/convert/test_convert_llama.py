@@ -1,5 +1,6 @@
-"""Converting tiny Hugging Face Llama models: metadata, tensors, tokenizer, errors, and
-llama.cpp's tokens and logits against the golden output of transformers itself.
+"""Converting tiny Hugging Face Llama models: metadata, tensors, tokenizer metadata
+and errors (llama.cpp's tokens and logits against transformers' are in
+test_decoders_match_transformers.py).
 
 The model directories and `tiny_llama_golden.json` under tests/testdata were written by
 scripts/make_tiny_llama.py with torch/transformers/tokenizers (see the golden file's
@@ -9,9 +10,7 @@ scripts/make_tiny_llama.py with torch/transformers/tokenizers (see the golden fi
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,38 +18,28 @@ import gguf
 import numpy as np
 import pytest
 
-from ollamapy.convert import ConversionResult, OutType, convert_model
+from ollamapy.convert import ConversionResult, convert_model
 from ollamapy.convert.llama import RopeScaling, interleave_rope_rows, llama3_rope_factors
 from ollamapy.errors import BadRequestError
+from tests.convert.golden_models import (
+    TESTDATA,
+    convert_each,
+    copy_model,
+    edit_config,
+    edit_tokenizer,
+    gguf_kv,
+    gguf_tensors,
+)
 
-TESTDATA = Path(__file__).resolve().parents[1] / "testdata"
 UNTIED = TESTDATA / "tiny-llama"
 TIED = TESTDATA / "tiny-llama-tied"
-GOLDEN: dict[str, Any] = json.loads((TESTDATA / "tiny_llama_golden.json").read_text())
 MODELS = {"tiny-llama": UNTIED, "tiny-llama-tied": TIED}
-CASES = [(name, i) for name in MODELS for i in range(len(GOLDEN["models"][name]))]
-CASE_IDS = [f"{name}-{i}" for name, i in CASES]
-
-
-def _kv(path: Path) -> dict[str, Any]:
-    reader = gguf.GGUFReader(path)
-    return {name: field.contents() for name, field in reader.fields.items()}
-
-
-def _tensors(path: Path) -> dict[str, gguf.ReaderTensor]:
-    return {t.name: t for t in gguf.GGUFReader(path).tensors}
 
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Path]:
     """Every golden model converted to f32 and f16 once for the module."""
-    out = tmp_path_factory.mktemp("llama")
-    kinds: tuple[OutType, ...] = ("f32", "f16")
-    return {
-        (name, kind): convert_model(src, out / f"{name}-{kind}.gguf", out_type=kind).output
-        for name, src in MODELS.items()
-        for kind in kinds
-    }
+    return convert_each(MODELS, tmp_path_factory.mktemp("llama"))
 
 
 # --------------------------------------------------------------------------- metadata
@@ -81,11 +70,11 @@ def test_result_describes_the_model(tmp_path: Path) -> None:
 def test_hyper_parameters(
     converted: dict[tuple[str, str], Path], name: str, expected: dict[str, Any]
 ) -> None:
-    kv = _kv(converted[(name, "f16")])
+    kv = gguf_kv(converted[(name, "f16")])
     assert kv["general.architecture"] == "llama"
     assert kv["general.name"] == name
     assert kv["general.file_type"] == gguf.LlamaFileType.MOSTLY_F16
-    assert _kv(converted[(name, "f32")])["general.file_type"] == gguf.LlamaFileType.ALL_F32
+    assert gguf_kv(converted[(name, "f32")])["general.file_type"] == gguf.LlamaFileType.ALL_F32
     common = {
         "llama.embedding_length": 64,
         "llama.block_count": 2,
@@ -101,7 +90,7 @@ def test_hyper_parameters(
 
 
 def test_tensor_names_shapes_and_types(converted: dict[tuple[str, str], Path]) -> None:
-    tensors = _tensors(converted[("tiny-llama", "f16")])
+    tensors = gguf_tensors(converted[("tiny-llama", "f16")])
     block = {
         "attn_norm": ([64], "F32"),
         "attn_q": ([64, 64], "F16"),
@@ -125,14 +114,14 @@ def test_tensor_names_shapes_and_types(converted: dict[tuple[str, str], Path]) -
 
 
 def test_f32_output_keeps_every_tensor_f32(converted: dict[tuple[str, str], Path]) -> None:
-    types = {t.tensor_type.name for t in _tensors(converted[("tiny-llama", "f32")]).values()}
+    types = {t.tensor_type.name for t in gguf_tensors(converted[("tiny-llama", "f32")]).values()}
     assert types == {"F32"}
 
 
 def test_tied_model_has_no_output_matrix_and_carries_rope_freqs(
     converted: dict[tuple[str, str], Path],
 ) -> None:
-    tensors = _tensors(converted[("tiny-llama-tied", "f16")])
+    tensors = gguf_tensors(converted[("tiny-llama-tied", "f16")])
     assert "output.weight" not in tensors
     freqs = tensors["rope_freqs.weight"]
     assert (freqs.shape.tolist(), freqs.tensor_type.name) == ([8], "F32")
@@ -154,7 +143,7 @@ def test_weights_are_the_checkpoint_with_q_and_k_rows_interleaved(
     from ollamapy.convert.safetensors import open_checkpoint
 
     checkpoint = open_checkpoint(UNTIED)
-    tensors = _tensors(converted[("tiny-llama", "f32")])
+    tensors = gguf_tensors(converted[("tiny-llama", "f32")])
     hf = "model.layers.1.self_attn."
     q = np.asarray(tensors["blk.1.attn_q.weight"].data)
     k = np.asarray(tensors["blk.1.attn_k.weight"].data)
@@ -200,7 +189,7 @@ def test_tokenizer_metadata(
     eos: str,
     add_bos: bool,
 ) -> None:
-    kv = _kv(converted[(name, "f16")])
+    kv = gguf_kv(converted[(name, "f16")])
     source = json.loads((MODELS[name] / "tokenizer.json").read_text())
     tokens = kv["tokenizer.ggml.tokens"]
     assert kv["tokenizer.ggml.model"] == "gpt2"
@@ -218,7 +207,7 @@ def test_tokenizer_metadata(
 
 
 def test_token_types(converted: dict[tuple[str, str], Path]) -> None:
-    kv = _kv(converted[("tiny-llama", "f16")])
+    kv = gguf_kv(converted[("tiny-llama", "f16")])
     types = dict(zip(kv["tokenizer.ggml.tokens"], kv["tokenizer.ggml.token_type"], strict=True))
     assert types["<|im_start|>"] == types["<|endoftext|>"] == gguf.TokenType.CONTROL
     assert types["[[tool]]"] == gguf.TokenType.USER_DEFINED
@@ -226,17 +215,17 @@ def test_token_types(converted: dict[tuple[str, str], Path]) -> None:
 
 
 def test_merges_stored_as_strings_are_accepted(tmp_path: Path) -> None:
-    model_dir = _copy(UNTIED, tmp_path)
+    model_dir = copy_model(UNTIED, tmp_path)
     data = json.loads((model_dir / "tokenizer.json").read_text())
     data["model"]["merges"] = [" ".join(m) for m in data["model"]["merges"]]
     (model_dir / "tokenizer.json").write_text(json.dumps(data))
-    as_pairs = _kv(convert_model(UNTIED, tmp_path / "a.gguf").output)
-    as_strings = _kv(convert_model(model_dir, tmp_path / "b.gguf").output)
+    as_pairs = gguf_kv(convert_model(UNTIED, tmp_path / "a.gguf").output)
+    as_strings = gguf_kv(convert_model(model_dir, tmp_path / "b.gguf").output)
     assert as_strings["tokenizer.ggml.merges"] == as_pairs["tokenizer.ggml.merges"]
 
 
 def test_transformers4_config_layout_gives_the_same_rope(tmp_path: Path) -> None:
-    model_dir = _copy(TIED, tmp_path)
+    model_dir = copy_model(TIED, tmp_path)
     config = json.loads((model_dir / "config.json").read_text())
     rope = config.pop("rope_parameters")
     config["rope_theta"] = rope.pop("rope_theta")
@@ -244,48 +233,31 @@ def test_transformers4_config_layout_gives_the_same_rope(tmp_path: Path) -> None
     (model_dir / "config.json").write_text(json.dumps(config))
     v5 = convert_model(TIED, tmp_path / "a.gguf", out_type="f32").output
     v4 = convert_model(model_dir, tmp_path / "b.gguf", out_type="f32").output
-    assert _kv(v4)["llama.rope.freq_base"] == _kv(v5)["llama.rope.freq_base"] == 500000.0
+    assert gguf_kv(v4)["llama.rope.freq_base"] == gguf_kv(v5)["llama.rope.freq_base"] == 500000.0
     np.testing.assert_array_equal(
-        _tensors(v4)["rope_freqs.weight"].data, _tensors(v5)["rope_freqs.weight"].data
+        gguf_tensors(v4)["rope_freqs.weight"].data, gguf_tensors(v5)["rope_freqs.weight"].data
     )
 
 
 def test_linear_rope_scaling_becomes_gguf_keys(tmp_path: Path) -> None:
-    model_dir = _copy(UNTIED, tmp_path)
-    _edit_config(model_dir, {"rope_parameters": {"rope_type": "linear", "factor": 4.0}})
+    model_dir = copy_model(UNTIED, tmp_path)
+    edit_config(model_dir, {"rope_parameters": {"rope_type": "linear", "factor": 4.0}})
     path = convert_model(model_dir, tmp_path / "m.gguf").output
-    kv = _kv(path)
+    kv = gguf_kv(path)
     assert (kv["llama.rope.scaling.type"], kv["llama.rope.scaling.factor"]) == ("linear", 4.0)
     assert kv["llama.rope.freq_base"] == 10000.0
-    assert "rope_freqs.weight" not in _tensors(path)
+    assert "rope_freqs.weight" not in gguf_tensors(path)
 
 
 # --------------------------------------------------------------------------- errors
 
 
-def _copy(source: Path, tmp_path: Path) -> Path:
-    target = tmp_path / source.name
-    shutil.copytree(source, target)
-    return target
-
-
-def _edit_config(model_dir: Path, changes: dict[str, Any]) -> None:
-    config = json.loads((model_dir / "config.json").read_text())
-    (model_dir / "config.json").write_text(json.dumps(config | changes))
-
-
-def _edit_tokenizer(model_dir: Path, edit: Callable[[dict[str, Any]], None]) -> None:
-    data = json.loads((model_dir / "tokenizer.json").read_text())
-    edit(data)
-    (model_dir / "tokenizer.json").write_text(json.dumps(data))
-
-
 def _config(changes: dict[str, Any]) -> Callable[[Path], None]:
-    return lambda d: _edit_config(d, changes)
+    return lambda d: edit_config(d, changes)
 
 
 def _tokenizer(edit: Callable[[dict[str, Any]], None]) -> Callable[[Path], None]:
-    return lambda d: _edit_tokenizer(d, edit)
+    return lambda d: edit_tokenizer(d, edit)
 
 
 def _sentencepiece_only(model_dir: Path) -> None:
@@ -370,7 +342,7 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None], str]] = [
 def test_bad_input_is_a_clear_error_and_writes_nothing(
     tmp_path: Path, break_it: Callable[[Path], None], message: str
 ) -> None:
-    model_dir = _copy(TIED, tmp_path)
+    model_dir = copy_model(TIED, tmp_path)
     break_it(model_dir)
     with pytest.raises(BadRequestError, match=message):
         convert_model(model_dir, tmp_path / "out" / "m.gguf")
@@ -378,60 +350,9 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(
 
 
 def test_bos_text_missing_from_vocabulary(tmp_path: Path) -> None:
-    model_dir = _copy(UNTIED, tmp_path)
+    model_dir = copy_model(UNTIED, tmp_path)
     config_path = model_dir / "tokenizer_config.json"
     config = json.loads(config_path.read_text())
     config_path.write_text(json.dumps(config | {"bos_token": "<s>"}))
     with pytest.raises(BadRequestError, match=r"bos_token '<s>' is not in the vocabulary"):
         convert_model(model_dir, tmp_path / "m.gguf")
-
-
-# --------------------------------------------------------------------------- llama.cpp
-
-
-@pytest.fixture(scope="module")
-def loaded(converted: dict[tuple[str, str], Path]) -> Iterator[dict[tuple[str, str], Any]]:
-    from tests.convert import llama_logits
-
-    with ExitStack() as stack:
-        yield {key: stack.enter_context(llama_logits.load(p)) for key, p in converted.items()}
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize(("name", "index"), CASES, ids=CASE_IDS)
-def test_llama_cpp_tokenizes_like_hugging_face(
-    loaded: dict[tuple[str, str], Any], name: str, index: int
-) -> None:
-    from tests.convert import llama_logits
-
-    case = GOLDEN["models"][name][index]
-    assert llama_logits.tokenize(loaded[(name, "f16")], case["text"]) == case["ids"]
-
-
-ARGMAX_MARGIN = 0.05
-"""Positions where Hugging Face's top two logits are closer than this are not compared by
-argmax: llama.cpp's logits differ from transformers' by up to ~7e-3 here, and another
-CPU's arithmetic could flip a near-tie (one golden position has a margin of 0.017)."""
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("kind", ["f32", "f16"])
-@pytest.mark.parametrize(("name", "index"), CASES, ids=CASE_IDS)
-def test_llama_cpp_logits_match_hugging_face(
-    loaded: dict[tuple[str, str], Any], name: str, index: int, kind: str
-) -> None:
-    from tests.convert import llama_logits
-
-    case = GOLDEN["models"][name][index]
-    logits = llama_logits.logits(loaded[(name, kind)], case["ids"])
-    want = np.asarray(case["last_logits"], dtype=np.float32)
-    got = logits[-1]
-    cosine = float(got @ want / np.linalg.norm(got) / np.linalg.norm(want))
-    print(
-        f"\n{name} {kind} #{index}: cosine {cosine:.7f}, max |diff| {np.abs(got - want).max():.2e}"
-    )
-    assert cosine >= 0.999
-    clear = [i for i, margin in enumerate(case["top2_margin"]) if margin >= ARGMAX_MARGIN]
-    assert len(clear) >= len(case["argmax"]) - 1
-    got_argmax = logits.argmax(axis=-1).tolist()
-    assert [got_argmax[i] for i in clear] == [case["argmax"][i] for i in clear]

@@ -1,4 +1,5 @@
-"""Converting Hugging Face Safetensors model directories to GGUF (BERT embedders, Llama)."""
+"""Converting Hugging Face Safetensors model directories to GGUF (BERT embedders; Llama,
+Qwen2 and Qwen3 decoders)."""
 
 from ollamapy.convert.convert import (
     SUPPORTED_ARCHITECTURES,

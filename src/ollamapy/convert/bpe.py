@@ -28,31 +28,38 @@ LLAMA3_SPLIT = (
     r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 """The Split regex of Llama 3's tokenizer.json (llama.cpp's `llama-bpe`)."""
+QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+    r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+"""The Split regex of Qwen2/Qwen2.5/Qwen3's tokenizer.json: Llama 3's with single digits
+instead of runs of up to three. llama.cpp's `qwen2` pre-tokenizer quotes it as its original
+and runs the same expression with the case-insensitive group spelled out."""
 
 
 def _byte_level(use_regex: bool) -> dict[str, Any]:
     return {"type": "ByteLevel", "add_prefix_space": False, "use_regex": use_regex}
 
 
+def _split(regex: str) -> dict[str, Any]:
+    return {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False}
+
+
 _PRE_TOKENIZERS: list[tuple[str, list[dict[str, Any]], bool]] = [
     ("gpt-2", [_byte_level(True)], False),
     ("smollm", [{"type": "Digits", "individual_digits": True}, _byte_level(True)], False),
-    (
-        "llama-bpe",
-        [
-            {
-                "type": "Split",
-                "pattern": {"Regex": LLAMA3_SPLIT},
-                "behavior": "Isolated",
-                "invert": False,
-            },
-            _byte_level(False),
-        ],
-        True,
-    ),
+    ("llama-bpe", [_split(LLAMA3_SPLIT), _byte_level(False)], True),
+    ("qwen2", [_split(QWEN2_SPLIT), _byte_level(False)], False),
 ]
 """llama.cpp pre-tokenizer name, the tokenizer.json steps it equals (`trim_offsets` only
 affects offsets, so it is ignored) and whether llama.cpp then ignores merges for it."""
+
+_NORMALIZERS: dict[str, list[Any]] = {"qwen2": [None, {"type": "NFC"}]}
+"""Normalizers accepted per pre-tokenizer (none at all for the others). Every Qwen2/Qwen3
+tokenizer.json declares NFC; llama.cpp never normalises, so for text already in NFC (what
+most text already is) the ids are the same, and only decomposed
+input (e.g. "e" + U+0301) tokenizes differently. llama.cpp's own converter and Ollama's
+accept these tokenizers the same way; refusing would refuse every Qwen model."""
 
 ROLES = ("bos", "eos", "unk", "pad")
 
@@ -77,9 +84,7 @@ def load_bpe_vocab(model_dir: Path, n_vocab: int, config: dict[str, Any]) -> Bpe
     model = _bpe_model(data)
     pre = identify_pre_tokenizer(data.get("pre_tokenizer"))
     _check_ignore_merges(model, pre)
-    if data.get("normalizer") is not None:
-        kind = data["normalizer"].get("type") if isinstance(data["normalizer"], dict) else None
-        raise BadRequestError(f"tokenizer.json: unsupported normalizer {kind!r}")
+    _check_normalizer(data.get("normalizer"), pre)
     by_id, kinds = _token_ids(model, data.get("added_tokens") or [])
     tokens, types = _token_list(by_id, kinds, n_vocab)
     tok_config = read_optional_object(model_dir / "tokenizer_config.json")
@@ -165,6 +170,14 @@ def _check_ignore_merges(model: dict[str, Any], pre: str) -> None:
             f"tokenizer.json: ignore_merges={bool(model.get('ignore_merges'))} differs from "
             f"what llama.cpp does for the {pre!r} pre-tokenizer"
         )
+
+
+def _check_normalizer(normalizer: Any, pre: str) -> None:
+    """Only no normalizer, or one `_NORMALIZERS` allows for this pre-tokenizer."""
+    if normalizer in _NORMALIZERS.get(pre, [None]):
+        return
+    kind = normalizer.get("type") if isinstance(normalizer, dict) else None
+    raise BadRequestError(f"tokenizer.json: unsupported normalizer {kind!r} for {pre!r}")
 
 
 def _token_ids(model: dict[str, Any], added: list[Any]) -> tuple[dict[int, str], dict[int, int]]:

@@ -1,6 +1,7 @@
 """Safetensors (Hugging Face directory) → GGUF conversion, so `ollama create` can import it.
 
-config.json's `architectures` picks the converter (BERT embedding models, Llama decoders).
+config.json's `architectures` picks the converter (BERT embedding models; Llama, Qwen2 and
+Qwen3 decoders, which share one table-driven path described by a `llama.DecoderSpec`).
 Each conversion is planned first from headers and JSON alone (names, shapes,
 hyper-parameters, vocabulary), so every structural problem is reported before a byte of
 output is written; `plan.write_gguf` then streams the tensors into place atomically.
@@ -17,7 +18,7 @@ from typing import Any
 import gguf
 import numpy.typing as npt
 
-from ollamapy.convert import bert, bpe, llama
+from ollamapy.convert import bert, bpe, llama, qwen
 from ollamapy.convert.hf import architecture_of, load_config, read_sentence_transformers
 from ollamapy.convert.plan import (
     FILE_TYPES,
@@ -35,7 +36,10 @@ from ollamapy.errors import BadRequestError
 
 __all__ = ["OutType", "ProgressCallback"]
 
-SUPPORTED_ARCHITECTURES = (*bert.HF_ARCHITECTURES, *llama.HF_ARCHITECTURES)
+_DECODERS: dict[str, llama.DecoderSpec] = {
+    spec.hf_architecture: spec for spec in (llama.LLAMA, *qwen.SPECS)
+}
+SUPPORTED_ARCHITECTURES = (*bert.HF_ARCHITECTURES, *_DECODERS)
 _POOLING: dict[str, gguf.PoolingType] = {
     "mean": gguf.PoolingType.MEAN,
     "cls": gguf.PoolingType.CLS,
@@ -115,24 +119,33 @@ def _convert_bert(
     return _result(output, config, bert.GGUF_ARCHITECTURE, out_type, plan, size, hp, hp.pooling)
 
 
-def _convert_llama(
-    model_dir: Path, output: Path, out_type: OutType, name: str, progress: ProgressCallback | None
-) -> ConversionResult:
-    """LlamaForCausalLM → llama.cpp `llama`, with its byte-level BPE tokenizer."""
-    config = load_config(model_dir)
-    checkpoint = open_checkpoint(model_dir)
-    hp = llama.llama_hparams(config, checkpoint)
-    plan = llama.plan_tensors(checkpoint, hp, out_type)
-    vocab = bpe.load_bpe_vocab(model_dir, hp.n_vocab, config)
+def _convert_decoder(spec: llama.DecoderSpec) -> _Converter:
+    """A converter for one Llama-family model class, with its byte-level BPE tokenizer."""
 
-    def add_metadata(writer: gguf.GGUFWriter) -> None:
-        writer.add_name(name)
-        writer.add_file_type(FILE_TYPES[out_type])
-        llama.add_hparams(writer, hp)
-        bpe.add_vocab(writer, vocab)
+    def convert(
+        model_dir: Path,
+        output: Path,
+        out_type: OutType,
+        name: str,
+        progress: ProgressCallback | None,
+    ) -> ConversionResult:
+        config = load_config(model_dir)
+        checkpoint = open_checkpoint(model_dir)
+        hp = llama.llama_hparams(config, checkpoint, spec)
+        plan = llama.plan_tensors(checkpoint, hp, out_type, spec)
+        vocab = bpe.load_bpe_vocab(model_dir, hp.n_vocab, config)
 
-    size = write_gguf(output, llama.GGUF_ARCHITECTURE, plan, progress, add_metadata)
-    return _result(output, config, llama.GGUF_ARCHITECTURE, out_type, plan, size, hp, None)
+        def add_metadata(writer: gguf.GGUFWriter) -> None:
+            writer.add_name(name)
+            writer.add_file_type(FILE_TYPES[out_type])
+            llama.add_hparams(writer, hp)
+            bpe.add_vocab(writer, vocab)
+
+        arch = spec.gguf_architecture
+        size = write_gguf(output, arch, plan, progress, add_metadata)
+        return _result(output, config, arch, out_type, plan, size, hp, None)
+
+    return convert
 
 
 def _result(
@@ -163,7 +176,7 @@ def _result(
 
 _CONVERTERS: dict[str, _Converter] = {
     **dict.fromkeys(bert.HF_ARCHITECTURES, _convert_bert),
-    **dict.fromkeys(llama.HF_ARCHITECTURES, _convert_llama),
+    **{arch: _convert_decoder(spec) for arch, spec in _DECODERS.items()},
 }
 """One converter per Hugging Face model class named in config.json."""
 

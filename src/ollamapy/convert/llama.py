@@ -1,11 +1,17 @@
-"""How a Hugging Face `LlamaForCausalLM` maps onto llama.cpp's `llama` architecture.
+"""How a Hugging Face `LlamaForCausalLM` maps onto llama.cpp's `llama` architecture, and the
+table-driven pieces its relatives (Qwen2, Qwen3: see `qwen.py`) share with it.
 
 Three things differ from a plain rename. Hugging Face applies rotary embeddings "rotate
 half" style (dimension j pairs with j + head_dim/2) while llama.cpp's `llama` graph pairs
 adjacent dimensions (2j, 2j+1), so the rows of the Q and K projections are permuted per
-head. Llama 3.1-style `rope_scaling` becomes a `rope_freqs` tensor of per-frequency
-divisors, which is how llama.cpp represents it. And `tie_word_embeddings` means there is no
-output matrix: llama.cpp then reuses the token embedding.
+head (architectures whose llama.cpp graph uses NEOX RoPE, like Qwen's, need no permutation).
+Llama 3.1-style `rope_scaling` becomes a `rope_freqs` tensor of per-frequency divisors,
+which is how llama.cpp represents it. And `tie_word_embeddings` means there is no output
+matrix: llama.cpp then reuses the token embedding.
+
+What differs between family members is data, a `DecoderSpec`: which per-layer tensors the
+checkpoint has (biases, Q/K norms), whether Q/K are permuted, which RoPE scalings can be
+reproduced, and which config flags are refused.
 """
 
 from __future__ import annotations
@@ -29,27 +35,64 @@ HF_ARCHITECTURES = ("LlamaForCausalLM",)
 GGUF_ARCHITECTURE = "llama"
 
 _GLOBAL: dict[str, MODEL_TENSOR] = {
-    "model.embed_tokens": MODEL_TENSOR.TOKEN_EMBD,
-    "model.norm": MODEL_TENSOR.OUTPUT_NORM,
-    "lm_head": MODEL_TENSOR.OUTPUT,
+    "model.embed_tokens.weight": MODEL_TENSOR.TOKEN_EMBD,
+    "model.norm.weight": MODEL_TENSOR.OUTPUT_NORM,
+    "lm_head.weight": MODEL_TENSOR.OUTPUT,
 }
-_LAYER: dict[str, MODEL_TENSOR] = {
-    "input_layernorm": MODEL_TENSOR.ATTN_NORM,
-    "self_attn.q_proj": MODEL_TENSOR.ATTN_Q,
-    "self_attn.k_proj": MODEL_TENSOR.ATTN_K,
-    "self_attn.v_proj": MODEL_TENSOR.ATTN_V,
-    "self_attn.o_proj": MODEL_TENSOR.ATTN_OUT,
-    "post_attention_layernorm": MODEL_TENSOR.FFN_NORM,
-    "mlp.gate_proj": MODEL_TENSOR.FFN_GATE,
-    "mlp.up_proj": MODEL_TENSOR.FFN_UP,
-    "mlp.down_proj": MODEL_TENSOR.FFN_DOWN,
+LayerTensors = dict[str, tuple[MODEL_TENSOR, str]]
+"""Checkpoint name inside `model.layers.N.` → (GGUF tensor kind, "weight" or "bias"), in the
+order the tensors are written."""
+
+LLAMA_LAYER: LayerTensors = {
+    "input_layernorm.weight": (MODEL_TENSOR.ATTN_NORM, "weight"),
+    "self_attn.q_proj.weight": (MODEL_TENSOR.ATTN_Q, "weight"),
+    "self_attn.k_proj.weight": (MODEL_TENSOR.ATTN_K, "weight"),
+    "self_attn.v_proj.weight": (MODEL_TENSOR.ATTN_V, "weight"),
+    "self_attn.o_proj.weight": (MODEL_TENSOR.ATTN_OUT, "weight"),
+    "post_attention_layernorm.weight": (MODEL_TENSOR.FFN_NORM, "weight"),
+    "mlp.gate_proj.weight": (MODEL_TENSOR.FFN_GATE, "weight"),
+    "mlp.up_proj.weight": (MODEL_TENSOR.FFN_UP, "weight"),
+    "mlp.down_proj.weight": (MODEL_TENSOR.FFN_DOWN, "weight"),
 }
-_LAYER_NAME = re.compile(r"^model\.layers\.(\d+)\.(.+)\.weight$")
+_LAYER_NAME = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 _DROPPED = re.compile(r"^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$")
 """A buffer old checkpoints saved; llama.cpp computes the frequencies itself."""
 
 _NORMS = frozenset({MODEL_TENSOR.ATTN_NORM, MODEL_TENSOR.FFN_NORM, MODEL_TENSOR.OUTPUT_NORM})
+_HEAD_NORMS = frozenset({MODEL_TENSOR.ATTN_Q_NORM, MODEL_TENSOR.ATTN_K_NORM})
 _ROPE_FREQS = f"{TENSOR_NAMES[MODEL_TENSOR.ROPE_FREQS]}.weight"
+
+
+@dataclass(frozen=True)
+class DecoderSpec:
+    """One Llama-like architecture: the facts that differ between family members."""
+
+    name: str
+    """Family name for error messages ("Llama", "Qwen2")."""
+    hf_architecture: str
+    gguf_architecture: str
+    layer: LayerTensors
+    permute_qk: bool
+    """True when llama.cpp's graph uses normal (adjacent-pair) RoPE, which HF's
+    rotate-half weights must be permuted for; False for NEOX-RoPE graphs."""
+    rope_types: tuple[str, ...]
+    """The `rope_scaling` kinds llama.cpp's graph for it reproduces exactly."""
+    refused_flags: tuple[str, ...]
+    """config.json flags that, when true, add tensors the llama.cpp graph does not use."""
+    free_head_dim: bool
+    """Whether the llama.cpp graph allows head_dim != hidden_size / num_attention_heads."""
+
+
+LLAMA = DecoderSpec(
+    name="Llama",
+    hf_architecture="LlamaForCausalLM",
+    gguf_architecture=GGUF_ARCHITECTURE,
+    layer=LLAMA_LAYER,
+    permute_qk=True,
+    rope_types=("linear", "llama3"),
+    refused_flags=("attention_bias", "mlp_bias"),
+    free_head_dim=True,
+)
 
 
 @dataclass(frozen=True)
@@ -66,7 +109,7 @@ class RopeScaling:
 
 @dataclass(frozen=True)
 class LlamaHParams:
-    """The hyper-parameters written under the `llama.` GGUF prefix."""
+    """The hyper-parameters written under the `<arch>.` GGUF prefix."""
 
     n_vocab: int
     context_length: int
@@ -82,44 +125,82 @@ class LlamaHParams:
     tied_embeddings: bool
 
 
-def llama_hparams(config: dict[str, Any], checkpoint: Checkpoint) -> LlamaHParams:
+def llama_hparams(
+    config: dict[str, Any], checkpoint: Checkpoint, spec: DecoderSpec = LLAMA
+) -> LlamaHParams:
     """Read config.json (transformers 4 or 5 layout) and check it against the checkpoint."""
-    _check_supported_variant(config)
+    _check_supported_variant(config, spec)
     n_embd = _positive_int(config, "hidden_size")
     n_head = _positive_int(config, "num_attention_heads")
     n_head_kv = _positive_int(config, "num_key_value_heads", default=n_head)
     head_dim = _positive_int(config, "head_dim", default=n_embd // n_head or 1)
-    if n_head % n_head_kv:
-        raise BadRequestError(
-            f"num_attention_heads {n_head} is not a multiple of num_key_value_heads {n_head_kv}"
-        )
-    if head_dim % 2:
-        raise BadRequestError(f"head_dim {head_dim} must be even for rotary embeddings")
+    n_layer = _positive_int(config, "num_hidden_layers")
+    _check_heads(spec, n_embd, n_head, n_head_kv, head_dim)
+    _check_sliding_window(config, spec, n_layer)
     rope = _rope_parameters(config)
     return LlamaHParams(
         n_vocab=_vocab_rows(config, checkpoint),
         context_length=_positive_int(config, "max_position_embeddings"),
         n_embd=n_embd,
         n_ff=_positive_int(config, "intermediate_size"),
-        n_layer=_positive_int(config, "num_hidden_layers"),
+        n_layer=n_layer,
         n_head=n_head,
         n_head_kv=n_head_kv,
         head_dim=head_dim,
         rms_norm_eps=_positive_float(config, "rms_norm_eps", 1e-6),
         rope_theta=_positive_float(rope, "rope_theta", 10000.0),
-        rope_scaling=_rope_scaling(rope),
+        rope_scaling=_rope_scaling(rope, spec),
         tied_embeddings=config.get("tie_word_embeddings", False) is True,
     )
 
 
-def _check_supported_variant(config: dict[str, Any]) -> None:
-    """llama.cpp's `llama` graph uses SiLU and (as converted here) no projection biases."""
+def _check_supported_variant(config: dict[str, Any], spec: DecoderSpec) -> None:
+    """llama.cpp's graphs for this family use SiLU and none of the spec's refused extras."""
     act = config.get("hidden_act", "silu")
     if act != "silu":
-        raise BadRequestError(f"unsupported Llama hidden_act {act!r} (llama.cpp uses SiLU)")
-    for key in ("attention_bias", "mlp_bias"):
+        raise BadRequestError(f"unsupported {spec.name} hidden_act {act!r} (llama.cpp uses SiLU)")
+    for key in spec.refused_flags:
         if config.get(key):
-            raise BadRequestError(f"Llama models with {key} are not supported yet")
+            raise BadRequestError(f"{spec.name} models with {key} are not supported yet")
+
+
+def _check_heads(
+    spec: DecoderSpec, n_embd: int, n_head: int, n_head_kv: int, head_dim: int
+) -> None:
+    """Grouped-query attention needs whole groups; RoPE needs an even head size."""
+    if n_head % n_head_kv:
+        raise BadRequestError(
+            f"num_attention_heads {n_head} is not a multiple of num_key_value_heads {n_head_kv}"
+        )
+    if head_dim % 2:
+        raise BadRequestError(f"head_dim {head_dim} must be even for rotary embeddings")
+    if not spec.free_head_dim and head_dim * n_head != n_embd:
+        raise BadRequestError(
+            f"{spec.name} models with head_dim {head_dim} != hidden_size / num_attention_heads "
+            f"are not supported (llama.cpp's {spec.gguf_architecture} graph has no separate "
+            "head size)"
+        )
+
+
+def _check_sliding_window(config: dict[str, Any], spec: DecoderSpec, n_layer: int) -> None:
+    """Refuse sliding-window attention when some layer really uses it: llama.cpp's graphs
+    for this family attend to the whole context, so its outputs would differ.
+
+    transformers 5 lists each layer's kind in `layer_types`; older configs imply it from
+    `use_sliding_window` and `max_window_layers` (layers from that index on slide)."""
+    types = config.get("layer_types")
+    if isinstance(types, list):
+        in_use = any(kind != "full_attention" for kind in types)
+    else:
+        first = config.get("max_window_layers", 0)
+        in_use = bool(config.get("use_sliding_window")) and (
+            not isinstance(first, int) or first < n_layer
+        )
+    if in_use:
+        raise BadRequestError(
+            f"{spec.name} models with sliding-window attention in use are not supported "
+            f"(llama.cpp's {spec.gguf_architecture} graph attends to the whole context)"
+        )
 
 
 def _rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
@@ -136,23 +217,25 @@ def _rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _rope_scaling(rope: dict[str, Any]) -> RopeScaling | None:
-    """Linear and llama3 scaling; any other kind is refused rather than approximated."""
+def _rope_scaling(rope: dict[str, Any], spec: DecoderSpec) -> RopeScaling | None:
+    """The spec's exactly reproducible scalings; any other kind is refused, not approximated."""
     kind = rope.get("rope_type", rope.get("type", "default"))
     if kind in (None, "default"):
         return None
+    if kind not in spec.rope_types:
+        allowed = " and ".join(repr(k) for k in spec.rope_types)
+        raise BadRequestError(
+            f"unsupported rope_scaling type {kind!r}: only {allowed} can be converted "
+            f"for {spec.hf_architecture}"
+        )
     if kind == "linear":
         return RopeScaling("linear", _positive_float(rope, "factor"))
-    if kind == "llama3":
-        return RopeScaling(
-            "llama3",
-            _positive_float(rope, "factor"),
-            _positive_float(rope, "low_freq_factor"),
-            _positive_float(rope, "high_freq_factor"),
-            _positive_int(rope, "original_max_position_embeddings"),
-        )
-    raise BadRequestError(
-        f"unsupported rope_scaling type {kind!r}: only 'linear' and 'llama3' can be converted"
+    return RopeScaling(
+        "llama3",
+        _positive_float(rope, "factor"),
+        _positive_float(rope, "low_freq_factor"),
+        _positive_float(rope, "high_freq_factor"),
+        _positive_int(rope, "original_max_position_embeddings"),
     )
 
 
@@ -191,32 +274,36 @@ def _vocab_rows(config: dict[str, Any], checkpoint: Checkpoint) -> int:
 # --------------------------------------------------------------------------- tensors
 
 
-def gguf_tensor_name(hf_name: str) -> str | None:
+def gguf_tensor_name(hf_name: str, spec: DecoderSpec = LLAMA) -> str | None:
     """The GGUF name for a checkpoint tensor, or None when it is deliberately dropped."""
     if _DROPPED.match(hf_name):
         return None
-    module = hf_name.removesuffix(".weight")
-    if module in _GLOBAL and module != hf_name:
-        return f"{TENSOR_NAMES[_GLOBAL[module]]}.weight"
-    if (match := _LAYER_NAME.match(hf_name)) and match.group(2) in _LAYER:
-        stem = TENSOR_NAMES[_LAYER[match.group(2)]].format(bid=int(match.group(1)))
-        return f"{stem}.weight"
-    raise BadRequestError(f"unexpected tensor {hf_name!r} in a LlamaForCausalLM checkpoint")
+    if hf_name in _GLOBAL:
+        return _gguf_name(_GLOBAL[hf_name], "weight")
+    if (match := _LAYER_NAME.match(hf_name)) and match.group(2) in spec.layer:
+        kind, param = spec.layer[match.group(2)]
+        return _gguf_name(kind, param, int(match.group(1)))
+    raise BadRequestError(f"unexpected tensor {hf_name!r} in a {spec.hf_architecture} checkpoint")
 
 
-def required_tensors(hp: LlamaHParams) -> list[str]:
-    """Every checkpoint-backed GGUF tensor llama.cpp's `llama` graph loads, in file order."""
-    names = [f"{TENSOR_NAMES[MODEL_TENSOR.TOKEN_EMBD]}.weight"]
+def _gguf_name(kind: MODEL_TENSOR, param: str, block: int | None = None) -> str:
+    return f"{TENSOR_NAMES[kind].format(bid=block)}.{param}"
+
+
+def required_tensors(hp: LlamaHParams, spec: DecoderSpec = LLAMA) -> list[str]:
+    """Every checkpoint-backed GGUF tensor llama.cpp's graph loads, in file order."""
+    names = [_gguf_name(MODEL_TENSOR.TOKEN_EMBD, "weight")]
     for block in range(hp.n_layer):
-        names += [f"{TENSOR_NAMES[k].format(bid=block)}.weight" for k in _LAYER.values()]
-    names.append(f"{TENSOR_NAMES[MODEL_TENSOR.OUTPUT_NORM]}.weight")
+        names += [_gguf_name(kind, param, block) for kind, param in spec.layer.values()]
+    names.append(_gguf_name(MODEL_TENSOR.OUTPUT_NORM, "weight"))
     if not hp.tied_embeddings:
-        names.append(f"{TENSOR_NAMES[MODEL_TENSOR.OUTPUT]}.weight")
+        names.append(_gguf_name(MODEL_TENSOR.OUTPUT, "weight"))
     return names
 
 
 def expected_shape(gguf_name: str, hp: LlamaHParams) -> tuple[int, ...]:
-    """The numpy (row-major, HF) shape each tensor must have for these hyper-parameters."""
+    """The numpy (row-major, HF) shape each tensor must have for these hyper-parameters;
+    a bias has one entry per row of its weight."""
     q, kv = hp.n_head * hp.head_dim, hp.n_head_kv * hp.head_dim
     shapes = {
         MODEL_TENSOR.TOKEN_EMBD: (hp.n_vocab, hp.n_embd),
@@ -230,39 +317,44 @@ def expected_shape(gguf_name: str, hp: LlamaHParams) -> tuple[int, ...]:
         MODEL_TENSOR.FFN_DOWN: (hp.n_embd, hp.n_ff),
     }
     kind = tensor_kind(gguf_name)
-    return (hp.n_embd,) if kind in _NORMS else shapes[kind]
+    if kind in _NORMS:
+        return (hp.n_embd,)
+    if kind in _HEAD_NORMS:
+        return (hp.head_dim,)
+    return shapes[kind][:1] if gguf_name.endswith(".bias") else shapes[kind]
 
 
 def tensor_kind(gguf_name: str) -> MODEL_TENSOR:
     """Which MODEL_TENSOR a GGUF name (from `gguf_tensor_name`) belongs to."""
-    base = re.sub(r"^blk\.\d+\.", "blk.{bid}.", gguf_name.removesuffix(".weight"))
+    stem = gguf_name.removesuffix(".weight").removesuffix(".bias")
+    base = re.sub(r"^blk\.\d+\.", "blk.{bid}.", stem)
     return next(kind for kind, template in TENSOR_NAMES.items() if template == base)
 
 
 def plan_tensors(
-    checkpoint: Checkpoint, hp: LlamaHParams, out_type: OutType
+    checkpoint: Checkpoint, hp: LlamaHParams, out_type: OutType, spec: DecoderSpec = LLAMA
 ) -> list[PlannedTensor]:
     """Map and shape-check every tensor, report the first missing or unexpected one."""
-    sources = _sources(checkpoint, hp)
-    required = required_tensors(hp)
+    sources = _sources(checkpoint, hp, spec)
+    required = required_tensors(hp, spec)
     if missing := [n for n in required if n not in sources]:
         raise BadRequestError(
             f"checkpoint is missing {len(missing)} tensor(s), e.g. {missing[0]!r}"
         )
     if extra := sorted(set(sources) - set(required)):
         raise BadRequestError(f"tensor {sources[extra[0]]!r} is beyond num_hidden_layers")
-    plan = [_plan_one(name, sources[name], checkpoint, hp, out_type) for name in required]
+    plan = [_plan_one(n, sources[n], checkpoint, hp, out_type, spec) for n in required]
     if hp.rope_scaling is not None and hp.rope_scaling.kind == "llama3":
         factors = llama3_rope_factors(hp.rope_theta, hp.head_dim, hp.rope_scaling)
         plan.insert(0, PlannedTensor(_ROPE_FREQS, factors.shape, factors.dtype, lambda: factors))
     return plan
 
 
-def _sources(checkpoint: Checkpoint, hp: LlamaHParams) -> dict[str, str]:
+def _sources(checkpoint: Checkpoint, hp: LlamaHParams, spec: DecoderSpec) -> dict[str, str]:
     """GGUF name → checkpoint name; a tied model's redundant `lm_head` copy is skipped."""
     sources: dict[str, str] = {}
     for hf_name in checkpoint:
-        gguf_name = gguf_tensor_name(hf_name)
+        gguf_name = gguf_tensor_name(hf_name, spec)
         if gguf_name is None or (hp.tied_embeddings and hf_name == "lm_head.weight"):
             continue
         sources[gguf_name] = hf_name
@@ -270,7 +362,12 @@ def _sources(checkpoint: Checkpoint, hp: LlamaHParams) -> dict[str, str]:
 
 
 def _plan_one(
-    gguf_name: str, hf_name: str, checkpoint: Checkpoint, hp: LlamaHParams, out_type: OutType
+    gguf_name: str,
+    hf_name: str,
+    checkpoint: Checkpoint,
+    hp: LlamaHParams,
+    out_type: OutType,
+    spec: DecoderSpec,
 ) -> PlannedTensor:
     """Check one tensor's shape and dtype, pick its storage type and its transformation."""
     info = checkpoint[hf_name]
@@ -282,9 +379,14 @@ def _plan_one(
     if info.dtype not in ("F32", "F16", "BF16", "F64"):
         raise BadRequestError(f"tensor {hf_name!r} has non-float dtype {info.dtype}")
     kind = tensor_kind(gguf_name)
-    dtype = storage_dtype(want, out_type, keep_f32=kind in _NORMS)
-    heads = {MODEL_TENSOR.ATTN_Q: hp.n_head, MODEL_TENSOR.ATTN_K: hp.n_head_kv}.get(kind)
+    dtype = storage_dtype(want, out_type, keep_f32=kind in _NORMS | _HEAD_NORMS)
+    heads = _permuted_heads(kind, hp) if spec.permute_qk else None
     return PlannedTensor(gguf_name, want, dtype, _reader(checkpoint, hf_name, heads))
+
+
+def _permuted_heads(kind: MODEL_TENSOR, hp: LlamaHParams) -> int | None:
+    """How many heads a tensor's rows are permuted in: Q and K only (their biases too)."""
+    return {MODEL_TENSOR.ATTN_Q: hp.n_head, MODEL_TENSOR.ATTN_K: hp.n_head_kv}.get(kind)
 
 
 def _reader(
@@ -303,11 +405,13 @@ def interleave_rope_rows(weight: npt.NDArray[Any], n_heads: int) -> npt.NDArray[
     """Reorder each head's rows from HF's rotate-half layout to adjacent pairs.
 
     Within a head of size d, HF rotates row j together with row j + d/2; llama.cpp's normal
-    RoPE rotates rows 2j and 2j+1. So new row 2j+k is old row k*d/2 + j.
+    RoPE rotates rows 2j and 2j+1. So new row 2j+k is old row k*d/2 + j. A 1-D bias is
+    reordered the same way.
     """
-    rows, cols = weight.shape
+    rows = weight.shape[0]
     half = rows // n_heads // 2
-    return weight.reshape(n_heads, 2, half, cols).swapaxes(1, 2).reshape(rows, cols)
+    rest = weight.shape[1:]
+    return weight.reshape(n_heads, 2, half, *rest).swapaxes(1, 2).reshape(weight.shape)
 
 
 def llama3_rope_factors(
@@ -332,7 +436,8 @@ def llama3_rope_factors(
 
 
 def add_hparams(writer: gguf.GGUFWriter, hp: LlamaHParams) -> None:
-    """The `llama.*` key/values, as llama.cpp's loader reads them."""
+    """The `<arch>.*` key/values, as llama.cpp's loaders for this family read them; the key
+    and value lengths only when the head size is not hidden_size / num_attention_heads."""
     writer.add_vocab_size(hp.n_vocab)
     add_shape(writer, hp)
     writer.add_head_count_kv(hp.n_head_kv)

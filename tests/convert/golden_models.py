@@ -1,0 +1,123 @@
+"""Shared ground for the decoder conversion tests (Llama, Qwen): the tiny Hugging Face
+models in tests/testdata, their transformers-made golden output, and small helpers to read
+a converted GGUF or break a copy of a model directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import gguf
+import httpx
+import numpy as np
+
+from ollamapy.convert import OutType, convert_model
+
+TESTDATA = Path(__file__).resolve().parents[1] / "testdata"
+ARGMAX_MARGIN = 0.05
+"""Positions where Hugging Face's top two logits are closer than this are not compared by
+argmax: llama.cpp's logits differ from transformers' by up to ~1.5e-2 here, and another
+CPU's arithmetic could flip a near-tie (the golden data has margins of 0.017 and 0.046)."""
+
+
+def golden(filename: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((TESTDATA / filename).read_text())
+    return data
+
+
+def cases(data: dict[str, Any]) -> list[tuple[str, int]]:
+    """(model name, text index) of every golden text, for parametrize."""
+    return [(name, i) for name in data["models"] for i in range(len(data["models"][name]))]
+
+
+def convert_each(models: dict[str, Path], out: Path) -> dict[tuple[str, str], Path]:
+    """Every model converted to f32 and f16: {(name, kind): gguf path}."""
+    kinds: tuple[OutType, ...] = ("f32", "f16")
+    return {
+        (name, kind): convert_model(src, out / f"{name}-{kind}.gguf", out_type=kind).output
+        for name, src in models.items()
+        for kind in kinds
+    }
+
+
+@contextmanager
+def loaded_each(converted: dict[tuple[str, str], Path]) -> Iterator[dict[tuple[str, str], Any]]:
+    """Every converted GGUF loaded by llama.cpp, freed at the end."""
+    from tests.convert import llama_logits
+
+    with ExitStack() as stack:
+        yield {key: stack.enter_context(llama_logits.load(p)) for key, p in converted.items()}
+
+
+def assert_matches_golden(model: Any, case: dict[str, Any], label: str) -> None:
+    """llama.cpp's logits for the golden ids against transformers': the last position's
+    vector (cosine), and the argmax wherever HF's choice is clear."""
+    from tests.convert import llama_logits
+
+    logits = llama_logits.logits(model, case["ids"])
+    want = np.asarray(case["last_logits"], dtype=np.float32)
+    got = logits[-1]
+    cosine = float(got @ want / np.linalg.norm(got) / np.linalg.norm(want))
+    print(f"\n{label}: cosine {cosine:.7f}, max |diff| {np.abs(got - want).max():.2e}")
+    assert cosine >= 0.999
+    clear = [i for i, margin in enumerate(case["top2_margin"]) if margin >= ARGMAX_MARGIN]
+    assert len(clear) >= len(case["argmax"]) - 1
+    got_argmax = logits.argmax(axis=-1).tolist()
+    assert [got_argmax[i] for i in clear] == [case["argmax"][i] for i in clear]
+
+
+def gguf_kv(path: Path) -> dict[str, Any]:
+    reader = gguf.GGUFReader(path)
+    return {name: field.contents() for name, field in reader.fields.items()}
+
+
+def gguf_tensors(path: Path) -> dict[str, gguf.ReaderTensor]:
+    return {t.name: t for t in gguf.GGUFReader(path).tensors}
+
+
+def copy_model(source: Path, tmp_path: Path) -> Path:
+    target = tmp_path / source.name
+    shutil.copytree(source, target)
+    return target
+
+
+def edit_config(model_dir: Path, changes: dict[str, Any]) -> None:
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps(config | changes))
+
+
+def edit_tokenizer(model_dir: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    data = json.loads((model_dir / "tokenizer.json").read_text())
+    edit(data)
+    (model_dir / "tokenizer.json").write_text(json.dumps(data))
+
+
+def create_then_generate(url: str, name: str, model_dir: Path) -> tuple[list[str], dict[str, Any]]:
+    """`/api/create` FROM a model directory on a live server, then one short greedy
+    `/api/generate` that must finish; returns the create statuses and `/api/show`."""
+    created = httpx.post(
+        f"{url}/api/create", json={"model": name, "modelfile": f"FROM {model_dir}\n"}, timeout=300
+    )
+    assert created.status_code == 200, created.text
+    statuses = [json.loads(line).get("status") for line in created.text.splitlines()]
+    assert "converting model" in statuses and statuses[-1] == "success", statuses
+    answer = httpx.post(
+        f"{url}/api/generate",
+        json={
+            "model": name,
+            "prompt": "What is the capital of France?",
+            "stream": False,
+            "options": {"temperature": 0, "seed": 1, "num_predict": 8},
+        },
+        timeout=120,
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["done"] is True
+    assert isinstance(body["response"], str) and body["eval_count"] >= 1
+    shown: dict[str, Any] = httpx.post(f"{url}/api/show", json={"model": name}).json()
+    return statuses, shown
