@@ -212,13 +212,15 @@ def save(name: str, variant: dict[str, Any]) -> Path:
     return target
 
 
-def golden_for(target: Path, model_class: Any = LlamaForCausalLM) -> list[dict[str, Any]]:
+def golden_for(
+    target: Path, model_class: Any = LlamaForCausalLM, texts: list[str] | None = None
+) -> list[dict[str, Any]]:
     """The saved directory, reloaded by transformers: ids and float32 logits per text
     (`model_class` lets scripts/make_tiny_qwen.py reuse this for its model classes)."""
     tokenizer = PreTrainedTokenizerFast.from_pretrained(target)
     model = model_class.from_pretrained(target, dtype=torch.float32).eval()
     cases = []
-    for text in TEXTS:
+    for text in TEXTS if texts is None else texts:
         ids = tokenizer(text)["input_ids"]
         with torch.no_grad():
             logits = model(input_ids=torch.tensor([ids])).logits[0]

@@ -1,6 +1,7 @@
-"""Every converted tiny decoder (Llama, Llama with tied embeddings and llama3 rope, Qwen2,
-Qwen3), run by llama.cpp through our native wrappers, against the golden output that
-transformers itself produced (scripts/make_tiny_llama.py, scripts/make_tiny_qwen.py):
+"""Every converted tiny decoder (Llama, Llama with tied embeddings and llama3 rope, Llama
+with a SentencePiece-style tokenizer, Qwen2, Qwen3), run by llama.cpp through our native
+wrappers, against the golden output that transformers itself produced
+(scripts/make_tiny_llama.py, scripts/make_tiny_llama_spm.py, scripts/make_tiny_qwen.py):
 the same token ids for every text, and the same logits, in f32 and f16."""
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ pytestmark = pytest.mark.integration
 
 GOLDEN = {
     name: texts
-    for filename in ("tiny_llama_golden.json", "tiny_qwen_golden.json")
+    for filename in (
+        "tiny_llama_golden.json",
+        "tiny_llama_spm_golden.json",
+        "tiny_qwen_golden.json",
+    )
     for name, texts in golden(filename)["models"].items()
 }
 CASES = cases({"models": GOLDEN})
@@ -39,7 +44,13 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[tuple[str,
 
 
 def test_every_golden_model_is_here() -> None:
-    assert set(GOLDEN) == {"tiny-llama", "tiny-llama-tied", "tiny-qwen2", "tiny-qwen3"}
+    assert set(GOLDEN) == {
+        "tiny-llama",
+        "tiny-llama-tied",
+        "tiny-llama-spm",
+        "tiny-qwen2",
+        "tiny-qwen3",
+    }
     assert all(isinstance(path, Path) and path.is_dir() for path in (TESTDATA / n for n in GOLDEN))
 
 

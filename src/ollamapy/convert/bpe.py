@@ -80,30 +80,30 @@ class BpeVocab:
 
 def load_bpe_vocab(model_dir: Path, n_vocab: int, config: dict[str, Any]) -> BpeVocab:
     """Read tokenizer.json and its companions, with the token list padded to `n_vocab`."""
-    data = _read_tokenizer_json(model_dir)
+    data = read_tokenizer_json(model_dir)
     model = _bpe_model(data)
     pre = identify_pre_tokenizer(data.get("pre_tokenizer"))
     _check_ignore_merges(model, pre)
     _check_normalizer(data.get("normalizer"), pre)
-    by_id, kinds = _token_ids(model, data.get("added_tokens") or [])
-    tokens, types = _token_list(by_id, kinds, n_vocab)
+    by_id, kinds = token_ids(model, data.get("added_tokens") or [])
+    tokens, types = token_list(by_id, kinds, n_vocab)
     tok_config = read_optional_object(model_dir / "tokenizer_config.json")
-    roles = _role_texts(model_dir, tok_config)
-    ids = _special_ids(roles, by_id, config)
-    add_bos, add_eos = _added_specials(tok_config, data.get("post_processor"), roles)
+    roles = role_texts(model_dir, tok_config)
+    ids = special_ids(roles, by_id, config)
+    add_bos, add_eos = added_specials(tok_config, data.get("post_processor"), roles)
     return BpeVocab(
         tokens=tokens,
         types=types,
-        merges=_merges(model.get("merges")),
+        merges=merge_strings(model.get("merges")),
         pre=pre,
         special_ids=ids,
         add_bos=add_bos,
         add_eos=add_eos,
-        chat_template=_chat_template(model_dir, tok_config),
+        chat_template=chat_template(model_dir, tok_config),
     )
 
 
-def _read_tokenizer_json(model_dir: Path) -> dict[str, Any]:
+def read_tokenizer_json(model_dir: Path) -> dict[str, Any]:
     """tokenizer.json is required; a SentencePiece-only directory gets a clear refusal."""
     path = model_dir / TOKENIZER_FILE
     if not path.is_file() and (model_dir / "tokenizer.model").is_file():
@@ -180,7 +180,7 @@ def _check_normalizer(normalizer: Any, pre: str) -> None:
     raise BadRequestError(f"tokenizer.json: unsupported normalizer {kind!r} for {pre!r}")
 
 
-def _token_ids(model: dict[str, Any], added: list[Any]) -> tuple[dict[int, str], dict[int, int]]:
+def token_ids(model: dict[str, Any], added: list[Any]) -> tuple[dict[int, str], dict[int, int]]:
     """id → text for the BPE vocabulary and the added tokens, and the added tokens' types."""
     by_id: dict[int, str] = {}
     for text, token_id in model["vocab"].items():
@@ -201,7 +201,7 @@ def _valid_id(text: str, token_id: Any) -> int:
     return token_id
 
 
-def _token_list(
+def token_list(
     by_id: dict[int, str], kinds: dict[int, int], n_vocab: int
 ) -> tuple[list[str], list[int]]:
     """Tokens in id order, exactly `n_vocab` of them; ids nobody uses become `[PADn]`."""
@@ -217,7 +217,7 @@ def _token_list(
     return tokens, types
 
 
-def _merges(merges: Any) -> list[str]:
+def merge_strings(merges: Any) -> list[str]:
     """Merges as "a b" strings; newer tokenizer.json files store [a, b] pairs."""
     if not isinstance(merges, list):
         raise BadRequestError("tokenizer.json: BPE model has no merges list")
@@ -236,7 +236,7 @@ def _merges(merges: Any) -> list[str]:
     return out
 
 
-def _role_texts(model_dir: Path, tok_config: dict[str, Any]) -> dict[str, str]:
+def role_texts(model_dir: Path, tok_config: dict[str, Any]) -> dict[str, str]:
     """Text of each special role: special_tokens_map.json overrides tokenizer_config.json."""
     merged = tok_config | read_optional_object(model_dir / "special_tokens_map.json")
     roles: dict[str, str] = {}
@@ -249,7 +249,7 @@ def _role_texts(model_dir: Path, tok_config: dict[str, Any]) -> dict[str, str]:
     return roles
 
 
-def _special_ids(
+def special_ids(
     roles: dict[str, str], by_id: dict[int, str], config: dict[str, Any]
 ) -> dict[str, int]:
     """Resolve role texts to ids; config.json's `<role>_token_id` fills roles without text."""
@@ -272,7 +272,7 @@ def _config_id(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else -1
 
 
-def _added_specials(
+def added_specials(
     tok_config: dict[str, Any], post_processor: Any, roles: dict[str, str]
 ) -> tuple[bool, bool]:
     """Whether encoding prepends BOS / appends EOS: tokenizer_config.json's flags when set,
@@ -311,7 +311,7 @@ def _single_template(post_processor: Any) -> list[dict[str, Any]]:
     return single
 
 
-def _chat_template(model_dir: Path, tok_config: dict[str, Any]) -> str | None:
+def chat_template(model_dir: Path, tok_config: dict[str, Any]) -> str | None:
     """tokenizer_config.json's chat_template (or its "default" entry), else
     chat_template.jinja, which transformers 5 writes instead."""
     value = tok_config.get("chat_template")
@@ -333,15 +333,27 @@ def add_vocab(writer: gguf.GGUFWriter, vocab: BpeVocab) -> None:
     writer.add_token_list(vocab.tokens)
     writer.add_token_types(vocab.types)
     writer.add_token_merges(vocab.merges)
+    add_specials(writer, vocab.special_ids, vocab.add_bos, vocab.add_eos, vocab.chat_template)
+
+
+def add_specials(
+    writer: gguf.GGUFWriter,
+    special_ids: dict[str, int],
+    add_bos: bool,
+    add_eos: bool,
+    chat_template: str | None,
+) -> None:
+    """The special token ids, whether BOS/EOS are added, and the chat template: the same
+    keys for every llama.cpp tokenizer model."""
     setters = {
         "bos": writer.add_bos_token_id,
         "eos": writer.add_eos_token_id,
         "unk": writer.add_unk_token_id,
         "pad": writer.add_pad_token_id,
     }
-    for role, token_id in vocab.special_ids.items():
+    for role, token_id in special_ids.items():
         setters[role](token_id)
-    writer.add_add_bos_token(vocab.add_bos)
-    writer.add_add_eos_token(vocab.add_eos)
-    if vocab.chat_template is not None:
-        writer.add_chat_template(vocab.chat_template)
+    writer.add_add_bos_token(add_bos)
+    writer.add_add_eos_token(add_eos)
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)

@@ -18,7 +18,7 @@ from typing import Any
 import gguf
 import numpy.typing as npt
 
-from ollamapy.convert import bert, bpe, llama, qwen
+from ollamapy.convert import bert, bpe, llama, qwen, spm
 from ollamapy.convert.hf import architecture_of, load_config, read_sentence_transformers
 from ollamapy.convert.plan import (
     FILE_TYPES,
@@ -120,7 +120,8 @@ def _convert_bert(
 
 
 def _convert_decoder(spec: llama.DecoderSpec) -> _Converter:
-    """A converter for one Llama-family model class, with its byte-level BPE tokenizer."""
+    """A converter for one Llama-family model class, with its byte-level BPE or
+    SentencePiece-style tokenizer."""
 
     def convert(
         model_dir: Path,
@@ -133,19 +134,32 @@ def _convert_decoder(spec: llama.DecoderSpec) -> _Converter:
         checkpoint = open_checkpoint(model_dir)
         hp = llama.llama_hparams(config, checkpoint, spec)
         plan = llama.plan_tensors(checkpoint, hp, out_type, spec)
-        vocab = bpe.load_bpe_vocab(model_dir, hp.n_vocab, config)
+        vocab = _load_decoder_vocab(model_dir, hp.n_vocab, config)
 
         def add_metadata(writer: gguf.GGUFWriter) -> None:
             writer.add_name(name)
             writer.add_file_type(FILE_TYPES[out_type])
             llama.add_hparams(writer, hp)
-            bpe.add_vocab(writer, vocab)
+            if isinstance(vocab, spm.SpmVocab):
+                spm.add_vocab(writer, vocab)
+            else:
+                bpe.add_vocab(writer, vocab)
 
         arch = spec.gguf_architecture
         size = write_gguf(output, arch, plan, progress, add_metadata)
         return _result(output, config, arch, out_type, plan, size, hp, None)
 
     return convert
+
+
+def _load_decoder_vocab(
+    model_dir: Path, n_vocab: int, config: dict[str, Any]
+) -> bpe.BpeVocab | spm.SpmVocab:
+    """A SentencePiece-style tokenizer.json becomes llama.cpp's `llama` tokenizer; any
+    other goes to the byte-level BPE (`gpt2`) path, which refuses what it cannot convert."""
+    if spm.is_sentencepiece_style(model_dir):
+        return spm.load_spm_vocab(model_dir, n_vocab, config)
+    return bpe.load_bpe_vocab(model_dir, n_vocab, config)
 
 
 def _result(
