@@ -5,6 +5,7 @@ a converted GGUF or break a copy of a model directory."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -121,3 +122,32 @@ def create_then_generate(url: str, name: str, model_dir: Path) -> tuple[list[str
     assert isinstance(body["response"], str) and body["eval_count"] >= 1
     shown: dict[str, Any] = httpx.post(f"{url}/api/show", json={"model": name}).json()
     return statuses, shown
+
+
+Breaker = Callable[[Path], None]
+"""Breaks a copied model directory in one way."""
+
+
+def config_change(changes: dict[str, Any]) -> Breaker:
+    return lambda model_dir: edit_config(model_dir, changes)
+
+
+def tokenizer_change(edit: Callable[[dict[str, Any]], None]) -> Breaker:
+    return lambda model_dir: edit_tokenizer(model_dir, edit)
+
+
+def assert_refused(tmp_path: Path, model: Path, break_it: Breaker, message: str) -> None:
+    """A copy of `model`, broken by `break_it`, fails to convert with `message`, and no
+    output is left behind."""
+    from ollamapy.errors import BadRequestError
+
+    model_dir = copy_model(model, tmp_path)
+    break_it(model_dir)
+    out = tmp_path / "out"
+    try:
+        convert_model(model_dir, out / "m.gguf")
+    except BadRequestError as refused:
+        assert re.search(message, str(refused)), (message, str(refused))
+    else:
+        raise AssertionError(f"converted although it should be refused ({message})")
+    assert not out.exists() or not any(out.iterdir())

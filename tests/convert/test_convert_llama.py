@@ -23,12 +23,14 @@ from ollamapy.convert.llama import RopeScaling, interleave_rope_rows, llama3_rop
 from ollamapy.errors import BadRequestError
 from tests.convert.golden_models import (
     TESTDATA,
+    assert_refused,
+    config_change,
     convert_each,
     copy_model,
     edit_config,
-    edit_tokenizer,
     gguf_kv,
     gguf_tensors,
+    tokenizer_change,
 )
 
 UNTIED = TESTDATA / "tiny-llama"
@@ -252,14 +254,6 @@ def test_linear_rope_scaling_becomes_gguf_keys(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- errors
 
 
-def _config(changes: dict[str, Any]) -> Callable[[Path], None]:
-    return lambda d: edit_config(d, changes)
-
-
-def _tokenizer(edit: Callable[[dict[str, Any]], None]) -> Callable[[Path], None]:
-    return lambda d: edit_tokenizer(d, edit)
-
-
 def _sentencepiece_only(model_dir: Path) -> None:
     (model_dir / "tokenizer.json").unlink()
     (model_dir / "tokenizer.model").write_bytes(b"\x0a\x00")
@@ -268,67 +262,75 @@ def _sentencepiece_only(model_dir: Path) -> None:
 BAD_INPUTS: list[tuple[str, Callable[[Path], None], str]] = [
     (
         "architecture",
-        _config({"architectures": ["MixtralForCausalLM"]}),
+        config_change({"architectures": ["MixtralForCausalLM"]}),
         r"unsupported architecture 'MixtralForCausalLM'.*BertModel, LlamaForCausalLM",
     ),
     (
         "rope-yarn",
-        _config({"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4}}),
+        config_change({"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4}}),
         r"unsupported rope_scaling type 'yarn'",
     ),
     (
         "rope-llama3-incomplete",
-        _config({"rope_parameters": {"rope_type": "llama3", "factor": 8.0}}),
+        config_change({"rope_parameters": {"rope_type": "llama3", "factor": 8.0}}),
         r"low_freq_factor must be a positive number",
     ),
     (
         "rope-scaling-not-an-object",
-        _config({"rope_parameters": None, "rope_scaling": ["llama3"]}),
+        config_change({"rope_parameters": None, "rope_scaling": ["llama3"]}),
         r"rope_scaling must be an object or null",
     ),
-    ("hidden-act", _config({"hidden_act": "gelu"}), r"unsupported Llama hidden_act 'gelu'"),
-    ("attention-bias", _config({"attention_bias": True}), r"attention_bias are not supported"),
+    ("hidden-act", config_change({"hidden_act": "gelu"}), r"unsupported Llama hidden_act 'gelu'"),
+    (
+        "attention-bias",
+        config_change({"attention_bias": True}),
+        r"attention_bias are not supported",
+    ),
     (
         "kv-heads",
-        _config({"num_key_value_heads": 4}),
+        config_change({"num_key_value_heads": 4}),
         r"k_proj.weight' has shape \[32, 64\], expected \[64, 64\]",
     ),
-    ("heads", _config({"num_key_value_heads": 3}), r"not a multiple of num_key_value_heads"),
-    ("vocab-size", _config({"vocab_size": 500}), r"vocab_size 500 but the embedding has 385"),
-    ("layers", _config({"num_hidden_layers": 3}), r"missing 9 tensor\(s\), e.g. 'blk.2."),
+    ("heads", config_change({"num_key_value_heads": 3}), r"not a multiple of num_key_value_heads"),
+    ("vocab-size", config_change({"vocab_size": 500}), r"vocab_size 500 but the embedding has 385"),
+    ("layers", config_change({"num_hidden_layers": 3}), r"missing 9 tensor\(s\), e.g. 'blk.2."),
     (
         "untied-without-lm-head",
-        _config({"tie_word_embeddings": False}),
+        config_change({"tie_word_embeddings": False}),
         r"missing 1 tensor\(s\), e.g. 'output.weight'",
     ),
     (
         "pre-tokenizer",
-        _tokenizer(lambda t: t.update(pre_tokenizer={"type": "Metaspace", "replacement": "▁"})),
+        tokenizer_change(
+            lambda t: t.update(pre_tokenizer={"type": "Metaspace", "replacement": "▁"})
+        ),
         r"unsupported tokenizer pre-tokenizer \{\"type\": \"Metaspace\"",
     ),
     (
         "prefix-space",
-        _tokenizer(lambda t: t["pre_tokenizer"]["pretokenizers"][1].update(add_prefix_space=True)),
+        tokenizer_change(
+            lambda t: t["pre_tokenizer"]["pretokenizers"][1].update(add_prefix_space=True)
+        ),
         r"unsupported tokenizer pre-tokenizer .*Split.*\"ByteLevel\", \"add_prefix_space\": true",
     ),
     (
         "ignore-merges",
-        _tokenizer(lambda t: t["model"].update(ignore_merges=False)),
+        tokenizer_change(lambda t: t["model"].update(ignore_merges=False)),
         r"ignore_merges=False differs from what llama.cpp does for the 'llama-bpe'",
     ),
     (
         "normalizer",
-        _tokenizer(lambda t: t.update(normalizer={"type": "NFC"})),
+        tokenizer_change(lambda t: t.update(normalizer={"type": "NFC"})),
         r"unsupported normalizer 'NFC'",
     ),
     (
         "byte-fallback",
-        _tokenizer(lambda t: t["model"].update(byte_fallback=True)),
+        tokenizer_change(lambda t: t["model"].update(byte_fallback=True)),
         r"byte_fallback \(SentencePiece-style\) is not supported yet",
     ),
     (
         "wordpiece",
-        _tokenizer(lambda t: t["model"].update(type="WordPiece")),
+        tokenizer_change(lambda t: t["model"].update(type="WordPiece")),
         r"expected a BPE model, found 'WordPiece'",
     ),
     ("sentencepiece", _sentencepiece_only, r"SentencePiece tokenizers .* not supported yet"),
@@ -342,11 +344,7 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None], str]] = [
 def test_bad_input_is_a_clear_error_and_writes_nothing(
     tmp_path: Path, break_it: Callable[[Path], None], message: str
 ) -> None:
-    model_dir = copy_model(TIED, tmp_path)
-    break_it(model_dir)
-    with pytest.raises(BadRequestError, match=message):
-        convert_model(model_dir, tmp_path / "out" / "m.gguf")
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert_refused(tmp_path, TIED, break_it, message)
 
 
 def test_bos_text_missing_from_vocabulary(tmp_path: Path) -> None:

@@ -21,14 +21,16 @@ import pytest
 from ollamapy.convert import convert_model
 from ollamapy.convert.bpe import QWEN2_SPLIT
 from ollamapy.convert.safetensors import open_checkpoint
-from ollamapy.errors import BadRequestError
 from tests.convert.golden_models import (
     TESTDATA,
+    assert_refused,
+    config_change,
     convert_each,
     copy_model,
     edit_config,
     gguf_kv,
     gguf_tensors,
+    tokenizer_change,
 )
 from tests.convert.synth import write_safetensors
 
@@ -195,19 +197,6 @@ def test_tokenizer_metadata(converted: dict[tuple[str, str], Path], name: str) -
 # --------------------------------------------------------------------------- errors
 
 
-def _config(changes: dict[str, Any]) -> Callable[[Path], None]:
-    return lambda d: edit_config(d, changes)
-
-
-def _tokenizer(edit: Callable[[dict[str, Any]], None]) -> Callable[[Path], None]:
-    def apply(model_dir: Path) -> None:
-        data = json.loads((model_dir / "tokenizer.json").read_text())
-        edit(data)
-        (model_dir / "tokenizer.json").write_text(json.dumps(data))
-
-    return apply
-
-
 def _split(data: dict[str, Any]) -> dict[str, Any]:
     step: dict[str, Any] = data["pre_tokenizer"]["pretokenizers"][0]
     return step
@@ -238,43 +227,45 @@ BAD_INPUTS: list[tuple[str, Path, Callable[[Path], None], str]] = [
     (
         "moe",
         QWEN2,
-        _config({"architectures": ["Qwen2MoeForCausalLM"]}),
+        config_change({"architectures": ["Qwen2MoeForCausalLM"]}),
         r"unsupported architecture 'Qwen2MoeForCausalLM'.*Qwen2ForCausalLM, Qwen3ForCausalLM",
     ),
     (
         "sliding-window-layer-types",
         QWEN2,
-        _config({"layer_types": ["full_attention", "sliding_attention"]}),
+        config_change({"layer_types": ["full_attention", "sliding_attention"]}),
         r"Qwen2 models with sliding-window attention in use are not supported",
     ),
     (
         "sliding-window-transformers4",
         QWEN3,
-        _config({"layer_types": None, "use_sliding_window": True, "max_window_layers": 1}),
+        config_change({"layer_types": None, "use_sliding_window": True, "max_window_layers": 1}),
         r"Qwen3 models with sliding-window attention in use",
     ),
     (
         "rope-yarn",
         QWEN2,
-        _config({"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e6}}),
+        config_change({"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e6}}),
         r"unsupported rope_scaling type 'yarn': only 'linear' can be converted for Qwen2",
     ),
     (
         "rope-llama3",
         QWEN3,
-        _config({"rope_parameters": {"rope_type": "llama3", "factor": 8.0, "rope_theta": 1e6}}),
+        config_change(
+            {"rope_parameters": {"rope_type": "llama3", "factor": 8.0, "rope_theta": 1e6}}
+        ),
         r"unsupported rope_scaling type 'llama3'",
     ),
     (
         "qwen3-attention-bias",
         QWEN3,
-        _config({"attention_bias": True}),
+        config_change({"attention_bias": True}),
         r"Qwen3 models with attention_bias are not supported",
     ),
     (
         "qwen2-head-dim",
         QWEN2,
-        _config({"head_dim": 32}),
+        config_change({"head_dim": 32}),
         r"Qwen2 models with head_dim 32 != hidden_size / num_attention_heads",
     ),
     (
@@ -298,7 +289,7 @@ BAD_INPUTS: list[tuple[str, Path, Callable[[Path], None], str]] = [
     (
         "split-regex-llama3",
         QWEN2,
-        _tokenizer(
+        tokenizer_change(
             lambda t: _split(t)["pattern"].update(
                 Regex=QWEN2_SPLIT.replace(r"\p{N}|", r"\p{N}{1,3}|")
             )
@@ -308,13 +299,13 @@ BAD_INPUTS: list[tuple[str, Path, Callable[[Path], None], str]] = [
     (
         "split-regex-altered",
         QWEN2,
-        _tokenizer(lambda t: _split(t)["pattern"].update(Regex=QWEN2_SPLIT + "|x")),
+        tokenizer_change(lambda t: _split(t)["pattern"].update(Regex=QWEN2_SPLIT + "|x")),
         r"unsupported tokenizer pre-tokenizer",
     ),
     (
         "normalizer-nfkc",
         QWEN2,
-        _tokenizer(lambda t: t.update(normalizer={"type": "NFKC"})),
+        tokenizer_change(lambda t: t.update(normalizer={"type": "NFKC"})),
         r"unsupported normalizer 'NFKC' for 'qwen2'",
     ),
 ]
@@ -327,11 +318,7 @@ BAD_INPUTS: list[tuple[str, Path, Callable[[Path], None], str]] = [
 def test_bad_input_is_a_clear_error_and_writes_nothing(
     tmp_path: Path, model: Path, break_it: Callable[[Path], None], message: str
 ) -> None:
-    model_dir = copy_model(model, tmp_path)
-    break_it(model_dir)
-    with pytest.raises(BadRequestError, match=message):
-        convert_model(model_dir, tmp_path / "out" / "m.gguf")
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert_refused(tmp_path, model, break_it, message)
 
 
 def test_sliding_window_configured_but_unused_is_accepted(tmp_path: Path) -> None:

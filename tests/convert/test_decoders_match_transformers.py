@@ -1,7 +1,8 @@
 """Every converted tiny decoder (Llama, Llama with tied embeddings and llama3 rope, Llama
-with a SentencePiece-style tokenizer, Qwen2, Qwen3), run by llama.cpp through our native
-wrappers, against the golden output that transformers itself produced
-(scripts/make_tiny_llama.py, scripts/make_tiny_llama_spm.py, scripts/make_tiny_qwen.py):
+with a SentencePiece-style tokenizer, Qwen2, Qwen3, Mistral, Gemma), run by llama.cpp
+through our native wrappers, against the golden output that transformers itself produced
+(scripts/make_tiny_llama.py, make_tiny_llama_spm.py, make_tiny_qwen.py,
+make_tiny_mistral_gemma.py):
 the same token ids for every text, and the same logits, in f32 and f16."""
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ GOLDEN = {
         "tiny_llama_golden.json",
         "tiny_llama_spm_golden.json",
         "tiny_qwen_golden.json",
+        "tiny_mistral_gemma_golden.json",
     )
     for name, texts in golden(filename)["models"].items()
 }
@@ -50,6 +52,8 @@ def test_every_golden_model_is_here() -> None:
         "tiny-llama-spm",
         "tiny-qwen2",
         "tiny-qwen3",
+        "tiny-mistral",
+        "tiny-gemma",
     }
     assert all(isinstance(path, Path) and path.is_dir() for path in (TESTDATA / n for n in GOLDEN))
 

@@ -81,6 +81,17 @@ class DecoderSpec:
     """config.json flags that, when true, add tensors the llama.cpp graph does not use."""
     free_head_dim: bool
     """Whether the llama.cpp graph allows head_dim != hidden_size / num_attention_heads."""
+    activations: tuple[str, ...] = ("silu",)
+    """`hidden_act` values meaning the gated activation llama.cpp's graph applies; the first
+    is transformers' default when config.json names none."""
+    norm_offset: float = 0.0
+    """Added to every RMSNorm weight: Gemma's HF norm multiplies by (1 + weight), llama.cpp's
+    by the weight itself."""
+    tied_only: bool = False
+    """The llama.cpp graph never loads an output matrix, so untied embeddings are refused."""
+    window_always_applies: bool = False
+    """config.json's `sliding_window` applies to every layer whenever it is set (Mistral has
+    no `use_sliding_window` or `layer_types` switch)."""
 
 
 LLAMA = DecoderSpec(
@@ -137,6 +148,8 @@ def llama_hparams(
     n_layer = _positive_int(config, "num_hidden_layers")
     _check_heads(spec, n_embd, n_head, n_head_kv, head_dim)
     _check_sliding_window(config, spec, n_layer)
+    if spec.window_always_applies:
+        _check_window_unreached(config, spec)
     rope = _rope_parameters(config)
     return LlamaHParams(
         n_vocab=_vocab_rows(config, checkpoint),
@@ -150,18 +163,27 @@ def llama_hparams(
         rms_norm_eps=_positive_float(config, "rms_norm_eps", 1e-6),
         rope_theta=_positive_float(rope, "rope_theta", 10000.0),
         rope_scaling=_rope_scaling(rope, spec),
-        tied_embeddings=config.get("tie_word_embeddings", False) is True,
+        tied_embeddings=spec.tied_only or config.get("tie_word_embeddings", False) is True,
     )
 
 
 def _check_supported_variant(config: dict[str, Any], spec: DecoderSpec) -> None:
-    """llama.cpp's graphs for this family use SiLU and none of the spec's refused extras."""
-    act = config.get("hidden_act", "silu")
-    if act != "silu":
-        raise BadRequestError(f"unsupported {spec.name} hidden_act {act!r} (llama.cpp uses SiLU)")
+    """llama.cpp's graph for the spec uses one fixed activation, none of the spec's refused
+    extras and, for tied-only graphs, the token embedding as output matrix."""
+    act = config.get("hidden_act") or spec.activations[0]
+    if act not in spec.activations:
+        raise BadRequestError(
+            f"unsupported {spec.name} hidden_act {act!r} (llama.cpp's "
+            f"{spec.gguf_architecture} graph uses {spec.activations[0]})"
+        )
     for key in spec.refused_flags:
         if config.get(key):
             raise BadRequestError(f"{spec.name} models with {key} are not supported yet")
+    if spec.tied_only and config.get("tie_word_embeddings", True) is not True:
+        raise BadRequestError(
+            f"{spec.name} models with tie_word_embeddings false are not supported "
+            f"(llama.cpp's {spec.gguf_architecture} graph reuses the token embedding as output)"
+        )
 
 
 def _check_heads(
@@ -200,6 +222,22 @@ def _check_sliding_window(config: dict[str, Any], spec: DecoderSpec, n_layer: in
         raise BadRequestError(
             f"{spec.name} models with sliding-window attention in use are not supported "
             f"(llama.cpp's {spec.gguf_architecture} graph attends to the whole context)"
+        )
+
+
+def _check_window_unreached(config: dict[str, Any], spec: DecoderSpec) -> None:
+    """A `sliding_window` (e.g. Mistral 7B v0.1's 4096 with a 32768 context) changes the
+    output once a sequence is longer than it; one at least as long as the context never
+    does, and null means none."""
+    window = config.get("sliding_window")
+    if window is None:
+        return
+    context = _positive_int(config, "max_position_embeddings")
+    if not isinstance(window, int) or isinstance(window, bool) or window < context:
+        raise BadRequestError(
+            f"{spec.name} models with sliding_window {window!r} shorter than "
+            f"max_position_embeddings {context} are not supported (llama.cpp's "
+            f"{spec.gguf_architecture} graph attends to the whole context)"
         )
 
 
@@ -381,7 +419,8 @@ def _plan_one(
     kind = tensor_kind(gguf_name)
     dtype = storage_dtype(want, out_type, keep_f32=kind in _NORMS | _HEAD_NORMS)
     heads = _permuted_heads(kind, hp) if spec.permute_qk else None
-    return PlannedTensor(gguf_name, want, dtype, _reader(checkpoint, hf_name, heads))
+    offset = spec.norm_offset if kind in _NORMS else 0.0
+    return PlannedTensor(gguf_name, want, dtype, _reader(checkpoint, hf_name, heads, offset))
 
 
 def _permuted_heads(kind: MODEL_TENSOR, hp: LlamaHParams) -> int | None:
@@ -390,12 +429,15 @@ def _permuted_heads(kind: MODEL_TENSOR, hp: LlamaHParams) -> int | None:
 
 
 def _reader(
-    checkpoint: Checkpoint, hf_name: str, n_heads: int | None
+    checkpoint: Checkpoint, hf_name: str, n_heads: int | None, offset: float = 0.0
 ) -> Callable[[], npt.NDArray[Any]]:
-    """Read a tensor; Q and K (those with `n_heads`) are permuted for llama.cpp's RoPE."""
+    """Read a tensor; Q and K (those with `n_heads`) are permuted for llama.cpp's RoPE, and
+    `offset` is added (in float32) to norm weights whose HF norm scales by 1 + weight."""
 
     def read() -> npt.NDArray[Any]:
         data = checkpoint.load(hf_name)
+        if offset:
+            data = data.astype(np.float32) + np.float32(offset)
         return data if n_heads is None else interleave_rope_rows(data, n_heads)
 
     return read
