@@ -19,10 +19,14 @@ import numpy as np
 from ollamapy.convert import OutType, convert_model
 
 TESTDATA = Path(__file__).resolve().parents[1] / "testdata"
-ARGMAX_MARGIN = 0.05
+ARGMAX_MARGIN = 0.1
 """Positions where Hugging Face's top two logits are closer than this are not compared by
-argmax: llama.cpp's logits differ from transformers' by up to ~1.5e-2 here, and another
-CPU's arithmetic could flip a near-tie (the golden data has margins of 0.017 and 0.046)."""
+argmax: llama.cpp's logits differ from transformers' by up to ~1.5e-2 on the machine that
+made the golden files (so a top-2 gap can move by ~3e-2), another CPU's kernels round
+differently, and the golden data has near-ties (margins of 0.017 and 0.046)."""
+UNCLEAR_AT_MOST = 3
+"""Positions per text allowed below `ARGMAX_MARGIN` (the most any golden text has today),
+so the argmax check always covers nearly every position."""
 
 
 def golden(filename: str) -> dict[str, Any]:
@@ -66,7 +70,7 @@ def assert_matches_golden(model: Any, case: dict[str, Any], label: str) -> None:
     print(f"\n{label}: cosine {cosine:.7f}, max |diff| {np.abs(got - want).max():.2e}")
     assert cosine >= 0.999
     clear = [i for i, margin in enumerate(case["top2_margin"]) if margin >= ARGMAX_MARGIN]
-    assert len(clear) >= len(case["argmax"]) - 1
+    assert len(clear) >= len(case["argmax"]) - UNCLEAR_AT_MOST
     got_argmax = logits.argmax(axis=-1).tolist()
     assert [got_argmax[i] for i in clear] == [case["argmax"][i] for i in clear]
 
