@@ -252,14 +252,21 @@ def test_gemma_tokenizer_has_no_space_prefix(converted: dict[tuple[str, str], Pa
 # --------------------------------------------------------------------------- accepted variants
 
 
-@pytest.mark.parametrize("window", [None, 256, 4096])
-def test_mistral_sliding_window_never_reached_is_accepted(
-    tmp_path: Path, window: int | None
+@pytest.mark.parametrize(
+    ("window", "context", "expected"),
+    [(None, 256, 256), (256, 256, 256), (4096, 256, 256), (128, 256, 128), (4096, 32768, 4096)],
+)
+def test_mistral_context_stops_at_its_sliding_window(
+    tmp_path: Path, window: int | None, context: int, expected: int
 ) -> None:
-    """Null, or at least max_position_embeddings (256): transformers' mask never bites."""
+    """llama.cpp's llama graph has no window: the converted context ends where transformers'
+    mask would start to bite (Mistral 7B v0.1: 4096 of 32768), so the two always agree."""
     model_dir = copy_model(MISTRAL, tmp_path)
-    edit_config(model_dir, {"sliding_window": window})
-    assert convert_model(model_dir, tmp_path / "m.gguf").architecture == "llama"
+    edit_config(model_dir, {"sliding_window": window, "max_position_embeddings": context})
+    result = convert_model(model_dir, tmp_path / "m.gguf")
+    assert result.architecture == "llama"
+    assert result.context_length == expected
+    assert gguf_kv(result.output)["llama.context_length"] == expected
 
 
 def test_gemma_legacy_gelu_and_absent_tie_flag_are_accepted(tmp_path: Path) -> None:
@@ -285,17 +292,10 @@ METASPACE = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first
 
 BAD_INPUTS: list[tuple[str, Path, Callable[[Path], None], str]] = [
     (
-        "mistral-sliding-window-in-use",
+        "mistral-bad-window",
         MISTRAL,
-        config_change({"sliding_window": 128}),
-        r"Mistral models with sliding_window 128 shorter than max_position_embeddings 256 "
-        r"are not supported \(llama.cpp's llama graph attends to the whole context\)",
-    ),
-    (
-        "mistral-7b-v0.1-window",
-        MISTRAL,
-        config_change({"sliding_window": 4096, "max_position_embeddings": 32768}),
-        r"sliding_window 4096 shorter than max_position_embeddings 32768",
+        config_change({"sliding_window": "4096"}),
+        r"sliding_window must be a positive integer, not '4096'",
     ),
     (
         "mistral-layer-types",

@@ -1,8 +1,8 @@
 """Every converted tiny decoder (Llama, Llama with tied embeddings and llama3 rope, Llama
-with a SentencePiece-style tokenizer, Qwen2, Qwen3, Mistral, Gemma), run by llama.cpp
+with a SentencePiece-style tokenizer, Qwen2, Qwen3, Mistral, Gemma, Phi-3), run by llama.cpp
 through our native wrappers, against the golden output that transformers itself produced
 (scripts/make_tiny_llama.py, make_tiny_llama_spm.py, make_tiny_qwen.py,
-make_tiny_mistral_gemma.py):
+make_tiny_mistral_gemma.py, make_tiny_phi3.py):
 the same token ids for every text, and the same logits, in f32 and f16."""
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ GOLDEN = {
         "tiny_llama_spm_golden.json",
         "tiny_qwen_golden.json",
         "tiny_mistral_gemma_golden.json",
+        "tiny_phi3_golden.json",
     )
     for name, texts in golden(filename)["models"].items()
 }
@@ -54,6 +55,7 @@ def test_every_golden_model_is_here() -> None:
         "tiny-qwen3",
         "tiny-mistral",
         "tiny-gemma",
+        "tiny-phi3",
     }
     assert all(isinstance(path, Path) and path.is_dir() for path in (TESTDATA / n for n in GOLDEN))
 

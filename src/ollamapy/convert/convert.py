@@ -1,7 +1,7 @@
 """Safetensors (Hugging Face directory) → GGUF conversion, so `ollama create` can import it.
 
 config.json's `architectures` picks the converter (BERT embedding models; Llama, Mistral,
-Qwen2, Qwen3 and Gemma decoders, which share one table-driven path described by a
+Qwen2, Qwen3, Gemma and Phi-3 decoders, which share one table-driven path described by a
 `llama.DecoderSpec`).
 Each conversion is planned first from headers and JSON alone (names, shapes,
 hyper-parameters, vocabulary), so every structural problem is reported before a byte of
@@ -19,7 +19,7 @@ from typing import Any
 import gguf
 import numpy.typing as npt
 
-from ollamapy.convert import bert, bpe, gemma, llama, mistral, qwen, spm
+from ollamapy.convert import bert, bpe, gemma, llama, mistral, phi3, qwen, spm
 from ollamapy.convert.hf import architecture_of, load_config, read_sentence_transformers
 from ollamapy.convert.plan import (
     FILE_TYPES,
@@ -38,7 +38,8 @@ from ollamapy.errors import BadRequestError
 __all__ = ["OutType", "ProgressCallback"]
 
 _DECODERS: dict[str, llama.DecoderSpec] = {
-    spec.hf_architecture: spec for spec in (llama.LLAMA, *mistral.SPECS, *qwen.SPECS, *gemma.SPECS)
+    spec.hf_architecture: spec
+    for spec in (llama.LLAMA, *mistral.SPECS, *qwen.SPECS, *gemma.SPECS, *phi3.SPECS)
 }
 SUPPORTED_ARCHITECTURES = (*bert.HF_ARCHITECTURES, *_DECODERS)
 _POOLING: dict[str, gguf.PoolingType] = {

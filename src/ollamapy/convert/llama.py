@@ -92,6 +92,10 @@ class DecoderSpec:
     window_always_applies: bool = False
     """config.json's `sliding_window` applies to every layer whenever it is set (Mistral has
     no `use_sliding_window` or `layer_types` switch)."""
+    fused_gate_up: bool = False
+    """The checkpoint's gate and up projections are one matrix, gate rows first (Phi-3's
+    `gate_up_proj`); llama.cpp's graph loads it as `ffn_up` with 2 * n_ff rows and splits it
+    itself, so it is written whole."""
 
 
 LLAMA = DecoderSpec(
@@ -148,12 +152,11 @@ def llama_hparams(
     n_layer = _positive_int(config, "num_hidden_layers")
     _check_heads(spec, n_embd, n_head, n_head_kv, head_dim)
     _check_sliding_window(config, spec, n_layer)
-    if spec.window_always_applies:
-        _check_window_unreached(config, spec)
     rope = _rope_parameters(config)
+    _check_full_rotary(config, rope, spec)
     return LlamaHParams(
         n_vocab=_vocab_rows(config, checkpoint),
-        context_length=_positive_int(config, "max_position_embeddings"),
+        context_length=_context_length(config, spec),
         n_embd=n_embd,
         n_ff=_positive_int(config, "intermediate_size"),
         n_layer=n_layer,
@@ -225,20 +228,23 @@ def _check_sliding_window(config: dict[str, Any], spec: DecoderSpec, n_layer: in
         )
 
 
-def _check_window_unreached(config: dict[str, Any], spec: DecoderSpec) -> None:
-    """A `sliding_window` (e.g. Mistral 7B v0.1's 4096 with a 32768 context) changes the
-    output once a sequence is longer than it; one at least as long as the context never
-    does, and null means none."""
-    window = config.get("sliding_window")
-    if window is None:
-        return
+def _context_length(config: dict[str, Any], spec: DecoderSpec) -> int:
+    """The model's context, cut to its `sliding_window` where one applies to every layer.
+
+    llama.cpp's graph for these families attends to the whole context, while transformers
+    masks keys more than `sliding_window` positions back. The two agree exactly while a
+    sequence is no longer than the window, so the converted model's context stops there
+    (Mistral 7B v0.1: 4096 of 32768; Phi-3-mini-4k: 2047 of 4096) rather than being
+    refused or silently computing something else beyond it."""
     context = _positive_int(config, "max_position_embeddings")
-    if not isinstance(window, int) or isinstance(window, bool) or window < context:
+    window = config.get("sliding_window") if spec.window_always_applies else None
+    if window is None:
+        return context
+    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
         raise BadRequestError(
-            f"{spec.name} models with sliding_window {window!r} shorter than "
-            f"max_position_embeddings {context} are not supported (llama.cpp's "
-            f"{spec.gguf_architecture} graph attends to the whole context)"
+            f"config.json: sliding_window must be a positive integer, not {window!r}"
         )
+    return min(context, window)
 
 
 def _rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
@@ -255,13 +261,25 @@ def _rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _check_full_rotary(config: dict[str, Any], rope: dict[str, Any], spec: DecoderSpec) -> None:
+    """Rotary embeddings over only part of each head are refused: the GGUF's
+    `rope.dimension_count` is written as the whole head. transformers 5 keeps the factor in
+    `rope_parameters`, 4 on top of config.json."""
+    factor = rope.get("partial_rotary_factor", config.get("partial_rotary_factor", 1.0))
+    if factor not in (None, 1, 1.0):
+        raise BadRequestError(
+            f"{spec.name} models with partial_rotary_factor {factor!r} are not supported "
+            "(rotary embeddings over part of each head)"
+        )
+
+
 def _rope_scaling(rope: dict[str, Any], spec: DecoderSpec) -> RopeScaling | None:
     """The spec's exactly reproducible scalings; any other kind is refused, not approximated."""
     kind = rope.get("rope_type", rope.get("type", "default"))
     if kind in (None, "default"):
         return None
     if kind not in spec.rope_types:
-        allowed = " and ".join(repr(k) for k in spec.rope_types)
+        allowed = " and ".join(repr(k) for k in spec.rope_types) or "no scaling"
         raise BadRequestError(
             f"unsupported rope_scaling type {kind!r}: only {allowed} can be converted "
             f"for {spec.hf_architecture}"
@@ -339,19 +357,22 @@ def required_tensors(hp: LlamaHParams, spec: DecoderSpec = LLAMA) -> list[str]:
     return names
 
 
-def expected_shape(gguf_name: str, hp: LlamaHParams) -> tuple[int, ...]:
+def expected_shape(gguf_name: str, hp: LlamaHParams, spec: DecoderSpec = LLAMA) -> tuple[int, ...]:
     """The numpy (row-major, HF) shape each tensor must have for these hyper-parameters;
-    a bias has one entry per row of its weight."""
+    a bias has one entry per row of its weight. A fused QKV matrix stacks Q, K and V rows;
+    a fused gate/up matrix has the gate's and the up projection's rows."""
     q, kv = hp.n_head * hp.head_dim, hp.n_head_kv * hp.head_dim
+    up_rows = 2 * hp.n_ff if spec.fused_gate_up else hp.n_ff
     shapes = {
         MODEL_TENSOR.TOKEN_EMBD: (hp.n_vocab, hp.n_embd),
         MODEL_TENSOR.OUTPUT: (hp.n_vocab, hp.n_embd),
         MODEL_TENSOR.ATTN_Q: (q, hp.n_embd),
         MODEL_TENSOR.ATTN_K: (kv, hp.n_embd),
         MODEL_TENSOR.ATTN_V: (kv, hp.n_embd),
+        MODEL_TENSOR.ATTN_QKV: (q + 2 * kv, hp.n_embd),
         MODEL_TENSOR.ATTN_OUT: (hp.n_embd, q),
         MODEL_TENSOR.FFN_GATE: (hp.n_ff, hp.n_embd),
-        MODEL_TENSOR.FFN_UP: (hp.n_ff, hp.n_embd),
+        MODEL_TENSOR.FFN_UP: (up_rows, hp.n_embd),
         MODEL_TENSOR.FFN_DOWN: (hp.n_embd, hp.n_ff),
     }
     kind = tensor_kind(gguf_name)
@@ -409,7 +430,7 @@ def _plan_one(
 ) -> PlannedTensor:
     """Check one tensor's shape and dtype, pick its storage type and its transformation."""
     info = checkpoint[hf_name]
-    want = expected_shape(gguf_name, hp)
+    want = expected_shape(gguf_name, hp, spec)
     if info.shape != want:
         raise BadRequestError(
             f"tensor {hf_name!r} has shape {list(info.shape)}, expected {list(want)}"

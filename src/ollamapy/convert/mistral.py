@@ -8,8 +8,8 @@ code as Llama's, so the same kinds are reproducible.
 The one real difference is `sliding_window`: transformers masks attention to the last
 `sliding_window` positions whenever it is set, and llama.cpp's `llama` graph has no window.
 A window at least as long as `max_position_embeddings` is never reached (Mistral 7B v0.2 and
-later set it to null), so it converts; a shorter one (v0.1's 4096 in a 32768 context) would
-change the output of long prompts and is refused (see `llama._check_window_unreached`).
+later set it to null); with a shorter one (v0.1's 4096 in a 32768 context) the converted
+model's context stops at the window, where the two still agree (see `llama._context_length`).
 """
 
 from __future__ import annotations
