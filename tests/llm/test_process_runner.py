@@ -25,6 +25,7 @@ from ollamapy.llm import ProcessRunner, Runner, RunnerSpec, start_runner
 from ollamapy.runner.protocol import CompletionChunk, CompletionDone, CompletionRequest
 from ollamapy.types.options import RunnerOptions, SamplingOptions
 from tests.llm.conftest import LoopThread
+from tests.scheduler.live import process_gone
 
 pytestmark = pytest.mark.integration
 
@@ -184,6 +185,25 @@ def test_runner_killed_mid_stream(loop: LoopThread, smollm2: Path) -> None:
     assert not handle.alive and exits == [-signal.SIGKILL]
     with pytest.raises(RunnerError):
         loop.run(handle.tokenize("x"))
+    loop.run(handle.close())
+
+
+def test_a_dead_runner_is_not_alive_before_the_loop_hears_of_it(
+    loop: LoopThread, smollm2: Path
+) -> None:
+    handle = loop.run(start_runner(spec(smollm2)))
+
+    async def kill_and_look() -> bool:
+        assert handle.pid is not None and handle.alive
+        os.kill(handle.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not process_gone(handle.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)  # blocks the loop: no exit callback can run meanwhile
+        time.sleep(0.2)  # let the exit finish: a zombie, or reaped by the watcher thread
+        assert handle.returncode is None  # the loop has not heard of it yet
+        return handle.alive
+
+    assert loop.run(kill_and_look()) is False
     loop.run(handle.close())
 
 

@@ -107,6 +107,15 @@ class RunnerSpec:
 OnExit = Callable[["ProcessRunner"], None]
 
 
+def _has_exited(pid: int) -> bool:
+    """Whether our child `pid` has exited, without reaping it (asyncio's child watcher does
+    that, and only then tells the loop): a zombie, or already reaped, counts as exited."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
 async def start_runner(
     spec: RunnerSpec,
     *,
@@ -176,7 +185,11 @@ class ProcessRunner:
 
     @property
     def alive(self) -> bool:
-        return self._proc.returncode is None and not self._exited.is_set()
+        """False as soon as the process has exited, even before the event loop has heard
+        of it: a request that arrives in between must get a fresh runner, not this one."""
+        if self._proc.returncode is not None or self._exited.is_set():
+            return False
+        return not _has_exited(self._proc.pid)
 
     @property
     def returncode(self) -> int | None:
