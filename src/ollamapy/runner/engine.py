@@ -254,17 +254,18 @@ class Engine:
             if not idle:
                 break
             job = self._queue.popleft()
-            if self._prefix_coming(job.prompt):
+            cached = {slot.seq: common_prefix(slot.cache, job.prompt) for slot in self._slots}
+            if self._prefix_coming(job.prompt, max(cached.values())):
                 waiting.append(job)
                 continue
-            slot = max(idle, key=lambda s: (common_prefix(s.cache, job.prompt), -s.last_used))
+            slot = max(idle, key=lambda s: (cached[s.seq], -s.last_used))
             self._start(slot, job)
         self._queue.extendleft(reversed(waiting))
 
-    def _prefix_coming(self, prompt: list[int]) -> bool:
+    def _prefix_coming(self, prompt: list[int], cached: int) -> bool:
         """True if a busy slot is evaluating a prompt that shares at least
-        `min_copied_prefix` more tokens with `prompt` than any cache holds now."""
-        cached = max(common_prefix(slot.cache, prompt) for slot in self._slots)
+        `min_copied_prefix` more tokens with `prompt` than the `cached` tokens any cache
+        already holds."""
         return any(
             slot.busy
             and slot.pending
@@ -276,7 +277,7 @@ class Engine:
         options = job.options
         num_keep = effective_num_keep(options.num_keep, len(job.prompt), self._n_ctx)
         prompt = fit_prompt(job.prompt, num_keep, self._n_ctx)
-        reuse = min(common_prefix(slot.cache, prompt), len(prompt) - 1)
+        reuse = min(common_prefix(slot.cache, prompt), len(prompt) - 1) if self._intact(slot) else 0
         donor, shared = self._best_donor(slot, prompt)
         if donor is not None and shared >= reuse + self._min_copy:
             self._copy_prefix(donor, slot, shared)
@@ -299,15 +300,22 @@ class Engine:
     def _best_donor(self, slot: Slot, prompt: list[int]) -> tuple[Slot | None, int]:
         """The other slot whose cache shares the longest prefix with `prompt`, busy or
         not, and how many tokens of it a copy would reuse (never the whole prompt: its
-        last token must be evaluated to sample from). A cache that no longer holds its
-        first positions (a sliding-window cache reuses old cells) is never copied."""
-        others = [other for other in self._slots if other is not slot and other.cache]
-        if not others:
+        last token must be evaluated to sample from)."""
+        shared = {
+            other.seq: common_prefix(other.cache, prompt)
+            for other in self._slots
+            if other is not slot and other.cache and self._intact(other)
+        }
+        if not shared:
             return None, 0
-        donor = max(others, key=lambda other: common_prefix(other.cache, prompt))
-        if self._ctx.seq_pos_min(donor.seq) > 0:
-            return None, 0
-        return donor, min(common_prefix(donor.cache, prompt), len(prompt) - 1)
+        seq = max(shared, key=shared.__getitem__)
+        return self._slots[seq], min(shared[seq], len(prompt) - 1)
+
+    def _intact(self, slot: Slot) -> bool:
+        """Whether the slot's KV still holds its cache from position 0: a sliding-window
+        cache may reuse the cells of old positions, and then no prefix of it is reusable,
+        in the slot itself or copied to another."""
+        return self._ctx.seq_pos_min(slot.seq) <= 0
 
     def _copy_prefix(self, donor: Slot, slot: Slot, length: int) -> None:
         """Make `slot`'s cache the first `length` tokens of `donor`'s, by copying KV."""
