@@ -201,15 +201,23 @@ def train(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast) -> None:
     print(f"final training loss {loss.item():.3f}", file=sys.stderr)
 
 
-def save(name: str, variant: dict[str, Any]) -> Path:
-    """Train, save with save_pretrained, and reload exactly what was saved."""
+def save_pretrained(
+    name: str, model: Any, tokenizer: PreTrainedTokenizerFast, dtype: torch.dtype
+) -> Path:
+    """Replace tests/testdata/<name> with the model, stored in `dtype`, and its tokenizer,
+    as transformers saves them (every generator script writes its models this way)."""
     target = TESTDATA / name
     shutil.rmtree(target, ignore_errors=True)
-    tokenizer = train_tokenizer(variant)
-    model = build_model(tokenizer, variant)
-    model.to(variant["dtype"]).save_pretrained(target, safe_serialization=True)
+    model.to(dtype).save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
     return target
+
+
+def save(name: str, variant: dict[str, Any]) -> Path:
+    """Train, then save with save_pretrained."""
+    tokenizer = train_tokenizer(variant)
+    model = build_model(tokenizer, variant)
+    return save_pretrained(name, model, tokenizer, variant["dtype"])
 
 
 def golden_for(

@@ -18,10 +18,16 @@ so CJK characters and emoji fall back to bytes.
 from __future__ import annotations
 
 import os
-import shutil
 
 import torch
-from make_tiny_llama import CORPUS, TESTDATA, build_model, golden_for, write_golden
+from make_tiny_llama import (
+    CORPUS,
+    TESTDATA,
+    build_model,
+    golden_for,
+    save_pretrained,
+    write_golden,
+)
 from tokenizers import (
     Tokenizer,
     decoders,
@@ -116,16 +122,12 @@ def spm_merges(vocab: dict[str, int]) -> list[tuple[str, str]]:
 
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    target = TESTDATA / NAME
-    shutil.rmtree(target, ignore_errors=True)
     tokenizer = train_tokenizer()
     variant = {
         "roles": {"bos_token": "<s>", "eos_token": "</s>"},
         "config": {"tie_word_embeddings": False},
     }
-    model = build_model(tokenizer, variant)
-    model.to(torch.bfloat16).save_pretrained(target, safe_serialization=True)
-    tokenizer.save_pretrained(target)
+    target = save_pretrained(NAME, build_model(tokenizer, variant), tokenizer, torch.bfloat16)
     write_golden(GOLDEN, "make_tiny_llama_spm.py", {NAME: golden_for(target, texts=TEXTS)})
 
 

@@ -25,12 +25,18 @@ It writes, under tests/testdata/:
 from __future__ import annotations
 
 import os
-import shutil
-from pathlib import Path
 from typing import Any
 
 import torch
-from make_tiny_llama import CORPUS, SEED, TESTDATA, golden_for, train, write_golden
+from make_tiny_llama import (
+    CORPUS,
+    SEED,
+    TESTDATA,
+    golden_for,
+    save_pretrained,
+    train,
+    write_golden,
+)
 from make_tiny_llama_spm import BYTES, KEEP, VOCAB_SIZE, spm_merges
 from make_tiny_llama_spm import TEXTS as SPM_TEXTS
 from make_tiny_llama_spm import train_tokenizer as train_spm_tokenizer
@@ -144,21 +150,17 @@ def build_gemma(tokenizer: PreTrainedTokenizerFast) -> GemmaForCausalLM:
     return model
 
 
-def save(name: str, model: Any, tokenizer: PreTrainedTokenizerFast) -> Path:
-    """save_pretrained into tests/testdata/<name>, in bfloat16 (kept well under 600 KB)."""
-    target = TESTDATA / name
-    shutil.rmtree(target, ignore_errors=True)
-    model.to(torch.bfloat16).save_pretrained(target, safe_serialization=True)
-    tokenizer.save_pretrained(target)
-    return target
-
-
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     spm_tokenizer = train_spm_tokenizer()
     gemma_tokenizer = train_gemma_tokenizer()
-    mistral = save("tiny-mistral", build_mistral(spm_tokenizer), spm_tokenizer)
-    gemma = save("tiny-gemma", build_gemma(gemma_tokenizer), gemma_tokenizer)
+    # bfloat16 keeps each directory well under 600 KB
+    mistral = save_pretrained(
+        "tiny-mistral", build_mistral(spm_tokenizer), spm_tokenizer, torch.bfloat16
+    )
+    gemma = save_pretrained(
+        "tiny-gemma", build_gemma(gemma_tokenizer), gemma_tokenizer, torch.bfloat16
+    )
     models = {
         "tiny-mistral": golden_for(mistral, MistralForCausalLM, SPM_TEXTS),
         "tiny-gemma": golden_for(gemma, GemmaForCausalLM, GEMMA_TEXTS),

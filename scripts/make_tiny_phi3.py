@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-from pathlib import Path
 
 import torch
-from make_tiny_llama import SEED, TESTDATA, golden_for, train, write_golden
+from make_tiny_llama import SEED, TESTDATA, golden_for, save_pretrained, train, write_golden
 from make_tiny_llama_spm import TEXTS
 from make_tiny_llama_spm import train_tokenizer as train_spm_tokenizer
 from tokenizers import Tokenizer
@@ -105,19 +103,11 @@ def build_phi3(tokenizer: PreTrainedTokenizerFast) -> Phi3ForCausalLM:
     return model
 
 
-def save(model: Phi3ForCausalLM, tokenizer: PreTrainedTokenizerFast) -> Path:
-    """save_pretrained into tests/testdata/tiny-phi3, in bfloat16 (well under 600 KB)."""
-    target = TESTDATA / NAME
-    shutil.rmtree(target, ignore_errors=True)
-    model.to(torch.bfloat16).save_pretrained(target, safe_serialization=True)
-    tokenizer.save_pretrained(target)
-    return target
-
-
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     tokenizer = phi3_tokenizer()
-    target = save(build_phi3(tokenizer), tokenizer)
+    # bfloat16 keeps the directory well under 600 KB
+    target = save_pretrained(NAME, build_phi3(tokenizer), tokenizer, torch.bfloat16)
     models = {NAME: golden_for(target, Phi3ForCausalLM, PHI3_TEXTS)}
     write_golden(GOLDEN, "make_tiny_phi3.py", models)
 

@@ -26,7 +26,6 @@ than the tokenizer has tokens, as real Qwen checkpoints do.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from make_tiny_llama import (
     TESTDATA,
     VOCAB_SIZE,
     golden_for,
+    save_pretrained,
     train,
     write_golden,
 )
@@ -165,13 +165,8 @@ VARIANTS: dict[str, tuple[Any, Any, torch.dtype]] = {
 def save(name: str) -> Path:
     """Train, save with save_pretrained into tests/testdata/<name>."""
     build, _, dtype = VARIANTS[name]
-    target = TESTDATA / name
-    shutil.rmtree(target, ignore_errors=True)
     tokenizer = train_tokenizer()
-    model = build(tokenizer)
-    model.to(dtype).save_pretrained(target, safe_serialization=True)
-    tokenizer.save_pretrained(target)
-    return target
+    return save_pretrained(name, build(tokenizer), tokenizer, dtype)
 
 
 def main() -> None:
