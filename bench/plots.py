@@ -7,7 +7,12 @@ from typing import Any
 
 from bench.stats import Summary
 
-COLORS = {"llama-bench": "#888888", "llama-server": "#44aa77", "ollamapy": "#4477aa"}
+COLORS = {
+    "llama-bench": "#888888",
+    "llama-server": "#44aa77",
+    "ollamapy": "#4477aa",
+    "engine ceiling": "#bbbbbb",
+}
 
 
 def available() -> bool:
@@ -31,20 +36,25 @@ def _series(agg: dict[str, Summary]) -> tuple[list[int], list[float], list[list[
 
 
 def throughput_vs_clients(result: dict[str, Any], path: Path) -> Path | None:
-    """Aggregate decode t/s against concurrent clients, ours vs llama-server."""
+    """Aggregate decode t/s against concurrent clients: ours, llama-server and the
+    in-process engine ceiling."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sides = {"ollamapy": result.get("ours"), "llama-server": result.get("llama_server")}
+    sides = {
+        "ollamapy": result.get("ours"),
+        "llama-server": result.get("llama_server"),
+        "engine ceiling": result.get("ceiling"),
+    }
     fig, ax = plt.subplots(figsize=(6, 4))
     plotted = False
     for label, side in sides.items():
         agg = {k: v for k, v in ((side or {}).get("aggregate_tps") or {}).items() if v}
         if agg:
             xs, ys, err = _series(agg)
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label, color=COLORS[label])
             plotted = True
     if not plotted:
         plt.close(fig)

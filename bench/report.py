@@ -117,6 +117,30 @@ def headline_rows(result: dict[str, Any]) -> list[list[str]]:
         )
     for key, ratio_key, label in CLIENT_FIGURES:
         rows.extend(_per_client_rows(ours.get(key, {}), ref.get(key, {}), ratios, ratio_key, label))
+    rows.extend(_ceiling_rows(result))
+    return rows
+
+
+def _ceiling_rows(result: dict[str, Any]) -> list[list[str]]:
+    """Ours against the engine ceiling (`bench.ceiling`) per client count, with
+    llama-server's own ratio to it in the label: together they bound what the ratio
+    between the two servers can become."""
+    ours = (result.get("ours") or {}).get("aggregate_tps", {})
+    ceiling = (result.get("ceiling") or {}).get("aggregate_tps", {})
+    ratios = result.get("ratios", {})
+    rows = []
+    for clients in sorted(set(ours) & set(ceiling), key=int):
+        server = ratios.get(f"server_aggregate_{clients}_vs_ceiling")
+        rows.append(
+            [
+                f"Aggregate, {_clients(clients)} (t/s) vs the engine ceiling "
+                f"(llama-server: {'—' if server is None else f'{server:.2f}'})",
+                fmt_summary(ours.get(clients)),
+                fmt_summary(ceiling.get(clients)),
+                fmt_ratio(ratios.get(f"aggregate_{clients}_vs_ceiling")),
+                "higher",
+            ]
+        )
     return rows
 
 

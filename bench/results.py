@@ -64,10 +64,26 @@ def compute_ratios(result: dict[str, Any]) -> dict[str, float | None]:
             out[f"{name}_{clients}_vs_server"] = ratio(
                 median(mine.get(clients)), median(theirs.get(clients))
             )
+    out.update(_ceiling_ratios(result))
     prefix = (ours or {}).get("prefix_cache", {})
     out["prefix_turn2_vs_turn1"] = ratio(
         median(prefix.get("turn2_ttft_s")), median(prefix.get("turn1_ttft_s"))
     )
+    return out
+
+
+def _ceiling_ratios(result: dict[str, Any]) -> dict[str, float | None]:
+    """Each server's aggregate over the engine ceiling's (`bench.ceiling`), per client
+    count: `aggregate_N_vs_ceiling` for ours, `server_aggregate_N_vs_ceiling` for
+    llama-server."""
+    ceiling = (result.get("ceiling") or {}).get("aggregate_tps", {})
+    out: dict[str, float | None] = {}
+    for prefix, side in (("", result.get("ours")), ("server_", result.get("llama_server"))):
+        mine = (side or {}).get("aggregate_tps", {})
+        for clients in sorted(set(mine) & set(ceiling), key=int):
+            out[f"{prefix}aggregate_{clients}_vs_ceiling"] = ratio(
+                median(mine.get(clients)), median(ceiling.get(clients))
+            )
     return out
 
 
@@ -117,6 +133,10 @@ def validate(result: Any) -> list[str]:
     if raw is not None:
         for key in ("pp_tps", "tg_tps"):
             _check_summary(f"raw.{key}", raw.get(key), errors)
+    ceiling = result.get("ceiling")
+    if ceiling is not None:
+        for clients, summary in ceiling.get("aggregate_tps", {}).items():
+            _check_summary(f"ceiling.aggregate_tps.{clients}", summary, errors)
     _check_side("ours", result.get("ours"), errors)
     _check_side("llama_server", result.get("llama_server"), errors)
     return errors

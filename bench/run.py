@@ -24,6 +24,7 @@ if __package__ in (None, ""):  # `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import machine, plots, reference, report, results
+from bench.ceiling import Ceiling
 from bench.measure import (
     LlamaServer,
     Ours,
@@ -64,6 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--n-predict", type=int, default=None, help="tokens generated (default 128)")
     ap.add_argument("--no-reference", action="store_true", help="skip llama-bench and llama-server")
     ap.add_argument("--no-build", action="store_true", help="do not build a missing reference")
+    ap.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="skip the in-process engine ceiling of the aggregate figure (bench.ceiling)",
+    )
     ap.add_argument("--no-plots", action="store_true", help="do not draw PNG plots")
     ap.add_argument(
         "--embeddings",
@@ -129,6 +135,7 @@ class Run:
     prompts: Prompts = field(default_factory=Prompts)
     ours: Ours | None = None
     ref: LlamaServer | None = None
+    ceiling: Ceiling | None = None
 
     def note(self, text: str) -> None:
         log(text)
@@ -143,6 +150,12 @@ class Run:
             self.note(f"{name} failed: {type(exc).__name__}: {exc}"[:500])
 
     # -- phases ---------------------------------------------------------------------------
+
+    def load_ceiling(self, model: Path) -> None:
+        """The in-process context the aggregate phase measures the ceiling with."""
+        ns = self.ns
+        self.ceiling = Ceiling(model, n_seq=max(ns.clients), num_ctx=ns.num_ctx, threads=ns.threads)
+        self.result["ceiling"] = {"aggregate_tps": {}}
 
     def raw_engine(self, ref: reference.Reference, model: Path) -> None:
         """llama-bench pp/tg with the same model and threads."""
@@ -183,7 +196,8 @@ class Run:
         target["eval_tokens"] = [s.eval_tokens for s in samples]
 
     def aggregate(self) -> None:
-        """Decode throughput with N concurrent clients, both servers alternating per repeat."""
+        """Decode throughput with N concurrent clients: both servers, then the engine
+        ceiling (`bench.ceiling`), on the same prompts, alternating per repeat."""
         assert self.ours is not None
         short = max(16, self.ns.prompt_tokens // 8)
         sides = [("ours", self.ours), ("llama_server", self.ref)]
@@ -204,11 +218,16 @@ class Run:
                     generated[side] = generated.get(side, 0) + sum(
                         s.eval_tokens or 0 for s in samples
                     )
+                if self.ceiling is not None:
+                    tokens, seconds = self.ceiling.round(prompts, self.ns.n_predict)
+                    walls.setdefault("ceiling", []).append(tokens / seconds)
+                    generated["ceiling"] = generated.get("ceiling", 0) + tokens
             for side in walls:
                 self.result[side]["aggregate_tps"][str(n)] = summarize(walls[side])
+            for side in sums:
                 self.result[side]["aggregate_sum_tps"][str(n)] = summarize(sums[side])
             if len(set(generated.values())) > 1:
-                self.note(f"{n} clients: the servers generated different token counts {generated}")
+                self.note(f"{n} clients: the engines generated different token counts {generated}")
 
     def shared_prefix(self) -> None:
         """Aggregate t/s of N clients whose prompts share one system prompt (new every
@@ -308,6 +327,8 @@ def measure_servers(run: Run, model: Path, ref_bins: reference.Reference | None,
                 "command": " ".join(str(a) for a in ref_srv.proc.args),  # type: ignore[union-attr]
             }
             run.note("llama-server load_s is process start to /health ready (one sample).")
+        if not ns.no_ceiling:
+            run.phase("engine ceiling: load", lambda: run.load_ceiling(model))
         run.phase("warm-up", run.warm_up)
         run.phase("single stream", run.single_stream)
         run.phase("aggregate", run.aggregate)
@@ -315,7 +336,7 @@ def measure_servers(run: Run, model: Path, ref_bins: reference.Reference | None,
         run.phase("shared system prompt", run.shared_prefix)
         run.phase("cold load", run.cold_load)
     finally:
-        for client in (run.ours, run.ref):
+        for client in (run.ours, run.ref, run.ceiling):
             if client is not None:
                 client.close()
         for srv in (ours_srv, ref_srv):

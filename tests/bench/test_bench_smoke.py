@@ -43,6 +43,7 @@ def _filled() -> dict[str, Any]:
         "aggregate_tps": {"1": _summary(100), "2": _summary(200)},
         "shared_prefix_tps": {"4": _summary(60)},
     }
+    r["ceiling"] = {"aggregate_tps": {"1": _summary(100), "2": _summary(250)}}
     r["ratios"] = results.compute_ratios(r)
     return r
 
@@ -73,6 +74,18 @@ def test_compute_ratios() -> None:
     assert ratios["aggregate_2_vs_server"] == pytest.approx(0.75)
     assert ratios["prefix_turn2_vs_turn1"] == pytest.approx(0.25)
     assert ratios["shared_prefix_4_vs_server"] == pytest.approx(2.0)
+    assert ratios["aggregate_2_vs_ceiling"] == pytest.approx(0.6)
+    assert ratios["server_aggregate_2_vs_ceiling"] == pytest.approx(0.8)
+
+
+def test_no_ceiling_ratio_where_the_ceiling_was_not_measured() -> None:
+    r = _filled()
+    r["ceiling"]["aggregate_tps"].pop("2")
+    ratios = results.compute_ratios(r)
+    assert ratios["aggregate_1_vs_ceiling"] == pytest.approx(0.8)
+    assert "aggregate_2_vs_ceiling" not in ratios
+    r.pop("ceiling")
+    assert not [k for k in results.compute_ratios(r) if k.endswith("_vs_ceiling")]
 
 
 def test_ratios_without_reference() -> None:
@@ -100,6 +113,10 @@ def test_results_round_trip(tmp_path: Path) -> None:
         (lambda r: r["ours"].update(ttft_s={**_summary(1), "min": 5}), "min <= median"),
         (lambda r: r["raw"].update(pp_tps=3), "raw.pp_tps: expected a summary"),
         (lambda r: r["llama_server"]["aggregate_tps"].update(x=None), "not a client count"),
+        (
+            lambda r: r["ceiling"]["aggregate_tps"].update({"2": {"median": 1}}),
+            "ceiling.aggregate_tps.2: missing min",
+        ),
     ],
 )
 def test_validate_rejects(mutate: Any, message: str, tmp_path: Path) -> None:
@@ -118,6 +135,10 @@ def test_render_table() -> None:
     )
     assert "Aggregate decode, 2 clients (t/s) vs llama-server | **0.75**" in text
     assert "4 clients sharing a system prompt (t/s) vs llama-server | **2.00** | 120" in text
+    assert (
+        "| Aggregate, 2 clients (t/s) vs the engine ceiling (llama-server: 0.80) | **0.60** "
+        "| 150 (150–150) | 250 (250–250) | higher |" in text
+    )
     assert "not measured yet" in text
     assert (
         report.fmt(None) == "—" and report.fmt(0.1234) == "0.123" and report.fmt(1234.5) == "1234"
@@ -235,6 +256,8 @@ def test_quick_no_reference_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert ours["prefix_cache"]["turn2_ttft_s"] is not None
     assert set(ours["shared_prefix_tps"]) == {"2"}  # a shared prompt needs two clients
     assert ours["peak_rss_mib"]["server"] > 0 and ours["peak_rss_mib"]["runners"]
+    assert set(result["ceiling"]["aggregate_tps"]) == {"1", "2"}
+    assert result["ratios"]["aggregate_2_vs_ceiling"] > 0
     assert result["raw"] is None and result["llama_server"] is None
     assert not [n for n in result["notes"] if "failed" in n]
     assert "| Figure |" in capsys.readouterr().out
