@@ -101,6 +101,21 @@ def test_greedy_completion_and_stats(loop: LoopThread, runner: ProcessRunner) ->
     assert done.eval_duration > 0 and done.prompt_eval_duration > 0
 
 
+def test_an_unstreamed_completion_sends_its_text_in_one_chunk(
+    loop: LoopThread, runner: ProcessRunner
+) -> None:
+    streamed, _ = loop.run(generate(runner, chat("Count to 20."), temperature=0, num_predict=16))
+
+    async def events() -> list[CompletionChunk | CompletionDone]:
+        options = SamplingOptions(temperature=0, num_predict=16)
+        request = CompletionRequest(chat("Count to 20."), options, stream=False)
+        return [event async for event in runner.completion(request)]
+
+    chunk, done = loop.run(events())
+    assert chunk == CompletionChunk(streamed) and isinstance(done, CompletionDone)
+    assert done.eval_count == 16
+
+
 def test_num_predict_length(loop: LoopThread, runner: ProcessRunner) -> None:
     _, done = loop.run(generate(runner, chat("Count to 100."), temperature=0, num_predict=5))
     assert (done.done_reason, done.eval_count) == ("length", 5)

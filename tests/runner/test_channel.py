@@ -97,6 +97,67 @@ def test_the_last_event_ends_the_writers_pause() -> None:
     asyncio.run(scenario())
 
 
+def test_held_text_leaves_in_one_chunk_with_the_last_event_and_one_wakeup() -> None:
+    """A request that is not streamed: steps queue nothing the loop must hear of."""
+
+    async def scenario() -> None:
+        loop = CountingLoop(asyncio.get_running_loop())
+        outbox = Outbox(loop)  # type: ignore[arg-type]
+        channel = Channel(outbox, hold_text=True)
+
+        def generate() -> None:
+            for piece in ("a", "b", "c"):
+                channel.put(p.CompletionChunk(piece))
+                outbox.flush()  # the engine flushes before every decode
+
+        def finish() -> None:
+            channel.put(DONE)
+            outbox.flush()
+
+        run_in_engine_thread(generate)
+        assert loop.wakeups == 0
+        run_in_engine_thread(finish)
+        assert loop.wakeups == 1
+        batch = await asyncio.wait_for(channel.next_batch(), 5)
+        assert batch == [p.CompletionChunk("abc"), DONE]
+        assert channel.finished.is_set()
+
+    asyncio.run(scenario())
+
+
+def test_held_text_comes_before_an_error_too() -> None:
+    async def scenario() -> None:
+        outbox = Outbox(asyncio.get_running_loop())
+        channel = Channel(outbox, hold_text=True)
+        failure = p.CompletionError("the runner is shutting down")
+
+        def fail() -> None:
+            channel.put(p.CompletionChunk("partial"))
+            channel.put(failure)
+            outbox.flush()
+
+        run_in_engine_thread(fail)
+        batch = await asyncio.wait_for(channel.next_batch(), 5)
+        assert batch == [p.CompletionChunk("partial"), failure]
+
+    asyncio.run(scenario())
+
+
+def test_a_done_with_no_text_adds_no_empty_chunk() -> None:
+    async def scenario() -> None:
+        outbox = Outbox(asyncio.get_running_loop())
+        channel = Channel(outbox, hold_text=True)
+
+        def finish() -> None:
+            channel.put(DONE)
+            outbox.flush()
+
+        run_in_engine_thread(finish)
+        assert await asyncio.wait_for(channel.next_batch(), 5) == [DONE]
+
+    asyncio.run(scenario())
+
+
 def test_a_flush_after_the_loop_closed_raises_for_the_engine_to_log() -> None:
     loop = asyncio.new_event_loop()
     outbox = Outbox(loop)

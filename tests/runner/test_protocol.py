@@ -16,6 +16,7 @@ def test_completion_request_round_trip() -> None:
         prompt="hi",
         options=SamplingOptions(temperature=0.0, stop=("a", "b"), num_predict=5),
         format={"type": "object"},
+        stream=False,
     )
     wire = req.to_json()
     assert wire["options"]["stop"] == ["a", "b"]
@@ -27,6 +28,7 @@ def test_completion_request_defaults() -> None:
     assert req.options == SamplingOptions()
     assert req.format is None
     assert req.images == ()
+    assert req.stream is True
 
 
 @pytest.mark.parametrize(
@@ -37,6 +39,7 @@ def test_completion_request_defaults() -> None:
         {"prompt": "x", "options": {"temperature": "hot"}},
         {"prompt": "x", "format": 5},
         {"prompt": "x", "images": [1]},
+        {"prompt": "x", "stream": "no"},
     ],
 )
 def test_completion_request_rejects(body: Any) -> None:

@@ -279,12 +279,16 @@ class CompletionRequest:
 
     `format` is None, "json" (any JSON value) or a JSON schema object; `images` are
     base64 strings (reserved for multimodal runners; a text-only runner rejects them).
+    `stream` False asks for the text in one chunk just before the done line: for a
+    client that waits for the whole answer anyway, the two processes then exchange
+    nothing while it is generated.
     """
 
     prompt: str
     options: SamplingOptions = field(default_factory=SamplingOptions)
     format: Format = None
     images: tuple[str, ...] = ()
+    stream: bool = True
 
     def to_json(self) -> dict[str, Any]:
         options = dataclasses.asdict(self.options)
@@ -294,6 +298,7 @@ class CompletionRequest:
             "options": options,
             "format": self.format,
             "images": list(self.images),
+            "stream": self.stream,
         }
 
     @classmethod
@@ -309,7 +314,8 @@ class CompletionRequest:
         images = data.get("images") or []
         if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
             raise ProtocolError("field 'images' must be a list of strings")
-        return cls(prompt=prompt, options=options, format=fmt, images=tuple(images))
+        stream = _get(data, "stream", bool, True)
+        return cls(prompt=prompt, options=options, format=fmt, images=tuple(images), stream=stream)
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,14 +150,19 @@ async def run_completion(
     request_format: str | dict[str, Any] | None,
     on_chunk: Callable[[str], Event],
     on_done: Callable[[CompletionDone, Timing], Event],
+    *,
+    stream: bool,
 ) -> AsyncIterator[Event]:
-    """Hold a runner, render the prompt with it, and yield Ollama events."""
+    """Hold a runner, render the prompt with it, and yield Ollama events; unless
+    `stream`, the runner sends the text in one piece at the end."""
     timing = Timing()
     async with state.scheduler.use(prepared.load, prepared.keep_alive) as entry:
         timing.load_duration = time.perf_counter_ns() - timing.started
         runner: ProcessRunner = entry.runner
         prompt = await render(runner)
-        request = CompletionRequest(prompt=prompt, options=prepared.sampling, format=request_format)
+        request = CompletionRequest(
+            prompt=prompt, options=prepared.sampling, format=request_format, stream=stream
+        )
         async for chunk in runner.completion(request):
             if isinstance(chunk, CompletionDone):
                 yield on_done(chunk, timing)
@@ -251,6 +256,7 @@ def generate_events(
         body.format,
         lambda text: {**_generate_event(body, False), "response": text},
         on_done,
+        stream=body.stream,
     )
 
 
@@ -312,7 +318,13 @@ def chat_events(state: ServerState, prepared: Prepared, body: ChatRequest) -> As
         return {**_chat_event(body, True), **stats(done, timing)}
 
     events = run_completion(
-        state, prepared, render, body.format, lambda text: _chat_event(body, False, text), on_done
+        state,
+        prepared,
+        render,
+        body.format,
+        lambda text: _chat_event(body, False, text),
+        on_done,
+        stream=body.stream,
     )
     if not body.tools:
         return events
