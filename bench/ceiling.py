@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from types import TracebackType
 
 from ollamapy.runner.native import Batch, Context, Model, SamplerChain, init_backend
 from ollamapy.runner.sampling import plan_sampler_chain
@@ -29,7 +28,8 @@ GREEDY = SamplingOptions(temperature=0, repeat_penalty=1.0)
 
 class Ceiling:
     """An in-process llama.cpp context with `n_seq` sequences of `num_ctx` tokens each,
-    shaped like our runner's and llama-server's (one KV stream per sequence)."""
+    shaped like our runner's and llama-server's (one KV stream per sequence); `close()`
+    frees it (`contextlib.closing` for a `with`)."""
 
     def __init__(
         self, model_path: Path, *, n_seq: int, num_ctx: int, threads: int, n_batch: int = 512
@@ -120,14 +120,3 @@ class Ceiling:
         self._batch.close()
         self._ctx.close()
         self._model.close()
-
-    def __enter__(self) -> Ceiling:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 
 import pytest
 from bench.ceiling import Ceiling
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def ceiling() -> Iterator[Ceiling]:
-    with Ceiling(bundled_model_file("smollm2"), n_seq=3, num_ctx=256, threads=1) as c:
+    with closing(Ceiling(bundled_model_file("smollm2"), n_seq=3, num_ctx=256, threads=1)) as c:
         yield c
 
 
@@ -27,9 +28,10 @@ def test_a_round_generates_n_predict_tokens_for_every_prompt(ceiling: Ceiling) -
 
 def test_prompts_longer_than_a_batch_are_spread_over_several_decodes() -> None:
     prompts = [counting_prompt(2000 + 100 * i, 12) for i in range(2)]  # ~50 tokens each
-    with Ceiling(
+    small_batches = Ceiling(
         bundled_model_file("smollm2"), n_seq=2, num_ctx=256, threads=1, n_batch=16
-    ) as small:
+    )
+    with closing(small_batches) as small:
         assert small.round(prompts, 4)[0] == 8
 
 
