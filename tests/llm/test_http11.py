@@ -11,12 +11,18 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ollamapy.llm.http11 import Connections, HTTPError, Reply
+from ollamapy.llm.http11 import Connections, HTTPError, Reply, Response
 
 Reader = asyncio.StreamReader
 Writer = asyncio.StreamWriter
 Respond = Callable[[int, bytes, Writer], Awaitable[bool]]
 """(request number, request body, writer) -> keep the connection open?"""
+
+
+def chunked(*pieces: bytes) -> bytes:
+    """A 200 reply whose body is `pieces`, one chunk each, as uvicorn streams one."""
+    body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+    return b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + body
 
 
 def ok(body: bytes, *, headers: str = "") -> bytes:
@@ -137,10 +143,12 @@ async def test_error_statuses_pass_through() -> None:
         b"",  # closed without a word
         b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
         b"HTTP/1.1 200 OK\r\n\r\nno length",
-        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n9\r\ncut",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ncontent-length: 1\r\n\r\nx",
         b"SMTP ready\r\n\r\n",
     ],
-    ids=["closed", "short-body", "no-length", "chunked", "not-http"],
+    ids=["closed", "short-body", "no-length", "cut-chunk", "bad-chunk-size", "gzip", "not-http"],
 )
 async def test_broken_replies_are_http_errors(reply: bytes) -> None:
     async def broken(_n: int, _body: bytes, writer: Writer) -> bool:
@@ -185,3 +193,78 @@ async def test_a_cancelled_request_does_not_leave_its_connection_for_reuse() -> 
         release.set()
         await client.aclose()
     assert server.connections == 2
+
+
+async def lines_of(response: Response) -> list[bytes]:
+    return [line async for line in response.lines()]
+
+
+async def test_a_chunked_stream_comes_as_lines_whatever_the_chunk_borders() -> None:
+    async def stream(_n: int, _body: bytes, writer: Writer) -> bool:
+        writer.write(chunked(b'{"a":1}\n{"b"', b":2}\n", b'{"c":3}\n{"d":4}\n'))
+        await writer.drain()
+        return True
+
+    async with serving(stream) as server:
+        client = Connections("127.0.0.1", server.port)
+        async with client.stream("/s", b"{}") as response:
+            assert response.status == 200
+            assert await lines_of(response) == [b'{"a":1}', b'{"b":2}', b'{"c":3}', b'{"d":4}']
+        async with client.stream("/s", b"{}") as response:  # read to its end: reused
+            assert len(await lines_of(response)) == 4
+        await client.aclose()
+    assert server.connections == 1
+
+
+async def test_a_chunked_error_reply_is_read_whole() -> None:
+    async def stream(_n: int, _body: bytes, writer: Writer) -> bool:
+        writer.write(chunked(b'{"error":', b'"no"}').replace(b"200 OK", b"500 Oops"))
+        await writer.drain()
+        return True
+
+    async with serving(stream) as server:
+        client = Connections("127.0.0.1", server.port)
+        assert await client.post("/s", b"{}") == Reply(500, b'{"error":"no"}')
+        await client.aclose()
+
+
+async def test_leaving_a_stream_early_closes_its_connection() -> None:
+    """The runner must see the reader go away (it cancels the job then)."""
+    closed = asyncio.Event()
+
+    async def endless(_n: int, _body: bytes, writer: Writer) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        try:
+            while True:
+                writer.write(b"6\r\ntoken\n\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.01)
+        except ConnectionError:
+            closed.set()
+        return False
+
+    async with serving(endless) as server:
+        client = Connections("127.0.0.1", server.port)
+        async with client.stream("/s", b"{}") as response:
+            async for line in response.lines():
+                assert line == b"token"
+                break
+        await asyncio.wait_for(closed.wait(), 5)
+        await client.aclose()
+
+
+async def test_a_stream_cut_mid_body_is_an_http_error() -> None:
+    async def cut(_n: int, _body: bytes, writer: Writer) -> bool:
+        writer.write(chunked(b"one\n")[:-5])  # no last chunk: the runner died
+        await writer.drain()
+        return False
+
+    async with serving(cut) as server:
+        client = Connections("127.0.0.1", server.port)
+        got: list[bytes] = []
+        with pytest.raises(HTTPError):
+            async with client.stream("/s", b"{}") as response:
+                async for line in response.lines():
+                    got.append(line)
+        assert got == [b"one"]
+        await client.aclose()

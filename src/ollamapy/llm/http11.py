@@ -1,11 +1,13 @@
-"""A lean HTTP/1.1 client for the runner's small request/reply exchanges.
+"""A lean HTTP/1.1 client for the runner's exchanges: small replies and completion streams.
 
-`ProcessRunner` posts tokenize, detokenize and embedding requests through this instead of
-httpx: httpx spends about 0.7 ms of Python on each request (anyio streams, httpcore's
-pool, h11's state machine), and a one-sentence `/api/embed` takes about 6 ms in all on two
-cores. It does only what those exchanges need: a POST with a Content-Length body, a reply
-with a Content-Length body, and keep-alive connections reused one request at a time.
-Streams (`/completion`) stay on httpx.
+`ProcessRunner` posts tokenize, detokenize and embedding requests and reads `/completion`
+streams through this instead of httpx: httpx spends about 0.7 ms of Python on each request
+(anyio streams, httpcore's pool, h11's state machine), and a one-sentence `/api/embed`
+takes about 6 ms in all on two cores; on a stream it spends most of the server's CPU per
+token (a profile of 8 streaming clients: about 80% of the per-token work was httpx reading
+the runner's lines). It does only what those exchanges need: a POST with a Content-Length
+body, a reply with a Content-Length or chunked body, and keep-alive connections reused one
+request at a time.
 
 A kept connection the runner has since closed (uvicorn drops idle ones after 5 s) fails
 before any byte of its reply arrives; the request is then sent again on a new connection.
@@ -14,6 +16,8 @@ before any byte of its reply arrives; the request is then sent again on a new co
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 CONNECT_TIMEOUT_S = 10.0
@@ -47,25 +51,65 @@ class Connections:
 
     async def post(self, path: str, body: bytes, content_type: str = "application/json") -> Reply:
         """POST `body` to `path` and read the whole reply; `HTTPError` if that fails."""
+        async with self.stream(path, body, content_type) as response:
+            return Reply(response.status, await response.read())
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, path: str, body: bytes, content_type: str = "application/json"
+    ) -> AsyncIterator[Response]:
+        """POST `body` to `path`; the reply, its body still to be read (`lines()` or
+        `read()`). Leaving the block before the body's end closes the connection, which
+        is how the runner learns that a stream's reader went away."""
         request = (
             f"POST {path} HTTP/1.1\r\nhost: {self._host}:{self._port}\r\n"
             f"content-type: {content_type}\r\ncontent-length: {len(body)}\r\n\r\n"
         ).encode("latin-1") + body
+        connection, status_line = await self._start(request)
+        response: Response | None = None
+        try:
+            try:
+                response = await Response.after(connection[0], status_line)
+            except _READ_ERRORS as exc:
+                raise HTTPError(f"bad reply from the runner: {exc or type(exc).__name__}") from exc
+            yield response
+        finally:
+            self._release(connection, response is not None and response.reusable)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        while self._idle:
+            self._idle.pop()[1].close()
+
+    async def _start(self, request: bytes) -> tuple[_Connection, bytes]:
+        """Send `request` on an idle connection (the next one if it turns out stale) or
+        a new one; the connection and the reply's status line."""
         while self._idle:
             connection = self._idle.pop()
             if connection[0].at_eof() or connection[1].is_closing():
                 connection[1].close()
                 continue
             try:
-                return await self._exchange(connection, request, reused=True)
+                return connection, await _send(connection, request, reused=True)
             except _Stale:
-                continue
-        return await self._exchange(await self._open(), request, reused=False)
+                connection[1].close()
+            except BaseException:
+                connection[1].close()
+                raise
+        connection = await self._open()
+        try:
+            return connection, await _send(connection, request, reused=False)
+        except BaseException:
+            connection[1].close()
+            raise
 
-    async def aclose(self) -> None:
-        self._closed = True
-        while self._idle:
-            self._idle.pop()[1].close()
+    def _release(self, connection: _Connection, reusable: bool) -> None:
+        """Keep a connection whose reply was read to its end; close any other (also on
+        errors and cancellation: its state is unknown)."""
+        if reusable and not self._closed and len(self._idle) < MAX_IDLE:
+            self._idle.append(connection)
+        else:
+            connection[1].close()
 
     async def _open(self) -> _Connection:
         try:
@@ -75,20 +119,97 @@ class Connections:
         except (OSError, TimeoutError) as exc:
             raise HTTPError(f"cannot connect to the runner: {exc or type(exc).__name__}") from exc
 
-    async def _exchange(self, connection: _Connection, request: bytes, *, reused: bool) -> Reply:
-        reader, writer = connection
-        keep = False
+
+_READ_ERRORS = (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError)
+
+
+class Response:
+    """A reply whose head has been read; its body is read once, as lines or whole."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, status: int, length: int | None, keep: bool
+    ) -> None:
+        self.status = status
+        self._reader = reader
+        self._length = length  # None: chunked
+        self._keep = keep
+        self._ended = False
+
+    @classmethod
+    async def after(cls, reader: asyncio.StreamReader, status_line: bytes) -> Response:
+        """Read the head that follows `status_line`."""
+        version, _, rest = status_line.partition(b" ")
+        if not version.startswith(b"HTTP/1."):
+            raise ValueError(f"bad status line {status_line[:80]!r}")
+        status = int(rest[:3])
+        length: int | None = None
+        chunked = False
+        keep = version == b"HTTP/1.1"
+        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"connection":
+                keep = value.strip().lower() != b"close"
+            elif name == b"transfer-encoding":
+                chunked = value.strip().lower() == b"chunked"
+                if not chunked:
+                    raise ValueError(f"unsupported transfer-encoding {value.strip()[:40]!r}")
+        if chunked == (length is not None):
+            raise ValueError("a reply needs exactly one of Content-Length and chunked")
+        return cls(reader, status, None if chunked else length, keep)
+
+    @property
+    def reusable(self) -> bool:
+        """Whether the connection may carry another request: the body was read to its end."""
+        return self._keep and self._ended
+
+    async def read(self) -> bytes:
+        """The whole body."""
         try:
-            status_line = await _send(connection, request, reused=reused)
-            reply, keep = await _read_reply(reader, status_line)
-            return reply
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
+            if self._length is not None:
+                body = await self._reader.readexactly(self._length)
+            else:
+                body = b"".join([piece async for piece in self._chunks()])
+        except _READ_ERRORS as exc:
             raise HTTPError(f"bad reply from the runner: {exc or type(exc).__name__}") from exc
-        finally:
-            if keep and not self._closed and len(self._idle) < MAX_IDLE:
-                self._idle.append(connection)
-            else:  # also on errors and cancellation: the connection's state is unknown
-                writer.close()
+        self._ended = True
+        return body
+
+    async def lines(self) -> AsyncIterator[bytes]:
+        """The body's lines, without their line ends, as they arrive."""
+        if self._length is not None:
+            for line in (await self.read()).splitlines():
+                yield line
+            return
+        partial = b""
+        try:
+            async for piece in self._chunks():
+                *complete, partial = (partial + piece).split(b"\n")
+                for line in complete:
+                    yield line
+        except _READ_ERRORS as exc:
+            raise HTTPError(f"bad reply from the runner: {exc or type(exc).__name__}") from exc
+        self._ended = True
+        if partial:
+            yield partial
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        """The data of each chunk of a chunked body, up to the last (empty) one."""
+        reader = self._reader
+        while True:
+            size_line = await reader.readline()
+            if not size_line.endswith(b"\n"):
+                raise asyncio.IncompleteReadError(size_line, None)
+            size = int(size_line.split(b";", 1)[0], 16)
+            if size == 0:
+                while (trailer := await reader.readline()) not in (b"\r\n", b"\n"):
+                    if not trailer:
+                        raise asyncio.IncompleteReadError(b"", None)
+                return
+            data = await reader.readexactly(size + 2)  # the data, then CRLF
+            yield data[:-2]
 
 
 async def _send(connection: _Connection, request: bytes, *, reused: bool) -> bytes:
@@ -107,25 +228,3 @@ async def _send(connection: _Connection, request: bytes, *, reused: bool) -> byt
             raise _Stale()
         raise HTTPError("the runner closed the connection")
     return status_line
-
-
-async def _read_reply(reader: asyncio.StreamReader, status_line: bytes) -> tuple[Reply, bool]:
-    """The reply after its status line, and whether the connection may be reused."""
-    version, _, rest = status_line.partition(b" ")
-    if not version.startswith(b"HTTP/1."):
-        raise ValueError(f"bad status line {status_line[:80]!r}")
-    status = int(rest[:3])
-    length: int | None = None
-    keep = version == b"HTTP/1.1"
-    while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"content-length":
-            length = int(value)
-        elif name == b"connection":
-            keep = value.strip().lower() != b"close"
-        elif name == b"transfer-encoding":
-            raise ValueError("chunked replies are not supported")
-    if length is None:
-        raise ValueError("reply without Content-Length")
-    return Reply(status, await reader.readexactly(length)), keep

@@ -4,10 +4,10 @@
 is bound, then polls `GET /health` until the model is loaded. The child's stderr is
 forwarded to logging and its last lines are kept, so a child that dies while loading
 becomes a `RunnerError` carrying llama.cpp's reason. After start-up the handle talks
-HTTP to the child (httpx for streams and polls, the lean `http11` client for the small
-tokenize/embedding exchanges) and watches the process: `exited`/`wait()` and the
-`on_exit` callback tell the scheduler when it died; a request in flight then raises
-`RunnerError`.
+HTTP to the child (the lean `http11` client for completion streams and the
+tokenize/embedding exchanges, httpx for the health and info polls) and watches the
+process: `exited`/`wait()` and the `on_exit` callback tell the scheduler when it died; a
+request in flight then raises `RunnerError`.
 """
 
 from __future__ import annotations
@@ -224,22 +224,23 @@ class ProcessRunner:
         Raises `BadRequestError` for a request the runner rejects (e.g. a bad schema) and
         `RunnerError` if generation fails or the process dies mid-stream.
         """
-        client = self._require_client()
+        connections = self._require_connections()
+        body = orjson.dumps(request.to_json())
         try:
-            async with client.stream("POST", p.COMPLETION_PATH, json=request.to_json()) as resp:
-                if resp.status_code != 200:
-                    raise _status_error(resp.status_code, await resp.aread())
-                async for line in resp.aiter_lines():
+            async with connections.stream(p.COMPLETION_PATH, body) as resp:
+                if resp.status != 200:
+                    raise _status_error(resp.status, await resp.read())
+                async for line in resp.lines():
                     if not line:
                         continue
-                    event = p.parse_completion_line(json.loads(line))
+                    event = p.parse_completion_line(orjson.loads(line))
                     if isinstance(event, p.CompletionError):
                         raise RunnerError(event.error)
                     yield event
                     if isinstance(event, p.CompletionDone):
                         return
             raise RunnerError(await self._failure("the runner ended the stream early"))
-        except (httpx.HTTPError, json.JSONDecodeError, p.ProtocolError) as exc:
+        except (HTTPError, orjson.JSONDecodeError, p.ProtocolError) as exc:
             raise RunnerError(await self._failure(str(exc) or type(exc).__name__)) from exc
 
     async def tokenize(self, content: str, *, add_special: bool = True) -> list[int]:
@@ -275,10 +276,9 @@ class ProcessRunner:
 
     async def _post(self, path: str, payload: dict[str, Any]) -> Any:
         """POST a small JSON request on the lean client (`http11`); the reply's JSON."""
-        self._require_client()
-        assert self._connections is not None
+        connections = self._require_connections()
         try:
-            reply = await self._connections.post(path, orjson.dumps(payload))
+            reply = await connections.post(path, orjson.dumps(payload))
         except HTTPError as exc:
             raise RunnerError(await self._failure(str(exc))) from exc
         if reply.status != 200:
@@ -287,6 +287,11 @@ class ProcessRunner:
             return orjson.loads(reply.body)
         except orjson.JSONDecodeError as exc:
             raise RunnerError(f"the runner sent invalid JSON: {exc}") from exc
+
+    def _require_connections(self) -> Connections:
+        self._require_client()
+        assert self._connections is not None  # made with the client
+        return self._connections
 
     def _require_client(self) -> httpx.AsyncClient:
         if self._client is None or self._closing:
