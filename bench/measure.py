@@ -110,6 +110,14 @@ def _stream(
     return ttft, time.perf_counter() - t0, last, "".join(parts)
 
 
+def _ollama_text(event: dict[str, Any]) -> str:
+    return str(event.get("response", ""))
+
+
+def _sse_text(event: dict[str, Any]) -> str:
+    return str(event.get("content", ""))
+
+
 def ours_sample(final: dict[str, Any]) -> Sample:
     """Figures from the final (`done`) object of an Ollama generate/chat response."""
     return Sample(
@@ -163,7 +171,7 @@ class Ours:
             self.base + "/api/generate",
             self._body(prompt, n_predict, True),
             sse=False,
-            content=lambda o: str(o.get("response", "")),
+            content=_ollama_text,
         )
         s = ours_sample(final)
         s.ttft_s, s.total_s, s.text = ttft, total, text
@@ -174,6 +182,14 @@ class Ours:
         resp = client.post(self.base + "/api/generate", json=self._body(prompt, n_predict, False))
         resp.raise_for_status()
         return ours_sample(resp.json())
+
+    def generate_streamed(self, client: httpx.Client, prompt: str, n_predict: int) -> Sample:
+        """One streamed raw generate request read to its end (a chat UI's client)."""
+        body = self._body(prompt, n_predict, True)
+        _, _, final, _ = _stream(
+            client, self.base + "/api/generate", body, sse=False, content=_ollama_text
+        )
+        return ours_sample(final)
 
     def unload(self) -> None:
         """Unload the model (`keep_alive: 0`) and wait until /api/ps no longer lists it."""
@@ -235,7 +251,7 @@ class LlamaServer:
             self.base + "/completion",
             self._body(prompt, n_predict, True),
             sse=True,
-            content=lambda o: str(o.get("content", "")),
+            content=_sse_text,
         )
         s = llama_sample(final)
         s.ttft_s, s.total_s, s.text = ttft, total, text
@@ -246,6 +262,14 @@ class LlamaServer:
         resp = client.post(self.base + "/completion", json=self._body(prompt, n_predict, False))
         resp.raise_for_status()
         return llama_sample(resp.json())
+
+    def generate_streamed(self, client: httpx.Client, prompt: str, n_predict: int) -> Sample:
+        """One streamed /completion request (server-sent events) read to its end."""
+        body = self._body(prompt, n_predict, True)
+        _, _, final, _ = _stream(
+            client, self.base + "/completion", body, sse=True, content=_sse_text
+        )
+        return llama_sample(final)
 
     def close(self) -> None:
         self.client.close()

@@ -56,6 +56,11 @@ def _clients(n: str) -> str:
 CLIENT_FIGURES = (
     ("aggregate_tps", "aggregate", "Aggregate decode, {clients} (t/s) vs llama-server"),
     (
+        "aggregate_stream_tps",
+        "aggregate_stream",
+        "Aggregate decode, {clients} streaming (t/s) vs llama-server",
+    ),
+    (
         "shared_prefix_tps",
         "shared_prefix",
         "Aggregate, {clients} sharing a system prompt (t/s) vs llama-server",

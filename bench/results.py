@@ -13,6 +13,12 @@ NOT_MEASURED = "not measured yet"
 TOP_KEYS = ("schema", "created", "host", "machine", "config", "raw", "ours", "llama_server")
 SUMMARY_KEYS = ("median", "min", "max", "n", "samples")
 SIDE_METRICS = ("prompt_eval_tps", "decode_tps", "ttft_s", "load_s")
+CLIENT_METRICS = (
+    ("aggregate_tps", "aggregate"),
+    ("aggregate_stream_tps", "aggregate_stream"),
+    ("shared_prefix_tps", "shared_prefix"),
+)
+"""Figures measured per client count: (key in a side, prefix of its ratio keys)."""
 
 
 def new_result(
@@ -58,7 +64,7 @@ def compute_ratios(result: dict[str, Any]) -> dict[str, float | None]:
     }
     for metric in SIDE_METRICS:
         out[f"{metric}_vs_server"] = ratio(_m(ours, metric), _m(ref, metric))
-    for key, name in (("aggregate_tps", "aggregate"), ("shared_prefix_tps", "shared_prefix")):
+    for key, name in CLIENT_METRICS:
         mine, theirs = (ours or {}).get(key, {}), (ref or {}).get(key, {})
         for clients in sorted(set(mine) | set(theirs), key=int):
             out[f"{name}_{clients}_vs_server"] = ratio(
@@ -113,7 +119,7 @@ def _check_side(name: str, side: Any, errors: list[str]) -> None:
         return
     for metric in SIDE_METRICS:
         _check_summary(f"{name}.{metric}", side.get(metric), errors)
-    for key in ("aggregate_tps", "shared_prefix_tps"):
+    for key, _ in CLIENT_METRICS:
         for clients, summary in side.get(key, {}).items():
             if not str(clients).isdigit():
                 errors.append(f"{name}.{key}: key {clients!r} is not a client count")

@@ -229,6 +229,28 @@ class Run:
             if len(set(generated.values())) > 1:
                 self.note(f"{n} clients: the engines generated different token counts {generated}")
 
+    def aggregate_streamed(self) -> None:
+        """As `aggregate` (no ceiling), with clients that stream, as chat UIs do: every
+        token then crosses both our processes and the HTTP stream while others decode."""
+        assert self.ours is not None
+        short = max(16, self.ns.prompt_tokens // 8)
+        sides: list[tuple[str, Ours | LlamaServer | None]] = [
+            ("ours", self.ours),
+            ("llama_server", self.ref),
+        ]
+        for n in (c for c in self.ns.clients if c >= 2):
+            walls: dict[str, list[float]] = {}
+            for _ in range(self.ns.repeat):
+                prompts = [self.prompts.next(short) for _ in range(n)]
+                for side, server in sides:
+                    if server is not None:
+                        wall, _, _ = concurrent(
+                            server.generate_streamed, prompts, self.ns.n_predict
+                        )
+                        walls.setdefault(side, []).append(wall)
+            for side, values in walls.items():
+                self.result[side].setdefault("aggregate_stream_tps", {})[str(n)] = summarize(values)
+
     def shared_prefix(self) -> None:
         """Aggregate t/s of N clients whose prompts share one system prompt (new every
         round), each server with its prompt cache on: how much of the shared prefix each
@@ -332,6 +354,7 @@ def measure_servers(run: Run, model: Path, ref_bins: reference.Reference | None,
         run.phase("warm-up", run.warm_up)
         run.phase("single stream", run.single_stream)
         run.phase("aggregate", run.aggregate)
+        run.phase("aggregate, streaming clients", run.aggregate_streamed)
         run.phase("prefix cache", run.prefix_cache)
         run.phase("shared system prompt", run.shared_prefix)
         run.phase("cold load", run.cold_load)

@@ -35,6 +35,7 @@ def _filled() -> dict[str, Any]:
     r["ours"]["aggregate_tps"] = {"1": _summary(80), "2": _summary(150)}
     r["ours"]["prefix_cache"] = {"turn1_ttft_s": _summary(2.0), "turn2_ttft_s": _summary(0.5)}
     r["ours"]["shared_prefix_tps"] = {"4": _summary(120)}
+    r["ours"]["aggregate_stream_tps"] = {"2": _summary(140)}
     r["llama_server"] = {
         "prompt_eval_tps": _summary(1000),
         "decode_tps": _summary(100),
@@ -42,6 +43,7 @@ def _filled() -> dict[str, Any]:
         "load_s": _summary(0.5),
         "aggregate_tps": {"1": _summary(100), "2": _summary(200)},
         "shared_prefix_tps": {"4": _summary(60)},
+        "aggregate_stream_tps": {"2": _summary(200)},
     }
     r["ceiling"] = {"aggregate_tps": {"1": _summary(100), "2": _summary(250)}}
     r["ratios"] = results.compute_ratios(r)
@@ -74,6 +76,7 @@ def test_compute_ratios() -> None:
     assert ratios["aggregate_2_vs_server"] == pytest.approx(0.75)
     assert ratios["prefix_turn2_vs_turn1"] == pytest.approx(0.25)
     assert ratios["shared_prefix_4_vs_server"] == pytest.approx(2.0)
+    assert ratios["aggregate_stream_2_vs_server"] == pytest.approx(0.7)
     assert ratios["aggregate_2_vs_ceiling"] == pytest.approx(0.6)
     assert ratios["server_aggregate_2_vs_ceiling"] == pytest.approx(0.8)
 
@@ -134,6 +137,7 @@ def test_render_table() -> None:
         "| 90.00 (80.00–95.00) | 100 (100–100) | higher |" in text
     )
     assert "Aggregate decode, 2 clients (t/s) vs llama-server | **0.75**" in text
+    assert "Aggregate decode, 2 clients streaming (t/s) vs llama-server | **0.70** | 140" in text
     assert "4 clients sharing a system prompt (t/s) vs llama-server | **2.00** | 120" in text
     assert (
         "| Aggregate, 2 clients (t/s) vs the engine ceiling (llama-server: 0.80) | **0.60** "
@@ -255,6 +259,7 @@ def test_quick_no_reference_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert set(ours["aggregate_tps"]) == {"1", "2"}
     assert ours["prefix_cache"]["turn2_ttft_s"] is not None
     assert set(ours["shared_prefix_tps"]) == {"2"}  # a shared prompt needs two clients
+    assert set(ours["aggregate_stream_tps"]) == {"2"}
     assert ours["peak_rss_mib"]["server"] > 0 and ours["peak_rss_mib"]["runners"]
     assert set(result["ceiling"]["aggregate_tps"]) == {"1", "2"}
     assert result["ratios"]["aggregate_2_vs_ceiling"] > 0
