@@ -97,6 +97,27 @@ def test_the_last_event_ends_the_writers_pause() -> None:
     asyncio.run(scenario())
 
 
+def test_a_pause_lasts_its_time_unless_the_last_event_arrives() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        outbox = Outbox(loop)
+        channel = Channel(outbox)
+        start = loop.time()
+        await channel.pause(0.05)
+        assert loop.time() - start >= 0.04
+
+        def finish() -> None:
+            channel.put(DONE)
+            outbox.flush()
+
+        start = loop.time()
+        loop.call_later(0.05, lambda: threading.Thread(target=finish).start())
+        await asyncio.wait_for(channel.pause(60), 5)  # ended by the done event
+        assert loop.time() - start < 5
+
+    asyncio.run(scenario())
+
+
 def test_held_text_leaves_in_one_chunk_with_the_last_event_and_one_wakeup() -> None:
     """A request that is not streamed: steps queue nothing the loop must hear of."""
 

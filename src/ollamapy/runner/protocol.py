@@ -344,7 +344,16 @@ class CompletionDone:
     tokens: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"done": True, **dataclasses.asdict(self)}
+        # Not dataclasses.asdict: it deep-copies `tokens` item by item (ms for a long chat).
+        return {
+            "done": True,
+            "done_reason": self.done_reason,
+            "prompt_eval_count": self.prompt_eval_count,
+            "prompt_eval_duration": self.prompt_eval_duration,
+            "eval_count": self.eval_count,
+            "eval_duration": self.eval_duration,
+            "tokens": self.tokens,
+        }
 
 
 @dataclass(frozen=True, slots=True)
