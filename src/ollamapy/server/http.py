@@ -90,7 +90,13 @@ class FloatsResponse(Response):
 
 
 def ndjson_line(event: Event) -> bytes:
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    """One compact UTF-8 JSON line: orjson (a few times cheaper than `json.dumps`, and
+    paid once per streamed token), or `json` for what orjson refuses, such as an integer
+    beyond 64 bits in a model's tool-call arguments."""
+    try:
+        return orjson.dumps(event, option=orjson.OPT_NON_STR_KEYS) + b"\n"
+    except TypeError:
+        return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
 async def stream_events(events: AsyncIterator[Event]) -> Response:
