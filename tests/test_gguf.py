@@ -149,6 +149,44 @@ def test_every_truncation_is_an_error(tmp_path: Path) -> None:
     assert read_gguf(cut).parameter_count == info.parameter_count
 
 
+def test_every_truncation_of_a_skipped_vocabulary_is_an_error(tmp_path: Path) -> None:
+    model = write_model(tmp_path / "small.gguf", tokens=[f"t{i}" for i in range(40)])
+    data = model.read_bytes()
+    info = read_gguf(model, keep_arrays=0)
+    end = info.data_offset + max(t.offset + t.size for t in info.tensors)
+    cut = tmp_path / "cut.gguf"
+    for size in range(end):
+        cut.write_bytes(data[:size])
+        with pytest.raises(GGUFError):
+            read_gguf(cut, keep_arrays=0)
+
+
+def test_a_skipped_vocabulary_reads_the_same_across_buffer_refills(
+    model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = read_gguf(model, keep_arrays=0)
+    monkeypatch.setattr(reader, "_CHUNK", 37)  # strings now cross the buffer's end
+    pieces = read_gguf(model, keep_arrays=0)
+    assert (pieces.metadata, pieces.array_lengths) == (whole.metadata, whole.array_lengths)
+    assert pieces.tensors == whole.tensors and pieces.data_offset == whole.data_offset
+
+
+def test_a_skipped_string_over_the_length_limit_is_an_error(
+    model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reader, "MAX_STRING_LENGTH", 5)  # "tok1000" has 7 bytes
+    with pytest.raises(GGUFError, match="exceeds the limit of 5"):
+        read_gguf(model, keep_arrays=0)
+
+
+def test_a_skipped_vocabulary_still_counts_against_the_header_cap(
+    model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reader, "MAX_HEADER_BYTES", 4096)  # inside the token list
+    with pytest.raises(GGUFError, match="header is larger"):
+        read_gguf(model, keep_arrays=0)
+
+
 # Hand-built files: a header, key/values and tensor entries from these helpers.
 
 
