@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -287,3 +288,32 @@ def test_long_history_is_truncated_to_num_ctx(client: ollama.Client) -> None:
     assert result.prompt_eval_count is not None and 0 < result.prompt_eval_count <= 512
     full = client.chat(model=MODEL, messages=history, options={**options, "num_ctx": 4096})
     assert full.prompt_eval_count is not None and full.prompt_eval_count > 512
+
+
+def test_request_checks_run_off_the_event_loop(
+    client: ollama.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first check of a model reads its GGUF header (tens of ms for a large
+    vocabulary): done on the event loop, it would stall every other stream meanwhile."""
+    from ollamapy.server import prompts
+
+    where: list[str] = []
+
+    def spy(check: Callable[..., None]) -> Callable[..., None]:
+        def checked(*args: object) -> None:
+            try:
+                asyncio.get_running_loop()
+                where.append("event loop")
+            except RuntimeError:
+                where.append("worker thread")
+            check(*args)
+
+        return checked
+
+    monkeypatch.setattr(prompts, "check_generate", spy(prompts.check_generate))
+    monkeypatch.setattr(prompts, "check_chat", spy(prompts.check_chat))
+    client.generate(model=MODEL, prompt="Hi", options={"num_predict": 1})
+    client.chat(
+        model=MODEL, messages=[{"role": "user", "content": "Hi"}], options={"num_predict": 1}
+    )
+    assert where == ["worker thread", "worker thread"]

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -228,11 +228,10 @@ async def generate(request: Request) -> Response:
 
 
 async def prepare_generate(state: ServerState, body: GenerateRequest) -> Prepared:
-    """Validate a generate request against its model; every 4xx is raised here, up front."""
+    """Validate a generate request against its model; every 4xx is raised here, up front
+    (in a worker thread: the first check of a model reads its GGUF header)."""
     check_format(body.format)
-    prepared = await run_in_threadpool(prepare, state, body.model, body.options, body.keep_alive)
-    prompts.check_generate(prepared.model, body)
-    return prepared
+    return await run_in_threadpool(_prepare_checked, state, body, prompts.check_generate)
 
 
 def generate_events(
@@ -303,8 +302,17 @@ async def chat(request: Request) -> Response:
 async def prepare_chat(state: ServerState, body: ChatRequest) -> Prepared:
     """Validate a chat request against its model; every 4xx is raised here, up front."""
     check_format(body.format)
-    prepared = await run_in_threadpool(prepare, state, body.model, body.options, body.keep_alive)
-    prompts.check_chat(prepared.model, body)
+    return await run_in_threadpool(_prepare_checked, state, body, prompts.check_chat)
+
+
+BodyT = TypeVar("BodyT", GenerateRequest, ChatRequest)
+
+
+def _prepare_checked(
+    state: ServerState, body: BodyT, check: Callable[[ResolvedModel, BodyT], None]
+) -> Prepared:
+    prepared = prepare(state, body.model, body.options, body.keep_alive)
+    check(prepared.model, body)
     return prepared
 
 
