@@ -218,6 +218,7 @@ async def test_a_chunked_stream_comes_as_lines_whatever_the_chunk_borders() -> N
             assert await lines_of(response) == [b'{"a":1}', b'{"b":2}', b'{"c":3}', b'{"d":4}']
         async with client.stream("/s", b"{}") as response:  # read to its end: reused
             assert len(await lines_of(response)) == 4
+        assert client.idle == 1
         await client.aclose()
     assert server.connections == 1
 

@@ -116,6 +116,19 @@ def test_an_unstreamed_completion_sends_its_text_in_one_chunk(
     assert done.eval_count == 16
 
 
+def test_a_finished_completion_leaves_its_connection_for_the_next(
+    loop: LoopThread, runner: ProcessRunner
+) -> None:
+    """Each request would otherwise open (and the runner accept) a new connection."""
+    connections = runner._connections
+    assert connections is not None
+    loop.run(generate(runner, chat("Hi"), temperature=0, num_predict=2))
+    kept = connections.idle
+    assert kept >= 1
+    loop.run(generate(runner, chat("Hi"), temperature=0, num_predict=2))
+    assert connections.idle == kept
+
+
 def test_num_predict_length(loop: LoopThread, runner: ProcessRunner) -> None:
     _, done = loop.run(generate(runner, chat("Count to 100."), temperature=0, num_predict=5))
     assert (done.done_reason, done.eval_count) == ("length", 5)

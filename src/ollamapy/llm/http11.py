@@ -76,6 +76,11 @@ class Connections:
         finally:
             self._release(connection, response is not None and response.reusable)
 
+    @property
+    def idle(self) -> int:
+        """Connections kept for reuse now."""
+        return len(self._idle)
+
     async def aclose(self) -> None:
         self._closed = True
         while self._idle:

@@ -230,15 +230,21 @@ class ProcessRunner:
             async with connections.stream(p.COMPLETION_PATH, body) as resp:
                 if resp.status != 200:
                     raise _status_error(resp.status, await resp.read())
-                async for line in resp.lines():
+                lines = resp.lines()
+                async for line in lines:
                     if not line:
                         continue
                     event = p.parse_completion_line(orjson.loads(line))
                     if isinstance(event, p.CompletionError):
                         raise RunnerError(event.error)
-                    yield event
                     if isinstance(event, p.CompletionDone):
+                        # The body ends right after the done line: read that end so the
+                        # connection is kept for the next request, then hand the event on.
+                        async for _ in lines:
+                            pass
+                        yield event
                         return
+                    yield event
             raise RunnerError(await self._failure("the runner ended the stream early"))
         except (HTTPError, orjson.JSONDecodeError, p.ProtocolError) as exc:
             raise RunnerError(await self._failure(str(exc) or type(exc).__name__)) from exc
