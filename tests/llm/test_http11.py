@@ -205,6 +205,20 @@ async def lines_of(response: Response) -> list[bytes]:
     return [line async for line in response.lines()]
 
 
+async def test_a_reply_with_a_length_comes_as_the_same_lines() -> None:
+    async def whole(_n: int, _body: bytes, writer: Writer) -> bool:
+        writer.write(ok(b'{"a":1}\n{"b":"x\ry"}\n{"c":3}'))
+        await writer.drain()
+        return True
+
+    async with serving(whole) as server:
+        client = Connections("127.0.0.1", server.port)
+        async with client.stream("/s", b"{}") as response:
+            assert await lines_of(response) == [b'{"a":1}', b'{"b":"x\ry"}', b'{"c":3}']
+        assert client.idle == 1
+        await client.aclose()
+
+
 async def test_a_chunked_stream_comes_as_lines_whatever_the_chunk_borders() -> None:
     async def stream(_n: int, _body: bytes, writer: Writer) -> bool:
         writer.write(chunked(b'{"a":1}\n{"b"', b":2}\n", b'{"c":3}\n{"d":4}\n'))

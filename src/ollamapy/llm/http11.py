@@ -184,11 +184,14 @@ class Response:
 
     async def lines(self) -> AsyncIterator[bytes]:
         """The body's lines, without their line ends, as they arrive."""
-        if self._length is not None:
-            for line in (await self.read()).splitlines():
-                yield line
-            return
         partial = b""
+        if self._length is not None:
+            *complete, partial = (await self.read()).split(b"\n")
+            for line in complete:
+                yield line
+            if partial:
+                yield partial
+            return
         try:
             async for piece in self._chunks():
                 *complete, partial = (partial + piece).split(b"\n")
