@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 import pytest
 
-from ollamapy.cli import repl as repl_module
 from ollamapy.cli.repl import (
     SET_COMMANDS,
     SHOW_COMMANDS,
@@ -309,7 +308,9 @@ def test_verbose_prints_stats(fake: FakeOllama) -> None:
 
 
 def test_prompt_reader_history_file(tmp_path: Any) -> None:
-    history = repl_module.SwitchableHistory(tmp_path / "h" / "history", enabled=False)
+    from ollamapy.cli.prompt_reader import SwitchableHistory
+
+    history = SwitchableHistory(tmp_path / "h" / "history", enabled=False)
     history.store_string("secret")
     history.enabled = True
     history.store_string("kept")

@@ -19,7 +19,7 @@ import click
 import httpx
 
 from ollamapy.api.client import CONNECT_ERROR_MESSAGE, Client, ClientConnectionError
-from ollamapy.cli.repl import LineReader, PromptReader
+from ollamapy.cli.repl import LineReader
 from ollamapy.cli.run import Terminal
 from ollamapy.config import DESCRIPTIONS
 from ollamapy.errors import OllamaError
@@ -29,13 +29,20 @@ def _local_now() -> datetime:
     return datetime.now().astimezone()
 
 
+def _prompt_reader(history: bool) -> LineReader:
+    """The terminal's line reader, imported on first use (see `cli.prompt_reader`)."""
+    from ollamapy.cli.prompt_reader import PromptReader
+
+    return PromptReader(history)
+
+
 @dataclass
 class Deps:
     """Everything a command gets from outside the process's code."""
 
     make_client: Callable[[], Client] = Client
     make_terminal: Callable[[], Terminal] = Terminal.from_sys
-    make_reader: Callable[[bool], LineReader] = PromptReader
+    make_reader: Callable[[bool], LineReader] = _prompt_reader
     now: Callable[[], datetime] = _local_now
     terminal: Terminal | None = field(default=None, repr=False)
 

@@ -7,17 +7,10 @@ loop runs the same against prompt_toolkit on a terminal and against a list of li
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, auto
-from pathlib import Path
 from typing import Any, Protocol
-
-from prompt_toolkit import PromptSession
-from prompt_toolkit.formatted_text import FormattedText
-from prompt_toolkit.history import FileHistory
-from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
 from ollamapy.api.client import JSON, ResponseError
 from ollamapy.cli.format import render_table
@@ -522,51 +515,3 @@ SLASH_COMMANDS: dict[str, Handler] = {
     "/?": _help,
     "/help": _help,
 }
-
-# -- prompt_toolkit -----------------------------------------------------------------------------
-
-
-def history_path() -> Path:
-    return Path(os.path.expanduser("~")) / ".ollama" / "history"
-
-
-class SwitchableHistory(FileHistory):
-    """A history file that `/set nohistory` stops writing to."""
-
-    def __init__(self, path: Path, enabled: bool = True) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        super().__init__(str(path))
-        self.enabled = enabled
-
-    def store_string(self, string: str) -> None:
-        if self.enabled:
-            super().store_string(string)
-
-
-class PromptReader:
-    """Reads lines with prompt_toolkit: placeholder, history file, Ctrl+C/Ctrl+D as Ollama."""
-
-    def __init__(self, history: bool = True) -> None:
-        self._history = SwitchableHistory(history_path(), enabled=history)
-        self._placeholder = FormattedText([("fg:ansibrightblack", PLACEHOLDER)])
-        self._alt_placeholder = FormattedText([("fg:ansibrightblack", ALT_PLACEHOLDER)])
-        bindings = KeyBindings()
-
-        @bindings.add("c-c")
-        def _interrupt(event: KeyPressEvent) -> None:
-            event.app.exit(exception=Interrupted(event.app.current_buffer.text))
-
-        self._session: PromptSession[str] = PromptSession(
-            history=self._history, key_bindings=bindings
-        )
-
-    def read(self, alt: bool) -> str:
-        prompt = ALT_PROMPT if alt else PROMPT
-        placeholder = self._alt_placeholder if alt else self._placeholder
-        try:
-            return self._session.prompt(prompt, placeholder=placeholder)
-        except KeyboardInterrupt:
-            raise Interrupted("") from None
-
-    def set_history(self, enabled: bool) -> None:
-        self._history.enabled = enabled
