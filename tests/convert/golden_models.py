@@ -84,6 +84,43 @@ def gguf_tensors(path: Path) -> dict[str, gguf.ReaderTensor]:
     return {t.name: t for t in gguf.GGUFReader(path).tensors}
 
 
+TensorTable = dict[str, tuple[list[int], str]]
+"""Tensor name -> (shape as GGUF lists it, columns first; GGML type name)."""
+
+
+def decoder_block(q: int, kv: int) -> TensorTable:
+    """One block's GGUF tensors in the tiny golden decoders (64 wide, feed-forward 128),
+    with `q` query and `kv` key/value rows."""
+    return {
+        "attn_norm.weight": ([64], "F32"),
+        "attn_q.weight": ([64, q], "F16"),
+        "attn_k.weight": ([64, kv], "F16"),
+        "attn_v.weight": ([64, kv], "F16"),
+        "attn_output.weight": ([q, 64], "F16"),
+        "ffn_norm.weight": ([64], "F32"),
+        "ffn_gate.weight": ([64, 128], "F16"),
+        "ffn_up.weight": ([64, 128], "F16"),
+        "ffn_down.weight": ([128, 64], "F16"),
+    }
+
+
+def assert_tensor_table(
+    converted: dict[tuple[str, str], Path], name: str, top: TensorTable, block: TensorTable
+) -> None:
+    """The f16 conversion of `name` holds exactly `top` plus `block` in each of its two
+    blocks; the f32 conversion holds only F32 tensors."""
+    expected = dict(top)
+    for i in range(2):
+        expected |= {f"blk.{i}.{k}": v for k, v in block.items()}
+    got = {
+        n: (t.shape.tolist(), t.tensor_type.name)
+        for n, t in gguf_tensors(converted[(name, "f16")]).items()
+    }
+    assert got == expected
+    f32 = {t.tensor_type.name for t in gguf_tensors(converted[(name, "f32")]).values()}
+    assert f32 == {"F32"}
+
+
 def copy_model(source: Path, tmp_path: Path) -> Path:
     target = tmp_path / source.name
     shutil.copytree(source, target)

@@ -24,9 +24,11 @@ from ollamapy.errors import BadRequestError
 from tests.convert.golden_models import (
     TESTDATA,
     assert_refused,
+    assert_tensor_table,
     config_change,
     convert_each,
     copy_model,
+    decoder_block,
     edit_config,
     gguf_kv,
     gguf_tensors,
@@ -92,32 +94,13 @@ def test_hyper_parameters(
 
 
 def test_tensor_names_shapes_and_types(converted: dict[tuple[str, str], Path]) -> None:
-    tensors = gguf_tensors(converted[("tiny-llama", "f16")])
-    block = {
-        "attn_norm": ([64], "F32"),
-        "attn_q": ([64, 64], "F16"),
-        "attn_k": ([64, 32], "F16"),  # GGUF shapes are (columns, rows): 2 KV heads of 16
-        "attn_v": ([64, 32], "F16"),
-        "attn_output": ([64, 64], "F16"),
-        "ffn_norm": ([64], "F32"),
-        "ffn_gate": ([64, 128], "F16"),
-        "ffn_up": ([64, 128], "F16"),
-        "ffn_down": ([128, 64], "F16"),
-    }
-    expected = {
+    top = {
         "token_embd.weight": ([64, 385], "F16"),
         "output_norm.weight": ([64], "F32"),
         "output.weight": ([64, 385], "F16"),
     }
-    for i in range(2):
-        expected |= {f"blk.{i}.{k}.weight": v for k, v in block.items()}
-    got = {n: (t.shape.tolist(), t.tensor_type.name) for n, t in tensors.items()}
-    assert got == expected
-
-
-def test_f32_output_keeps_every_tensor_f32(converted: dict[tuple[str, str], Path]) -> None:
-    types = {t.tensor_type.name for t in gguf_tensors(converted[("tiny-llama", "f32")]).values()}
-    assert types == {"F32"}
+    # 4 query heads and 2 KV heads of 16: attn_k and attn_v have 32 rows.
+    assert_tensor_table(converted, "tiny-llama", top, decoder_block(q=64, kv=32))
 
 
 def test_tied_model_has_no_output_matrix_and_carries_rope_freqs(

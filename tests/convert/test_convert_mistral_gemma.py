@@ -22,10 +22,13 @@ from ollamapy.convert import convert_model
 from ollamapy.convert.safetensors import open_checkpoint
 from tests.convert.golden_models import (
     TESTDATA,
+    TensorTable,
     assert_refused,
+    assert_tensor_table,
     config_change,
     convert_each,
     copy_model,
+    decoder_block,
     edit_config,
     gguf_kv,
     gguf_tensors,
@@ -111,45 +114,22 @@ def test_hyper_parameters(
     assert not any(".rope.scaling" in k or "sliding" in k for k in kv)
 
 
-def _block(q: int, kv: int) -> dict[str, tuple[list[int], str]]:
-    """One block's GGUF tensors (shapes as GGUF lists them: columns first)."""
-    return {
-        "attn_norm.weight": ([64], "F32"),
-        "attn_q.weight": ([64, q], "F16"),
-        "attn_k.weight": ([64, kv], "F16"),
-        "attn_v.weight": ([64, kv], "F16"),
-        "attn_output.weight": ([q, 64], "F16"),
-        "ffn_norm.weight": ([64], "F32"),
-        "ffn_gate.weight": ([64, 128], "F16"),
-        "ffn_up.weight": ([64, 128], "F16"),
-        "ffn_down.weight": ([128, 64], "F16"),
-    }
-
-
 @pytest.mark.parametrize(
     ("name", "vocab", "block", "tail"),
     [
-        ("tiny-mistral", 560, _block(64, 32), {"output.weight": ([64, 560], "F16")}),
-        ("tiny-gemma", 562, _block(128, 64), {}),
+        ("tiny-mistral", 560, decoder_block(64, 32), {"output.weight": ([64, 560], "F16")}),
+        ("tiny-gemma", 562, decoder_block(128, 64), {}),
     ],
 )
 def test_tensor_names_shapes_and_types(
     converted: dict[tuple[str, str], Path],
     name: str,
     vocab: int,
-    block: dict[str, Any],
-    tail: dict[str, Any],
+    block: TensorTable,
+    tail: TensorTable,
 ) -> None:
-    expected = {"token_embd.weight": ([64, vocab], "F16"), "output_norm.weight": ([64], "F32")}
-    for i in range(2):
-        expected |= {f"blk.{i}.{k}": v for k, v in block.items()}
-    got = {
-        n: (t.shape.tolist(), t.tensor_type.name)
-        for n, t in gguf_tensors(converted[(name, "f16")]).items()
-    }
-    assert got == expected | tail
-    f32 = {t.tensor_type.name for t in gguf_tensors(converted[(name, "f32")]).values()}
-    assert f32 == {"F32"}
+    top = {"token_embd.weight": ([64, vocab], "F16"), "output_norm.weight": ([64], "F32")}
+    assert_tensor_table(converted, name, top | tail, block)
 
 
 # --------------------------------------------------------------------------- tensor contents

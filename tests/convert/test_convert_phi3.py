@@ -22,7 +22,9 @@ from ollamapy.convert import convert_model
 from ollamapy.convert.safetensors import open_checkpoint
 from tests.convert.golden_models import (
     TESTDATA,
+    TensorTable,
     assert_refused,
+    assert_tensor_table,
     config_change,
     convert_each,
     copy_model,
@@ -83,7 +85,7 @@ def test_hyper_parameters(converted: dict[tuple[str, str], Path]) -> None:
     assert not any(".rope.scaling" in k or "sliding" in k for k in kv)
 
 
-BLOCK = {
+BLOCK: TensorTable = {
     "attn_norm.weight": ([64], "F32"),
     "attn_qkv.weight": ([64, Q_ROWS + 2 * KV_ROWS], "F16"),
     "attn_output.weight": ([Q_ROWS, 64], "F16"),
@@ -100,15 +102,7 @@ def test_tensor_names_shapes_and_types(converted: dict[tuple[str, str], Path]) -
         "output_norm.weight": ([64], "F32"),
         "output.weight": ([64, 564], "F16"),
     }
-    for i in range(2):
-        expected |= {f"blk.{i}.{k}": v for k, v in BLOCK.items()}
-    got = {
-        n: (t.shape.tolist(), t.tensor_type.name)
-        for n, t in gguf_tensors(converted[("tiny-phi3", "f16")]).items()
-    }
-    assert got == expected
-    f32 = {t.tensor_type.name for t in gguf_tensors(converted[("tiny-phi3", "f32")]).values()}
-    assert f32 == {"F32"}
+    assert_tensor_table(converted, "tiny-phi3", expected, BLOCK)
 
 
 # --------------------------------------------------------------------------- tensor contents

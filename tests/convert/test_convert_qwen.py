@@ -23,10 +23,13 @@ from ollamapy.convert.bpe import QWEN2_SPLIT
 from ollamapy.convert.safetensors import open_checkpoint
 from tests.convert.golden_models import (
     TESTDATA,
+    TensorTable,
     assert_refused,
+    assert_tensor_table,
     config_change,
     convert_each,
     copy_model,
+    decoder_block,
     edit_config,
     gguf_kv,
     gguf_tensors,
@@ -99,33 +102,15 @@ def test_hyper_parameters(
     assert not any(".rope.scaling" in k for k in kv)
 
 
-def _block(extra: dict[str, tuple[list[int], str]], q: int, kv: int) -> dict[str, Any]:
-    """One block's GGUF tensors (shapes as GGUF lists them: columns first)."""
-    return {
-        "attn_norm.weight": ([64], "F32"),
-        "attn_q.weight": ([64, q], "F16"),
-        "attn_k.weight": ([64, kv], "F16"),
-        "attn_v.weight": ([64, kv], "F16"),
-        "attn_output.weight": ([q, 64], "F16"),
-        "ffn_norm.weight": ([64], "F32"),
-        "ffn_gate.weight": ([64, 128], "F16"),
-        "ffn_up.weight": ([64, 128], "F16"),
-        "ffn_down.weight": ([128, 64], "F16"),
-    } | extra
-
-
-QWEN2_BLOCK = _block(
-    {
-        "attn_q.bias": ([64], "F32"),
-        "attn_k.bias": ([32], "F32"),
-        "attn_v.bias": ([32], "F32"),
-    },
-    q=64,
-    kv=32,
-)
-QWEN3_BLOCK = _block(
-    {"attn_q_norm.weight": ([32], "F32"), "attn_k_norm.weight": ([32], "F32")}, q=128, kv=64
-)
+QWEN2_BLOCK = decoder_block(q=64, kv=32) | {
+    "attn_q.bias": ([64], "F32"),
+    "attn_k.bias": ([32], "F32"),
+    "attn_v.bias": ([32], "F32"),
+}
+QWEN3_BLOCK = decoder_block(q=128, kv=64) | {
+    "attn_q_norm.weight": ([32], "F32"),
+    "attn_k_norm.weight": ([32], "F32"),
+}
 
 
 @pytest.mark.parametrize(
@@ -138,19 +123,11 @@ QWEN3_BLOCK = _block(
 def test_tensor_names_shapes_and_types(
     converted: dict[tuple[str, str], Path],
     name: str,
-    block: dict[str, Any],
-    tail: dict[str, Any],
+    block: TensorTable,
+    tail: TensorTable,
 ) -> None:
-    expected = {"token_embd.weight": ([64, 448], "F16"), "output_norm.weight": ([64], "F32")}
-    for i in range(2):
-        expected |= {f"blk.{i}.{k}": v for k, v in block.items()}
-    got = {
-        n: (t.shape.tolist(), t.tensor_type.name)
-        for n, t in gguf_tensors(converted[(name, "f16")]).items()
-    }
-    assert got == expected | tail
-    f32 = {t.tensor_type.name for t in gguf_tensors(converted[(name, "f32")]).values()}
-    assert f32 == {"F32"}
+    top = {"token_embd.weight": ([64, 448], "F16"), "output_norm.weight": ([64], "F32")}
+    assert_tensor_table(converted, name, top | tail, block)
 
 
 @pytest.mark.parametrize(
