@@ -66,20 +66,27 @@ whose tokens depend on the merge order (leftmost-first merging with equal scores
 other ids), so they fail if the scores are wrong."""
 
 
-def train_tokenizer() -> PreTrainedTokenizerFast:
-    """Train a byte-fallback BPE on words, then rebuild it in the converted-SentencePiece
-    form (complete merges, legacy normalizer, no pre-tokenizer)."""
+def spm_bpe(prepend_scheme: str, specials: list[str]) -> Tokenizer:
+    """Train a byte-fallback BPE on words (Metaspace with `prepend_scheme`), then rebuild
+    it as transformers' SentencePiece converters write one: complete merges and no
+    pre-tokenizer. The caller adds the normalizer, decoder and post-processor."""
     trained = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
-    trained.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="always", split=True)
+    trained.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme=prepend_scheme, split=True)
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE, special_tokens=SPECIALS + BYTES, show_progress=False
+        vocab_size=VOCAB_SIZE, special_tokens=specials + BYTES, show_progress=False
     )
     corpus = ["".join(c for c in line if ord(c) < 128 or c in KEEP) for line in CORPUS]
     trained.train_from_iterator(corpus * 4, trainer=trainer)
     vocab = trained.get_vocab(with_added_tokens=False)
-    tok = Tokenizer(
+    return Tokenizer(
         models.BPE(vocab=vocab, merges=spm_merges(vocab), byte_fallback=True, unk_token="<unk>")
     )
+
+
+def train_tokenizer() -> PreTrainedTokenizerFast:
+    """The converted-SentencePiece form of Llama 2: complete merges, legacy normalizer, no
+    pre-tokenizer."""
+    tok = spm_bpe("always", SPECIALS)
     tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     tok.decoder = decoders.Sequence(
         [

@@ -29,7 +29,6 @@ from typing import Any
 
 import torch
 from make_tiny_llama import (
-    CORPUS,
     SEED,
     TESTDATA,
     golden_for,
@@ -37,18 +36,14 @@ from make_tiny_llama import (
     train,
     write_golden,
 )
-from make_tiny_llama_spm import BYTES, KEEP, VOCAB_SIZE, spm_merges
 from make_tiny_llama_spm import TEXTS as SPM_TEXTS
+from make_tiny_llama_spm import spm_bpe
 from make_tiny_llama_spm import train_tokenizer as train_spm_tokenizer
 from make_tiny_qwen import randomise
 from tokenizers import (
-    Tokenizer,
     decoders,
-    models,
     normalizers,
-    pre_tokenizers,
     processors,
-    trainers,
 )
 from transformers import (
     GemmaConfig,
@@ -81,17 +76,7 @@ COMMON: dict[str, Any] = {
 def train_gemma_tokenizer() -> PreTrainedTokenizerFast:
     """A byte-fallback BPE rebuilt in the form transformers' Gemma converter writes: complete
     merges, a Replace-only normalizer (no dummy prefix), no pre-tokenizer."""
-    trained = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
-    trained.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first", split=True)
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE, special_tokens=GEMMA_SPECIALS + BYTES, show_progress=False
-    )
-    corpus = ["".join(c for c in line if ord(c) < 128 or c in KEEP) for line in CORPUS]
-    trained.train_from_iterator(corpus * 4, trainer=trainer)
-    vocab = trained.get_vocab(with_added_tokens=False)
-    tok = Tokenizer(
-        models.BPE(vocab=vocab, merges=spm_merges(vocab), byte_fallback=True, unk_token="<unk>")
-    )
+    tok = spm_bpe("first", GEMMA_SPECIALS)
     tok.normalizer = normalizers.Replace(" ", "▁")
     tok.decoder = decoders.Sequence(
         [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
