@@ -26,6 +26,7 @@ if __package__ in (None, ""):  # `python bench/run.py`
 from bench import machine, plots, reference, report, results
 from bench.ceiling import Ceiling
 from bench.measure import (
+    Blocking,
     LlamaServer,
     Ours,
     Sample,
@@ -232,53 +233,58 @@ class Run:
     def aggregate_streamed(self) -> None:
         """As `aggregate` (no ceiling), with clients that stream, as chat UIs do: every
         token then crosses both our processes and the HTTP stream while others decode."""
-        assert self.ours is not None
         short = max(16, self.ns.prompt_tokens // 8)
-        sides: list[tuple[str, Ours | LlamaServer | None]] = [
-            ("ours", self.ours),
-            ("llama_server", self.ref),
-        ]
-        for n in (c for c in self.ns.clients if c >= 2):
-            walls: dict[str, list[float]] = {}
-            for _ in range(self.ns.repeat):
-                prompts = [self.prompts.next(short) for _ in range(n)]
-                for side, server in sides:
-                    if server is not None:
-                        wall, _, _ = concurrent(
-                            server.generate_streamed, prompts, self.ns.n_predict
-                        )
-                        walls.setdefault(side, []).append(wall)
-            for side, values in walls.items():
-                self.result[side].setdefault("aggregate_stream_tps", {})[str(n)] = summarize(values)
+        self._rounds(
+            "aggregate_stream_tps",
+            lambda n, _round: [self.prompts.next(short) for _ in range(n)],
+            lambda server: server.generate_streamed,
+            self.ns.n_predict,
+        )
 
     def shared_prefix(self) -> None:
         """Aggregate t/s of N clients whose prompts share one system prompt (new every
         round), each server with its prompt cache on: how much of the shared prefix each
         evaluates once instead of N times."""
-        assert self.ours is not None
         system_tokens = self.ns.prompt_tokens // 2
-        sides = [("ours", self.ours), ("llama_server", self.ref)]
         if self.ref is not None:
             self.ref.cache_prompt = True
         try:
-            for n in (c for c in self.ns.clients if c >= 2):
-                walls: dict[str, list[float]] = {}
-                for r in range(self.ns.repeat):
-                    prompts = shared_system_prompts(9000 + 100 * n + r, system_tokens, n)
-                    for side, server in sides:
-                        if server is not None:
-                            wall, _, _ = concurrent(
-                                server.generate_blocking, prompts, self.ns.n_predict // 2
-                            )
-                            walls.setdefault(side, []).append(wall)
-                for side, values in walls.items():
-                    self.result[side].setdefault("shared_prefix_tps", {})[str(n)] = summarize(
-                        values
-                    )
+            self._rounds(
+                "shared_prefix_tps",
+                lambda n, r: shared_system_prompts(9000 + 100 * n + r, system_tokens, n),
+                lambda server: server.generate_blocking,
+                self.ns.n_predict // 2,
+            )
         finally:
             if self.ref is not None:
                 self.ref.cache_prompt = False
         self.result["ours"]["shared_prefix_system_tokens"] = system_tokens
+
+    def _rounds(
+        self,
+        key: str,
+        make_prompts: Callable[[int, int], list[str]],
+        call: Callable[[Ours | LlamaServer], Blocking],
+        n_predict: int,
+    ) -> None:
+        """For each client count from 2, `repeat` rounds of concurrent clients, both
+        servers on the same prompts (`make_prompts(clients, round)`); the wall-clock t/s
+        summaries go under `key` per client count."""
+        assert self.ours is not None
+        servers: list[tuple[str, Ours | LlamaServer | None]] = [
+            ("ours", self.ours),
+            ("llama_server", self.ref),
+        ]
+        for n in (c for c in self.ns.clients if c >= 2):
+            walls: dict[str, list[float]] = {}
+            for r in range(self.ns.repeat):
+                prompts = make_prompts(n, r)
+                for side, server in servers:
+                    if server is not None:
+                        wall, _, _ = concurrent(call(server), prompts, n_predict)
+                        walls.setdefault(side, []).append(wall)
+            for side, values in walls.items():
+                self.result[side].setdefault(key, {})[str(n)] = summarize(values)
 
     def prefix_cache(self) -> None:
         """TTFT of turn 1 vs turn 2 of a long chat (turn 2 reuses turn 1's prefix)."""
