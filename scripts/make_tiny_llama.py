@@ -159,17 +159,23 @@ def train_tokenizer(variant: dict[str, Any]) -> PreTrainedTokenizerFast:
     )
 
 
+TINY_SHAPE: dict[str, int] = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 256,
+}
+"""The size of every tiny golden decoder (what the conversion tests' `decoder_block` expects)."""
+
+
 def build_model(tokenizer: PreTrainedTokenizerFast, variant: dict[str, Any]) -> LlamaForCausalLM:
     """A 2-layer GQA Llama with a fixed seed, briefly trained on the tokenized corpus."""
     torch.manual_seed(SEED)
     settings: dict[str, Any] = {
         "vocab_size": len(tokenizer),
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 256,
+        **TINY_SHAPE,
         "rms_norm_eps": 1e-5,
         "rope_theta": 10000.0,
         "hidden_act": "silu",

@@ -31,6 +31,7 @@ import torch
 from make_tiny_llama import (
     SEED,
     TESTDATA,
+    TINY_SHAPE,
     golden_for,
     save_pretrained,
     train,
@@ -62,15 +63,7 @@ GEMMA_TEXTS = [text for text in SPM_TEXTS if "</s>" not in text] + [
 ]
 """The SentencePiece texts (leading spaces, bytes, merge-order words) with Gemma's specials."""
 
-COMMON: dict[str, Any] = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 256,
-    "rope_theta": 10000.0,
-}
+COMMON: dict[str, Any] = {**TINY_SHAPE, "rope_theta": 10000.0}
 
 
 def train_gemma_tokenizer() -> PreTrainedTokenizerFast:

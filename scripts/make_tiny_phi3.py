@@ -23,7 +23,15 @@ import json
 import os
 
 import torch
-from make_tiny_llama import SEED, TESTDATA, golden_for, save_pretrained, train, write_golden
+from make_tiny_llama import (
+    SEED,
+    TESTDATA,
+    TINY_SHAPE,
+    golden_for,
+    save_pretrained,
+    train,
+    write_golden,
+)
 from make_tiny_llama_spm import TEXTS
 from make_tiny_llama_spm import train_tokenizer as train_spm_tokenizer
 from tokenizers import Tokenizer
@@ -82,12 +90,7 @@ def build_phi3(tokenizer: PreTrainedTokenizerFast) -> Phi3ForCausalLM:
     torch.manual_seed(SEED)
     config = Phi3Config(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
+        **TINY_SHAPE,
         original_max_position_embeddings=256,
         rms_norm_eps=1e-5,
         rope_theta=10000.0,

@@ -35,6 +35,7 @@ from make_tiny_llama import (
     CORPUS,
     SEED,
     TESTDATA,
+    TINY_SHAPE,
     VOCAB_SIZE,
     golden_for,
     save_pretrained,
@@ -72,12 +73,7 @@ EMBEDDING_ROWS = 448
 
 COMMON: dict[str, Any] = {
     "vocab_size": EMBEDDING_ROWS,
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 256,
+    **TINY_SHAPE,
     "rms_norm_eps": 1e-6,
     "rope_theta": 1000000.0,
     "hidden_act": "silu",
