@@ -226,6 +226,7 @@ class ProcessRunner:
         """
         connections = self._require_connections()
         body = orjson.dumps(request.to_json())
+        done: p.CompletionDone | None = None
         try:
             async with connections.stream(p.COMPLETION_PATH, body) as resp:
                 if resp.status != 200:
@@ -238,16 +239,20 @@ class ProcessRunner:
                     if isinstance(event, p.CompletionError):
                         raise RunnerError(event.error)
                     if isinstance(event, p.CompletionDone):
-                        # The body ends right after the done line: read that end so the
-                        # connection is kept for the next request, then hand the event on.
+                        # The body ends right after the done line: read that end and leave
+                        # the block, so the connection is kept for the next request before
+                        # the event is handed on (a caller that stops iterating there would
+                        # otherwise leave the connection held by a suspended generator).
                         async for _ in lines:
                             pass
-                        yield event
-                        return
+                        done = event
+                        break
                     yield event
-            raise RunnerError(await self._failure("the runner ended the stream early"))
         except (HTTPError, orjson.JSONDecodeError, p.ProtocolError) as exc:
             raise RunnerError(await self._failure(str(exc) or type(exc).__name__)) from exc
+        if done is None:
+            raise RunnerError(await self._failure("the runner ended the stream early"))
+        yield done
 
     async def tokenize(self, content: str, *, add_special: bool = True) -> list[int]:
         body = await self._post(p.TOKENIZE_PATH, p.TokenizeRequest(content, add_special).to_json())
