@@ -14,7 +14,7 @@ import pytest
 from ollamapy.config import Config, parse_host
 from ollamapy.llm import ProcessRunner
 from ollamapy.scheduler import ModelLoad
-from ollamapy.server.inference import default_scheduler, runner_factory
+from ollamapy.server.runners import default_scheduler, runner_factory
 from tests.conftest import bundled_model_file
 from tests.scheduler.live import CHATML, LiveApp, create_model, serve_app, stream_lines, wait_until
 from tests.server.conftest import free_port

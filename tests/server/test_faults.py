@@ -14,7 +14,7 @@ import pytest
 from ollamapy.config import Config, parse_host
 from ollamapy.scheduler import MemoryPool, MemorySnapshot, Scheduler
 from ollamapy.scheduler.memory import MIB, GGUFEstimator
-from ollamapy.server.inference import runner_factory
+from ollamapy.server.runners import runner_factory
 from tests.conftest import bundled_model_file
 from tests.ggufs import write_tiny_gguf
 from tests.scheduler.live import (

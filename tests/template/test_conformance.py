@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ollamapy.prompt import Message, render
+from ollamapy.chat.messages import Message
+from ollamapy.chat.render import render
 from ollamapy.template import Template
 from tests.conftest import SHARED
 

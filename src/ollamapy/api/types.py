@@ -46,6 +46,7 @@ class Message(WireModel):
     images: list[StrictStr] | None = None
     tool_calls: list[ToolCall] | None = None
     tool_name: StrictStr | None = None
+    tool_call_id: StrictStr | None = None
     thinking: StrictStr | None = None
 
 

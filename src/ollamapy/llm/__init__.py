@@ -1,5 +1,26 @@
-"""The server's handle on runner processes: start one per loaded model, talk HTTP to it."""
+"""The server's only door to runner processes: start one per loaded model, talk HTTP to it.
+
+The wire types of a runner (`ollamapy.runner.protocol`) are re-exported here, so that the
+server never imports the runner package itself.
+"""
 
 from ollamapy.llm.runner import ProcessRunner, Runner, RunnerSpec, start_runner
+from ollamapy.runner.protocol import (
+    CompletionChunk,
+    CompletionDone,
+    CompletionRequest,
+    RunnerInfo,
+    quantize_type_named,
+)
 
-__all__ = ["ProcessRunner", "Runner", "RunnerSpec", "start_runner"]
+__all__ = [
+    "CompletionChunk",
+    "CompletionDone",
+    "CompletionRequest",
+    "ProcessRunner",
+    "Runner",
+    "RunnerInfo",
+    "RunnerSpec",
+    "quantize_type_named",
+    "start_runner",
+]

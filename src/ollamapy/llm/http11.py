@@ -1,13 +1,14 @@
-"""A lean HTTP/1.1 client for the runner's exchanges: small replies and completion streams.
+"""A lean HTTP/1.1 client for all of the runner's exchanges: polls, small replies, streams.
 
-`ProcessRunner` posts tokenize, detokenize and embedding requests and reads `/completion`
-streams through this instead of httpx: httpx spends about 0.7 ms of Python on each request
+`ProcessRunner` polls health and info, posts tokenize, detokenize and embedding requests
+and reads `/completion` streams through this (the one client stack for runner traffic)
+instead of httpx: httpx spends about 0.7 ms of Python on each request
 (anyio streams, httpcore's pool, h11's state machine), and a one-sentence `/api/embed`
 takes about 6 ms in all on two cores; on a stream it spends most of the server's CPU per
 token (a profile of 8 streaming clients: about 80% of the per-token work was httpx reading
-the runner's lines). It does only what those exchanges need: a POST with a Content-Length
-body, a reply with a Content-Length or chunked body, and keep-alive connections reused one
-request at a time.
+the runner's lines). It does only what those exchanges need: a GET, or a POST with a
+Content-Length body, a reply with a Content-Length or chunked body, and keep-alive
+connections reused one request at a time.
 
 A kept connection the runner has since closed (uvicorn drops idle ones after 5 s) fails
 before any byte of its reply arrives; the request is then sent again on a new connection.
@@ -54,15 +55,25 @@ class Connections:
         async with self.stream(path, body, content_type) as response:
             return Reply(response.status, await response.read())
 
+    async def get(self, path: str) -> Reply:
+        """GET `path` and read the whole reply (the health and info polls)."""
+        async with self.stream(path, b"", method="GET") as response:
+            return Reply(response.status, await response.read())
+
     @contextlib.asynccontextmanager
     async def stream(
-        self, path: str, body: bytes, content_type: str = "application/json"
+        self,
+        path: str,
+        body: bytes,
+        content_type: str = "application/json",
+        *,
+        method: str = "POST",
     ) -> AsyncIterator[Response]:
-        """POST `body` to `path`; the reply, its body still to be read (`lines()` or
+        """Send `body` to `path`; the reply, its body still to be read (`lines()` or
         `read()`). Leaving the block before the body's end closes the connection, which
         is how the runner learns that a stream's reader went away."""
         request = (
-            f"POST {path} HTTP/1.1\r\nhost: {self._host}:{self._port}\r\n"
+            f"{method} {path} HTTP/1.1\r\nhost: {self._host}:{self._port}\r\n"
             f"content-type: {content_type}\r\ncontent-length: {len(body)}\r\n\r\n"
         ).encode("latin-1") + body
         connection, status_line = await self._start(request)

@@ -4,8 +4,7 @@
 is bound, then polls `GET /health` until the model is loaded. The child's stderr is
 forwarded to logging and its last lines are kept, so a child that dies while loading
 becomes a `RunnerError` carrying llama.cpp's reason. After start-up the handle talks
-HTTP to the child (the lean `http11` client for completion streams and the
-tokenize/embedding exchanges, httpx for the health and info polls) and watches the
+HTTP to the child (the lean `http11` client, for every exchange) and watches the
 process: `exited`/`wait()` and the `on_exit` callback tell the scheduler when it died; a
 request in flight then raises `RunnerError`.
 """
@@ -26,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-import httpx
 import numpy as np
 import numpy.typing as npt
 import orjson
@@ -163,7 +161,6 @@ class ProcessRunner:
         self._on_exit = on_exit
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
         self._port: int | None = None
-        self._client: httpx.AsyncClient | None = None
         self._connections: Connections | None = None
         self._info: p.RunnerInfo | None = None
         self._closing = False
@@ -278,12 +275,15 @@ class ProcessRunner:
 
     async def fetch_info(self) -> p.RunnerInfo:
         try:
-            resp = await self._require_client().get(p.INFO_PATH)
-        except httpx.HTTPError as exc:
+            reply = await self._require_connections().get(p.INFO_PATH)
+        except HTTPError as exc:
             raise RunnerError(await self._failure(str(exc))) from exc
-        if resp.status_code != 200:
-            raise _status_error(resp.status_code, resp.content)
-        return p.RunnerInfo.from_json(resp.json())
+        if reply.status != 200:
+            raise _status_error(reply.status, reply.body)
+        try:
+            return p.RunnerInfo.from_json(orjson.loads(reply.body))
+        except orjson.JSONDecodeError as exc:
+            raise RunnerError(f"the runner sent invalid JSON: {exc}") from exc
 
     async def _post(self, path: str, payload: dict[str, Any]) -> Any:
         """POST a small JSON request on the lean client (`http11`); the reply's JSON."""
@@ -300,24 +300,17 @@ class ProcessRunner:
             raise RunnerError(f"the runner sent invalid JSON: {exc}") from exc
 
     def _require_connections(self) -> Connections:
-        self._require_client()
-        assert self._connections is not None  # made with the client
-        return self._connections
-
-    def _require_client(self) -> httpx.AsyncClient:
-        if self._client is None or self._closing:
+        if self._connections is None or self._closing:
             raise RunnerError("runner is closed")
         if not self.alive:
             raise RunnerError(self._exit_message())
-        return self._client
+        return self._connections
 
     # lifecycle -------------------------------------------------------------
 
     async def close(self, timeout: float = CLOSE_GRACE_S) -> None:
         """Stop the process: SIGTERM, then SIGKILL after `timeout`; always reaps it."""
         self._closing = True
-        if self._client is not None:
-            await self._client.aclose()
         if self._connections is not None:
             await self._connections.aclose()
         if self._proc.returncode is None:
@@ -342,24 +335,20 @@ class ProcessRunner:
         except (ValueError, p.ProtocolError) as exc:
             raise RunnerError(f"unexpected output from the runner: {line[:200]!r}") from exc
         self._stdout_task = asyncio.create_task(self._drain_stdout())
-        self._client = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{self._port}",
-            timeout=httpx.Timeout(None, connect=10.0),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=16),
-        )
         self._connections = Connections("127.0.0.1", self._port)
         await self._poll_health()
         self._info = await self.fetch_info()
         log.info("runner %s ready on port %s: %s", self.pid, self._port, self._info.description)
 
     async def _poll_health(self) -> None:
-        assert self._client is not None
+        assert self._connections is not None
         while True:
             if not self.alive:
                 raise RunnerError(await self._failure("the runner exited while loading"))
-            with contextlib.suppress(httpx.HTTPError, ValueError, p.ProtocolError):
-                resp = await self._client.get(p.HEALTH_PATH, timeout=2.0)
-                if p.Health.from_json(resp.json()).status == "ok" and resp.status_code == 200:
+            with contextlib.suppress(HTTPError, TimeoutError, ValueError, p.ProtocolError):
+                reply = await asyncio.wait_for(self._connections.get(p.HEALTH_PATH), 2.0)
+                health = p.Health.from_json(orjson.loads(reply.body))
+                if health.status == "ok" and reply.status == 200:
                     return
             await asyncio.sleep(HEALTH_POLL_S)
 

@@ -1,7 +1,7 @@
-"""Native events → OpenAI responses: chat completions, text completions and their chunks.
+"""Completion events → OpenAI responses: chat completions, text completions and their chunks.
 
-The native path yields /api/chat or /api/generate events (text pieces, then one `done`
-event with the stop reason and token counts); this module only reshapes them. Streams
+The one completion path yields typed events (`Delta`s of text and tool calls, then one
+`Final` with the stop reason and token counts); this module only reshapes them. Streams
 close the native iterator when they stop early, so a runner is never held by an
 abandoned request.
 """
@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ollamapy.chat.events import Delta, Final
+from ollamapy.chat.events import Event as CompletionEvent
+from ollamapy.chat.messages import ToolCall
 from ollamapy.openai.stream import aclose
 
 Event = dict[str, Any]
@@ -45,10 +48,10 @@ class ResponseMeta:
         }
 
 
-def usage(final: Mapping[str, Any]) -> Event:
-    """Token counts of a native `done` event as OpenAI's `usage`."""
-    prompt = int(final.get("prompt_eval_count") or 0)
-    completion = int(final.get("eval_count") or 0)
+def usage(final: Final) -> Event:
+    """Token counts of the final event as OpenAI's `usage`."""
+    prompt = final.prompt_eval_count
+    completion = final.eval_count
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -56,32 +59,29 @@ def usage(final: Mapping[str, Any]) -> Event:
     }
 
 
-def finish_reason(final: Mapping[str, Any], called_tools: bool) -> str:
+def finish_reason(final: Final, called_tools: bool) -> str:
     """`tool_calls` once any call was made; otherwise the native reason (`stop`, `length`)."""
     if called_tools:
         return "tool_calls"
-    return str(final.get("done_reason") or "stop")
+    return final.done_reason or "stop"
 
 
 def new_call_id() -> str:
     return f"call_{secrets.token_hex(4)}"
 
 
-def tool_call(call: Mapping[str, Any], index: int) -> Event:
-    """A native tool call as OpenAI's, with its arguments re-encoded as a JSON string."""
-    function = call.get("function") or {}
-    arguments = json.dumps(
-        function.get("arguments") or {}, ensure_ascii=False, separators=(",", ":")
-    )
+def tool_call(call: ToolCall, index: int) -> Event:
+    """A tool call as OpenAI's, with its arguments encoded as a JSON string."""
+    arguments = json.dumps(dict(call.arguments), ensure_ascii=False, separators=(",", ":"))
     return {
-        "id": call.get("id") or new_call_id(),
+        "id": call.id or new_call_id(),
         "index": index,
         "type": "function",
-        "function": {"name": function.get("name", ""), "arguments": arguments},
+        "function": {"name": call.name, "arguments": arguments},
     }
 
 
-def usage_chunk(meta: ResponseMeta, kind: str, final: Mapping[str, Any]) -> Event:
+def usage_chunk(meta: ResponseMeta, kind: str, final: Final) -> Event:
     """The extra last chunk of `stream_options.include_usage`: no choices, just usage."""
     return {**meta.envelope(kind), "choices": [], "usage": usage(final)}
 
@@ -93,42 +93,44 @@ CHAT_CHUNK = "chat.completion.chunk"
 
 @dataclass
 class ChatStream:
-    """Turns native chat events into chunks; remembers what earlier chunks already said."""
+    """Turns completion events into chunks; remembers what earlier chunks already said."""
 
     meta: ResponseMeta
     role_sent: bool = False
     tool_calls: int = 0
     """Calls sent so far: each call's `index`, which clients use to assemble them."""
 
-    def chunk(self, event: Mapping[str, Any]) -> Event:
-        message = event.get("message") or {}
+    def chunk(self, event: CompletionEvent) -> Event:
         delta: Event = {} if self.role_sent else {"role": "assistant"}
         self.role_sent = True
-        delta["content"] = message.get("content") or ""
-        if message.get("thinking"):
-            delta["reasoning"] = message["thinking"]
-        if message.get("tool_calls"):
-            delta["tool_calls"] = self._calls(message["tool_calls"])
-        done = bool(event.get("done"))
-        reason = finish_reason(event, self.tool_calls > 0) if done else None
+        reason = None
+        if isinstance(event, Delta):
+            delta["content"] = event.content
+            if event.thinking:
+                delta["reasoning"] = event.thinking
+            if event.tool_calls:
+                delta["tool_calls"] = self._calls(event.tool_calls)
+        else:
+            delta["content"] = ""
+            reason = finish_reason(event, self.tool_calls > 0)
         choice = {"index": 0, "delta": delta, "finish_reason": reason}
         return {**self.meta.envelope(CHAT_CHUNK), "choices": [choice]}
 
-    def _calls(self, calls: list[Mapping[str, Any]]) -> list[Event]:
+    def _calls(self, calls: Sequence[ToolCall]) -> list[Event]:
         converted = [tool_call(call, self.tool_calls + i) for i, call in enumerate(calls)]
         self.tool_calls += len(converted)
         return converted
 
 
 async def chat_chunks(
-    meta: ResponseMeta, events: AsyncIterator[Event], *, include_usage: bool
+    meta: ResponseMeta, events: AsyncIterator[CompletionEvent], *, include_usage: bool
 ) -> AsyncIterator[Event]:
     """The chunks of a streamed chat completion (without SSE framing)."""
     stream = ChatStream(meta)
     try:
         async for event in events:
             yield stream.chunk(event)
-            if event.get("done"):
+            if isinstance(event, Final):
                 if include_usage:
                     yield usage_chunk(meta, CHAT_CHUNK, event)
                 return
@@ -141,22 +143,21 @@ class _Collected:
     content: list[str] = field(default_factory=list)
     thinking: list[str] = field(default_factory=list)
     calls: list[Event] = field(default_factory=list)
-    final: Mapping[str, Any] = field(default_factory=dict)
+    final: Final = field(default_factory=lambda: Final("stop"))
 
 
-async def collect_chat(meta: ResponseMeta, events: AsyncIterator[Event]) -> Event:
-    """A whole `chat.completion` object from a native chat stream (`stream: false`)."""
+async def collect_chat(meta: ResponseMeta, events: AsyncIterator[CompletionEvent]) -> Event:
+    """A whole `chat.completion` object from a completion's events (`stream: false`)."""
     got = _Collected()
     try:
         async for event in events:
-            message = event.get("message") or {}
-            got.content.append(message.get("content") or "")
-            got.thinking.append(message.get("thinking") or "")
-            for call in message.get("tool_calls") or ():
-                got.calls.append(tool_call(call, len(got.calls)))
-            if event.get("done"):
+            if isinstance(event, Final):
                 got.final = event
                 break
+            got.content.append(event.content)
+            got.thinking.append(event.thinking)
+            for call in event.tool_calls:
+                got.calls.append(tool_call(call, len(got.calls)))
     finally:
         await aclose(events)
     return chat_completion(meta, got)
@@ -186,37 +187,41 @@ def completion_choice(text: str, reason: str | None) -> Event:
 
 
 async def completion_chunks(
-    meta: ResponseMeta, events: AsyncIterator[Event], *, include_usage: bool, echo: str = ""
+    meta: ResponseMeta,
+    events: AsyncIterator[CompletionEvent],
+    *,
+    include_usage: bool,
+    echo: str = "",
 ) -> AsyncIterator[Event]:
     """The chunks of a streamed text completion; `echo` is the prompt, to repeat first."""
     prefix = echo
     try:
         async for event in events:
-            done = bool(event.get("done"))
-            reason = finish_reason(event, False) if done else None
-            text = prefix + (event.get("response") or "")
+            final = event if isinstance(event, Final) else None
+            reason = None if final is None else finish_reason(final, False)
+            text = prefix + (event.content if isinstance(event, Delta) else "")
             prefix = ""
             yield {**meta.envelope(TEXT_COMPLETION), "choices": [completion_choice(text, reason)]}
-            if done:
+            if final is not None:
                 if include_usage:
-                    yield usage_chunk(meta, TEXT_COMPLETION, event)
+                    yield usage_chunk(meta, TEXT_COMPLETION, final)
                 return
     finally:
         await aclose(events)
 
 
 async def collect_completion(
-    meta: ResponseMeta, events: AsyncIterator[Event], *, echo: str = ""
+    meta: ResponseMeta, events: AsyncIterator[CompletionEvent], *, echo: str = ""
 ) -> Event:
-    """A whole `text_completion` object from a native generate stream (`stream: false`)."""
+    """A whole `text_completion` object from a completion's events (`stream: false`)."""
     pieces = [echo]
-    final: Mapping[str, Any] = {}
+    final = Final("stop")
     try:
         async for event in events:
-            pieces.append(event.get("response") or "")
-            if event.get("done"):
+            if isinstance(event, Final):
                 final = event
                 break
+            pieces.append(event.content)
     finally:
         await aclose(events)
     choice = completion_choice("".join(pieces), finish_reason(final, False))

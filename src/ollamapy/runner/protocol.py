@@ -279,6 +279,8 @@ class CompletionRequest:
 
     `format` is None, "json" (any JSON value) or a JSON schema object; `images` are
     base64 strings (reserved for multimodal runners; a text-only runner rejects them).
+    `tokens`, when the server already counted the prompt's tokens (to fit it into the
+    context), are those tokens: the runner evaluates them instead of tokenizing `prompt`.
     `stream` False asks for the text in one chunk just before the done line: for a
     client that waits for the whole answer anyway, the two processes then exchange
     nothing while it is generated.
@@ -289,12 +291,14 @@ class CompletionRequest:
     format: Format = None
     images: tuple[str, ...] = ()
     stream: bool = True
+    tokens: tuple[int, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         options = dataclasses.asdict(self.options)
         options["stop"] = list(self.options.stop)
         return {
             "prompt": self.prompt,
+            "tokens": None if self.tokens is None else list(self.tokens),
             "options": options,
             "format": self.format,
             "images": list(self.images),
@@ -315,7 +319,15 @@ class CompletionRequest:
         if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
             raise ProtocolError("field 'images' must be a list of strings")
         stream = _get(data, "stream", bool, True)
-        return cls(prompt=prompt, options=options, format=fmt, images=tuple(images), stream=stream)
+        tokens = None if data.get("tokens") is None else tuple(_int_list(data, "tokens"))
+        return cls(
+            prompt=prompt,
+            options=options,
+            format=fmt,
+            images=tuple(images),
+            stream=stream,
+            tokens=tokens,
+        )
 
 
 @dataclass(frozen=True, slots=True)

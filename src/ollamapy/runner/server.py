@@ -197,7 +197,12 @@ def _make_job(
     if req.images:
         raise BadRequestError("this model does not support images")
     model = loaded.model
-    tokens = model.tokenize(req.prompt, add_special=True, parse_special=True)
+    if req.tokens is not None:
+        tokens = list(req.tokens)
+        if any(not 0 <= token < model.n_vocab for token in tokens):
+            raise BadRequestError("a prompt token is outside the model's vocabulary")
+    else:
+        tokens = model.tokenize(req.prompt, add_special=True, parse_special=True)
     if not tokens:
         raise BadRequestError("the prompt is empty")
     grammar = format_to_grammar(req.format)

@@ -24,6 +24,7 @@ from ollamapy.scheduler import Scheduler
 from ollamapy.server import embed, inference, models, openai_routes, transfer
 from ollamapy.server.guards import EdgeGuard
 from ollamapy.server.http import error_response, handle_errors
+from ollamapy.server.runners import default_scheduler
 from ollamapy.server.state import ServerState
 from ollamapy.store import Store
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starlette:
     """Build the app; `scheduler` is injectable so tests can run fake runners."""
     store = Store(config.models_dir)
-    state = ServerState(config, store, scheduler or inference.default_scheduler(config))
+    state = ServerState(config, store, scheduler or default_scheduler(config))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

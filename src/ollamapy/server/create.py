@@ -21,10 +21,10 @@ from ollamapy import gguf
 from ollamapy.api.types import CreateRequest
 from ollamapy.convert import convert_model
 from ollamapy.errors import BadRequestError, NotFoundError, OllamaError
+from ollamapy.llm import quantize_type_named
 from ollamapy.llm.quantize import quantize
 from ollamapy.modelfile import classify_from
 from ollamapy.modelfile import parse as parse_modelfile
-from ollamapy.runner.protocol import quantize_type_named
 from ollamapy.server.resolved import resolve
 from ollamapy.store import Layer, Manifest, MediaType, ModelConfig, Store
 from ollamapy.template.named import named_template

@@ -1,6 +1,6 @@
 """`/api/embed` and the legacy `/api/embeddings`: texts in, vectors out.
 
-The model is resolved and loaded like for generation (`inference.prepare` and the
+The model is resolved and loaded like for generation (`completion.prepare` and the
 scheduler); the runner returns raw vectors, which `/api/embed` L2-normalises (after
 cutting them to `dimensions`, when asked) and the legacy route returns as they are.
 `embed(state, body)` is also what the OpenAI `/v1/embeddings` route runs.
@@ -27,8 +27,8 @@ from starlette.routing import Route
 from ollamapy.api.types import EmbeddingsRequest, EmbedRequest
 from ollamapy.errors import BadRequestError, RunnerError
 from ollamapy.llm import ProcessRunner
+from ollamapy.server.completion import Prepared, prepare
 from ollamapy.server.http import FloatsResponse, read_request
-from ollamapy.server.inference import Prepared, prepare
 from ollamapy.server.state import ServerState, state_of
 
 Event = dict[str, Any]

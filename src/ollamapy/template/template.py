@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -45,11 +46,20 @@ class Template:
 
     def identifiers(self) -> frozenset[str]:
         """Every field name the template mentions anywhere (`.A.B`, `$x.A`, `(f).A`)."""
+        return self._identifiers
+
+    @functools.cached_property
+    def _identifiers(self) -> frozenset[str]:
+        """Walked once per template: every request asks `uses` several times."""
         names: set[str] = set()
         for tree in self.trees.values():
             for node in n.walk(tree):
                 names.update(_field_names(node))
         return frozenset(names)
+
+    @functools.cached_property
+    def _lowered_identifiers(self) -> frozenset[str]:
+        return frozenset(name.lower() for name in self._identifiers)
 
     def uses(self, field_name: str) -> bool:
         """Whether the template mentions `field_name`, compared case-insensitively.
@@ -57,8 +67,7 @@ class Template:
         This is how Ollama decides whether a template understands `.Messages` (or `.Tools`,
         `.Suffix`, ...): it collects every identifier and lower-cases them.
         """
-        wanted = field_name.lower()
-        return any(name.lower() == wanted for name in self.identifiers())
+        return field_name.lower() in self._lowered_identifiers
 
 
 def _field_names(node: n.Node) -> list[str]:

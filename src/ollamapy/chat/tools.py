@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from enum import Enum, auto
 from typing import Any
 
+from ollamapy.chat.messages import ToolCall
 from ollamapy.template import Template
 from ollamapy.template import nodes as n
 
@@ -34,20 +34,6 @@ NAME_KEYS = ("name", "tool_name", "function")
 ARGUMENT_KEYS = ("arguments", "parameters")
 GO_FLOAT_INT_LIMIT = 1e21
 """Go prints integral float64s below this without a fraction; we keep them ints to match."""
-
-
-@dataclass(frozen=True)
-class ParsedToolCall:
-    """One call found in the output; `index` counts calls across the whole response."""
-
-    name: str
-    arguments: dict[str, Any] = field(default_factory=dict)
-    index: int = 0
-
-    def to_json(self, call_id: str = "") -> dict[str, Any]:
-        """The call as Ollama's `message.tool_calls` entry (field order as Go writes it)."""
-        function = {"index": self.index, "name": self.name, "arguments": self.arguments}
-        return {"id": call_id, "function": function} if call_id else {"function": function}
 
 
 # ----------------------------------------------------------------------------- the tag
@@ -256,17 +242,17 @@ class ToolCallParser:
     def for_template(cls, template: Template, tools: Iterable[Mapping[str, Any]]) -> ToolCallParser:
         return cls(tool_call_tag(template), tool_names(tools))
 
-    def feed(self, text: str) -> tuple[str, list[ParsedToolCall]]:
+    def feed(self, text: str) -> tuple[str, list[ToolCall]]:
         if self._state is _State.PASSING:
             return text, []
         self._held += text
         content: list[str] = []
-        calls: list[ParsedToolCall] = []
+        calls: list[ToolCall] = []
         while self._step(content, calls):
             pass
         return "".join(content), calls
 
-    def finish(self) -> tuple[str, list[ParsedToolCall]]:
+    def finish(self) -> tuple[str, list[ToolCall]]:
         """End of output: release what is held, unless it is the tail of a call section."""
         held = self._release()
         markup = not self._bare or not held.strip()
@@ -276,7 +262,7 @@ class ToolCallParser:
 
     # -- one step of the state machine: True while it made progress and may make more
 
-    def _step(self, content: list[str], calls: list[ParsedToolCall]) -> bool:
+    def _step(self, content: list[str], calls: list[ToolCall]) -> bool:
         if self._state is _State.PASSING:
             content.append(self._release())
             return False
@@ -310,7 +296,7 @@ class ToolCallParser:
         self._state = _State.CALLING
         self._section_calls = 0
 
-    def _read_value(self, content: list[str], calls: list[ParsedToolCall]) -> bool:
+    def _read_value(self, content: list[str], calls: list[ToolCall]) -> bool:
         start = self._skip_separators()
         rest = self._held[start:]
         if not rest or (not self._bare and self.tag.startswith(rest)):
@@ -363,10 +349,10 @@ class ToolCallParser:
         held, self._held = self._held, ""
         return held
 
-    def _numbered(self, found: list[tuple[str, dict[str, Any]]]) -> list[ParsedToolCall]:
+    def _numbered(self, found: list[tuple[str, dict[str, Any]]]) -> list[ToolCall]:
         numbered = []
         for name, arguments in found:
-            numbered.append(ParsedToolCall(name, arguments, self._count))
+            numbered.append(ToolCall(name, arguments, index=self._count))
             self._count += 1
         return numbered
 

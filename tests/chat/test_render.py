@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ollamapy.prompt import (
-    Message,
-    ToolCall,
-    build_chat_prompt,
-    build_generate_prompt,
-    collate,
-    render,
-    with_model_system,
-)
+from ollamapy.chat.messages import Message, ToolCall
+from ollamapy.chat.prompt import build_chat_prompt, build_generate_prompt, with_model_system
+from ollamapy.chat.render import collate, render
 from ollamapy.template import Template
 
 CHAT = Template.parse("{{ range .Messages }}<{{ .Role }}>{{ .Content }} {{ end }}<assistant>")
@@ -24,9 +18,9 @@ FIM = Template.parse(
 )
 
 
-def words(text: str) -> int:
+def words(text: str) -> list[int]:
     """Fake tokenizer: one token per whitespace-separated word."""
-    return len(text.split())
+    return [len(word) for word in text.split()]
 
 
 def sys(text: str) -> Message:
@@ -149,19 +143,19 @@ TRUNCATION_CASES = [
     ids=[c[0] for c in TRUNCATION_CASES],
 )
 def test_chat_truncation(messages: list[Message], num_ctx: int, want: str) -> None:
-    got = build_chat_prompt(CHAT, messages, num_ctx=num_ctx, count_tokens=words)
+    got = build_chat_prompt(CHAT, messages, num_ctx=num_ctx, tokenize=words)
     assert got.text == want
 
 
 def test_truncate_false_keeps_everything() -> None:
-    got = build_chat_prompt(CHAT, HISTORY, num_ctx=1, count_tokens=words, truncate=False)
+    got = build_chat_prompt(CHAT, HISTORY, num_ctx=1, tokenize=None)
     assert got.text.count("<") == 5
 
 
 def test_image_tokens_count_against_context() -> None:
     msgs = [user("old"), Message("user", "look", images=(b"png",)), bot("ok"), user("new")]
-    plain = build_chat_prompt(CHAT, msgs, num_ctx=50, count_tokens=words)
-    costly = build_chat_prompt(CHAT, msgs, num_ctx=50, count_tokens=words, image_tokens=768)
+    plain = build_chat_prompt(CHAT, msgs, num_ctx=50, tokenize=words)
+    costly = build_chat_prompt(CHAT, msgs, num_ctx=50, tokenize=words, image_tokens=768)
     assert plain.images == [b"png"]
     assert "[img-0]look" in plain.text
     assert costly.images == []
@@ -170,7 +164,7 @@ def test_image_tokens_count_against_context() -> None:
 
 def test_image_placeholder_replaced_in_place() -> None:
     msg = Message("user", "see [img] and [img]", images=(b"a", b"b"))
-    got = build_chat_prompt(CHAT, [msg], num_ctx=99, count_tokens=words)
+    got = build_chat_prompt(CHAT, [msg], num_ctx=99, tokenize=words)
     assert got.text == "<user>see [img-0] and [img-1] <assistant>"
 
 
@@ -224,5 +218,88 @@ GENERATE_CASES = [
     ids=[c[0] for c in GENERATE_CASES],
 )
 def test_generate_prompt(kwargs: dict[str, object], template: Template, want: str) -> None:
-    got = build_generate_prompt(template, num_ctx=99, count_tokens=words, **kwargs)  # type: ignore[arg-type]
+    got = build_generate_prompt(template, **kwargs)  # type: ignore[arg-type]
     assert got.text == want
+
+
+# ----------------------------------------------------------------------------- fitting
+
+
+def ollama_walk(messages: list[Message], num_ctx: int) -> str:
+    """Ollama's chatPrompt, as written: render every longer suffix until one does not fit."""
+    first = len(messages) - 1
+    for i in range(len(messages) - 2, -1, -1):
+        system = [m for m in messages[:i] if m.role == "system"]
+        if len(words(render(CHAT, system + messages[i:]))) > num_ctx:
+            break
+        first = i
+    system = [m for m in messages[:first] if m.role == "system"]
+    return render(CHAT, system + messages[first:])
+
+
+def chat_of(sizes: list[int], word: str = "w") -> list[Message]:
+    """A conversation whose n-th message has sizes[n] words (a system message every 7th)."""
+    messages = []
+    for n, size in enumerate(sizes):
+        role = "system" if n % 7 == 3 else ("user" if n % 2 == 0 else "assistant")
+        messages.append(Message(role, " ".join([word] * size)))
+    return messages
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fitting_keeps_what_ollamas_walk_keeps(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    messages = chat_of([rng.randint(1, 30) for _ in range(rng.randint(1, 60))])
+    num_ctx = rng.randint(1, 400)
+    got = build_chat_prompt(CHAT, messages, num_ctx=num_ctx, tokenize=words)
+    assert got.text == ollama_walk(messages, num_ctx)
+
+
+def test_a_conversation_that_fits_by_its_bytes_is_never_tokenized() -> None:
+    asked: list[str] = []
+
+    def tokenize(text: str) -> list[int]:
+        asked.append(text)
+        return words(text)
+
+    messages = chat_of([5] * 500)
+    got = build_chat_prompt(CHAT, messages, num_ctx=100_000, tokenize=tokenize)
+    assert asked == [] and got.tokens is None
+    assert got.text == render(CHAT, messages)
+
+
+def test_a_conversation_that_fits_by_its_tokens_is_tokenized_once() -> None:
+    asked: list[str] = []
+
+    def tokenize(text: str) -> list[int]:
+        asked.append(text)
+        return words(text)
+
+    messages = chat_of([5] * 100)
+    size = len(words(render(CHAT, messages)))
+    got = build_chat_prompt(CHAT, messages, num_ctx=size, tokenize=tokenize)
+    assert asked == [got.text] and got.tokens == words(got.text)
+
+
+def test_cutting_a_long_conversation_costs_a_few_counts_not_one_per_message() -> None:
+    asked: list[str] = []
+
+    def tokenize(text: str) -> list[int]:
+        asked.append(text)
+        return words(text)
+
+    messages = chat_of([5] * 512, word="word")  # too many bytes for the bound to settle it
+    got = build_chat_prompt(CHAT, messages, num_ctx=1000, tokenize=tokenize)
+    assert got.text == ollama_walk(messages, 1000)
+    assert 10 < got.text.count("<user>") < 200  # a cut in the middle
+    assert len(asked) <= 11  # the whole conversation, then a binary search over 511 cuts
+    assert got.tokens == words(got.text)  # handed on, so the runner need not tokenize
+
+
+def test_when_only_the_newest_message_is_kept_its_tokens_are_handed_on_too() -> None:
+    messages = chat_of([50] * 8, word="word")
+    got = build_chat_prompt(CHAT, messages, num_ctx=20, tokenize=words)
+    assert got.text == ollama_walk(messages, 20)
+    assert got.tokens == words(got.text)

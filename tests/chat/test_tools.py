@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 
-from ollamapy.template import Template
-from ollamapy.tools import (
-    ParsedToolCall,
+from ollamapy.chat.messages import ToolCall
+from ollamapy.chat.tools import (
     ToolCallParser,
     calls_in,
     json_value_end,
     tool_call_tag,
     tool_names,
 )
+from ollamapy.template import Template
 
 CONFORMANCE = Path("/work/shared/conformance/templates")
 TOOLS = frozenset({"get_weather", "get_time"})
@@ -132,11 +132,11 @@ def test_tool_names_reads_function_names() -> None:
 # ----------------------------------------------------------------------------- the parser
 
 
-def run(tag: str, chunks: list[str]) -> tuple[list[str], list[ParsedToolCall]]:
+def run(tag: str, chunks: list[str]) -> tuple[list[str], list[ToolCall]]:
     """Feed `chunks` then finish; return every non-empty content piece and every call."""
     parser = ToolCallParser(tag, TOOLS)
     content: list[str] = []
-    calls: list[ParsedToolCall] = []
+    calls: list[ToolCall] = []
     for chunk in chunks:
         text, found = parser.feed(chunk)
         content += [text] if text else []
@@ -150,8 +150,8 @@ def chars(text: str) -> list[str]:
     return list(text)
 
 
-TORONTO = ParsedToolCall("get_weather", {"city": "Toronto"}, 0)
-PARIS = ParsedToolCall("get_weather", {"city": "Paris"}, 1)
+TORONTO = ToolCall("get_weather", {"city": "Toronto"}, index=0)
+PARIS = ToolCall("get_weather", {"city": "Paris"}, index=1)
 CALL = '{"name": "get_weather", "arguments": {"city": "Toronto"}}'
 CALL2 = '{"name": "get_weather", "arguments": {"city": "Paris"}}'
 
@@ -209,7 +209,7 @@ CALL2 = '{"name": "get_weather", "arguments": {"city": "Paris"}}'
         ("", [CALL], "", [TORONTO]),
     ],
 )
-def test_parser(tag: str, chunks: list[str], content: str, calls: list[ParsedToolCall]) -> None:
+def test_parser(tag: str, chunks: list[str], content: str, calls: list[ToolCall]) -> None:
     got_content, got_calls = run(tag, chunks)
     assert "".join(got_content) == content
     assert got_calls == calls
@@ -253,20 +253,3 @@ def test_for_template_uses_the_template_tag_and_request_tools() -> None:
     tools = [{"type": "function", "function": {"name": "get_weather"}}]
     parser = ToolCallParser.for_template(Template.parse(QWEN, "t"), tools)
     assert (parser.tag, parser.tools) == ("<tool_call>", frozenset({"get_weather"}))
-
-
-@pytest.mark.parametrize(
-    ("call_id", "wire"),
-    [
-        ("", {"function": {"index": 0, "name": "get_weather", "arguments": {"city": "Toronto"}}}),
-        (
-            "call_x",
-            {
-                "id": "call_x",
-                "function": {"index": 0, "name": "get_weather", "arguments": {"city": "Toronto"}},
-            },
-        ),
-    ],
-)
-def test_to_json(call_id: str, wire: dict[str, Any]) -> None:
-    assert TORONTO.to_json(call_id) == wire

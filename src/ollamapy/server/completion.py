@@ -1,0 +1,181 @@
+"""The one completion path every API layer runs: prepare -> render -> complete -> events.
+
+`prepare` resolves the model and merges its options (every 4xx is raised there, before a
+runner is touched). `complete` holds a runner from the scheduler for the whole stream,
+asks the caller for the prompt with that runner at hand (token counting needs the model's
+tokenizer), sends the runner the final text (and its tokens, when they were counted), and
+turns the runner's chunks into typed `chat.events`: tool calls are parsed out on the way,
+stats are measured here. Dialects encode these events at the edge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import string
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ollamapy.chat.events import Delta, Event, Final
+from ollamapy.chat.messages import Prompt, ToolCall
+from ollamapy.chat.tools import ToolCallParser
+from ollamapy.errors import BadRequestError
+from ollamapy.llm import CompletionDone, CompletionRequest, Runner
+from ollamapy.scheduler import ModelLoad
+from ollamapy.server.models import details
+from ollamapy.server.resolved import ResolvedModel, resolve
+from ollamapy.server.state import ServerState
+from ollamapy.types import ModelName, RunnerOptions, SamplingOptions, parse_duration
+from ollamapy.types.options import validate_options
+
+Format = str | dict[str, Any] | None
+PromptOf = Callable[[Runner], Awaitable[Prompt]]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated request, ready to run: the model, its options and its runner load."""
+
+    model: ResolvedModel
+    sampling: SamplingOptions
+    load: ModelLoad
+    keep_alive: float | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare(state: ServerState, model_name: str, options: object, keep_alive: object) -> Prepared:
+    """Resolve the model and merge its parameters with the request's options."""
+    name = ModelName.parse(model_name)
+    model = resolve(state.store, name)
+    if model.model_path is None:
+        raise BadRequestError(f"model '{model_name}' has no model layer")
+    merged = {**validate_options(model.parameters), **validate_options(options)}
+    merged.setdefault("num_ctx", state.config.context_length)
+    load = ModelLoad(
+        name=model.name.display,
+        model_path=model.model_path,
+        digest=str(model.digest),
+        options=RunnerOptions.from_options(merged),
+        adapters=model.adapters,
+        projectors=model.projectors,
+        num_parallel=state.config.num_parallel,  # 0: the scheduler picks 4 or 1 by memory
+        size=model.manifest.total_size,
+        details=details(model.config, model.config.base_name),
+    )
+    return Prepared(
+        model=model,
+        sampling=SamplingOptions.from_options(merged),
+        load=load,
+        keep_alive=None if keep_alive is None else parse_duration(keep_alive),
+        options=merged,
+    )
+
+
+def check_format(value: object) -> Format:
+    """`format`: absent, "json", or a JSON schema; anything else is Ollama's 400."""
+    if value is None or value == "":
+        return None
+    if value == "json" or isinstance(value, dict):
+        return value
+    raise BadRequestError(f'invalid format: "{value}"; expected "json" or a JSON schema')
+
+
+@dataclass
+class Timing:
+    """Wall-clock stats of one request, in nanoseconds."""
+
+    started: int = field(default_factory=time.perf_counter_ns)
+    load_duration: int = 0
+
+    def total(self) -> int:
+        return time.perf_counter_ns() - self.started
+
+
+async def complete(
+    state: ServerState,
+    prepared: Prepared,
+    prompt_of: PromptOf,
+    *,
+    format: Format,
+    stream: bool,
+    parser: ToolCallParser | None = None,
+) -> AsyncIterator[Event]:
+    """Hold a runner, render the prompt with it, and yield the completion's events.
+
+    Unless `stream`, the runner sends the text in one piece at the end. With a `parser`,
+    tool calls are taken out of the text as they complete.
+    """
+    timing = Timing()
+    async with state.scheduler.use(prepared.load, prepared.keep_alive) as entry:
+        timing.load_duration = time.perf_counter_ns() - timing.started
+        runner: Runner = entry.runner
+        prompt = await prompt_of(runner)
+        request = CompletionRequest(
+            prompt=prompt.text,
+            tokens=tuple(prompt.tokens) if prompt.tokens is not None else None,
+            options=prepared.sampling,
+            format=format,
+            stream=stream,
+        )
+        async for chunk in runner.completion(request):
+            if isinstance(chunk, CompletionDone):
+                if parser is not None:
+                    tail = _delta(*parser.finish())
+                    if tail is not None:
+                        yield tail
+                yield final(chunk, timing)
+                return
+            if not chunk.content:
+                continue
+            delta = Delta(chunk.content) if parser is None else _delta(*parser.feed(chunk.content))
+            if delta is not None:
+                yield delta
+
+
+def _delta(content: str, calls: list[ToolCall]) -> Delta | None:
+    if not content and not calls:
+        return None
+    return Delta(content, tool_calls=tuple(_with_id(call) for call in calls))
+
+
+def _with_id(call: ToolCall) -> ToolCall:
+    """A fresh call id in Ollama's shape: `call_` and eight lowercase letters or digits."""
+    alphabet = string.ascii_lowercase + string.digits
+    call_id = "call_" + "".join(secrets.choice(alphabet) for _ in range(8))
+    return ToolCall(call.name, call.arguments, call_id, call.index)
+
+
+def final(done: CompletionDone, timing: Timing) -> Final:
+    return Final(
+        done_reason=done.done_reason,
+        prompt_eval_count=done.prompt_eval_count,
+        prompt_eval_duration=done.prompt_eval_duration,
+        eval_count=done.eval_count,
+        eval_duration=done.eval_duration,
+        load_duration=timing.load_duration,
+        total_duration=timing.total(),
+        context=done.tokens,
+    )
+
+
+async def load_or_unload(state: ServerState, prepared: Prepared) -> Final:
+    """An empty prompt loads the model; with keep_alive 0 it unloads it."""
+    timing = Timing()
+    if prepared.keep_alive == 0:
+        await state.scheduler.unload(prepared.load.model_path)
+        return Final("unload", total_duration=timing.total())
+    await state.scheduler.load(prepared.load, prepared.keep_alive)
+    return Final("load", total_duration=timing.total())
+
+
+def tokenizer_of(runner: Runner) -> Callable[[str], list[int]]:
+    """The runner's tokenizer for code running in a worker thread: each call is a round
+    trip to the runner, made on the event loop."""
+    loop = asyncio.get_running_loop()
+
+    def tokenize(text: str) -> list[int]:
+        return asyncio.run_coroutine_threadsafe(runner.tokenize(text), loop).result()
+
+    return tokenize

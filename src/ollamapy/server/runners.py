@@ -1,0 +1,47 @@
+"""The production runner factory and scheduler: llama.cpp runner processes, fitted to memory.
+
+Separate from the routes so that `create_app` can take another scheduler (tests run fake
+runners behind the `Runner` Protocol through the same app).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from ollamapy.config import Config
+from ollamapy.llm import ProcessRunner, RunnerSpec, start_runner
+from ollamapy.scheduler import ModelLoad, Scheduler
+from ollamapy.scheduler.memory import GGUFEstimator, probe_memory
+
+
+def runner_factory(config: Config) -> Callable[[ModelLoad], Awaitable[ProcessRunner]]:
+    """Start a llama.cpp runner process for a load (separate so tests can wrap it)."""
+
+    async def factory(load: ModelLoad) -> ProcessRunner:
+        spec = RunnerSpec(
+            model_path=load.model_path,
+            adapters=load.adapters,
+            options=load.options,
+            num_parallel=load.num_parallel,
+            flash_attention=config.flash_attention or None,
+            kv_cache_type=config.kv_cache_type or None,
+            verbose=config.debug,
+        )
+        return await start_runner(spec, load_timeout=config.load_timeout)
+
+    return factory
+
+
+def default_scheduler(
+    config: Config,
+    factory: Callable[[ModelLoad], Awaitable[ProcessRunner]] | None = None,
+) -> Scheduler[ProcessRunner]:
+    """The production scheduler: runner processes on llama.cpp, fitted to free memory."""
+    return Scheduler(
+        factory or runner_factory(config),
+        default_keep_alive=config.keep_alive,
+        max_loaded=config.max_loaded_models,
+        max_queue=config.max_queue,
+        estimator=GGUFEstimator(config.kv_cache_type),
+        memory=probe_memory,
+    )

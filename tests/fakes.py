@@ -1,0 +1,134 @@
+"""A scripted runner behind the `Runner` Protocol, and a real app that runs it.
+
+Route tests drive the real app (`create_app`, the real store, scheduler, prompt rendering and
+encoders) with this runner in place of a llama.cpp process: the script says what text the
+"model" writes, and the runner records every request it was sent, so a test can check both
+what reached the runner and what the client got, without patching anything inside the server.
+Its tokenizer counts one token per whitespace-separated word, plus a BOS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ollamapy.config import Config, parse_host
+from ollamapy.llm import CompletionChunk, CompletionDone, CompletionRequest, Runner, RunnerInfo
+from ollamapy.scheduler import ModelLoad, Scheduler
+from tests.ggufs import write_tiny_gguf
+from tests.scheduler.live import CHATML, LiveApp, create_model, serve_app
+from tests.server.conftest import free_port
+
+BOS = 1
+
+
+def word_tokens(text: str) -> list[int]:
+    """The fake tokenizer: a BOS, then one token per word (its length, for variety)."""
+    return [BOS, *(len(word) for word in text.split())]
+
+
+@dataclass
+class Script:
+    """What the scripted model writes, and what the runners were asked."""
+
+    chunks: list[str] = field(default_factory=lambda: ["Hello", " there"])
+    done_reason: str = "stop"
+    hold: asyncio.Event | None = None
+    """When set, the runner waits for it before each chunk (a slow model)."""
+    requests: list[CompletionRequest] = field(default_factory=list)
+    tokenized: list[str] = field(default_factory=list)
+    cancelled: int = 0
+    started: int = 0
+
+
+class ScriptedRunner:
+    """A `Runner` whose completions follow a `Script`."""
+
+    def __init__(self, script: Script, load: ModelLoad) -> None:
+        self.script = script
+        self.load = load
+        self.closed = False
+        script.started += 1
+
+    @property
+    def pid(self) -> int | None:
+        return None
+
+    @property
+    def alive(self) -> bool:
+        return not self.closed
+
+    @property
+    def info(self) -> RunnerInfo:
+        n_ctx = self.load.options.num_ctx
+        return RunnerInfo(n_ctx, 2048, 1, 16, 8, True, "scripted", 0, 0, False, False, False, 0)
+
+    async def completion(
+        self, request: CompletionRequest
+    ) -> AsyncIterator[CompletionChunk | CompletionDone]:
+        self.script.requests.append(request)
+        prompt = list(request.tokens) if request.tokens is not None else word_tokens(request.prompt)
+        generated: list[int] = []
+        try:
+            for text in self.script.chunks:
+                if self.script.hold is not None:
+                    await self.script.hold.wait()
+                generated.append(len(text))
+                yield CompletionChunk(text)
+        except (asyncio.CancelledError, GeneratorExit):
+            self.script.cancelled += 1
+            raise
+        reason = "length" if self.script.done_reason == "length" else "stop"
+        yield CompletionDone(reason, len(prompt), 1000, len(generated), 2000, prompt + generated)
+
+    async def tokenize(self, content: str, *, add_special: bool = True) -> list[int]:
+        self.script.tokenized.append(content)
+        tokens = word_tokens(content)
+        return tokens if add_special else tokens[1:]
+
+    async def detokenize(self, tokens: Sequence[int]) -> str:
+        return " ".join("x" * token for token in tokens if token != BOS)
+
+    async def wait(self) -> int:
+        while not self.closed:
+            await asyncio.sleep(0.05)
+        return 0
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def scripted_scheduler(script: Script) -> Scheduler[ScriptedRunner]:
+    async def factory(load: ModelLoad) -> ScriptedRunner:
+        return ScriptedRunner(script, load)
+
+    return Scheduler(factory, default_keep_alive=300)
+
+
+@dataclass
+class ScriptedServer:
+    """A live app on loopback whose runners follow `script`."""
+
+    url: str
+    script: Script
+    live: LiveApp
+
+
+MODEL = "scripted:latest"
+
+
+def serve_scripted(
+    tmp_path: Path, script: Script, modelfile_extra: str = CHATML
+) -> Iterator[ScriptedServer]:
+    """A real server (real store, scheduler, routes) with a model whose runners are scripted."""
+    config = Config(host=parse_host(f"127.0.0.1:{free_port()}"), models_dir=tmp_path / "models")
+    gguf_path = write_tiny_gguf(tmp_path / "tiny.gguf")
+    for live in serve_app(config, scripted_scheduler(script)):
+        create_model(live.url, MODEL, gguf_path, modelfile_extra)
+        yield ScriptedServer(live.url, script, live)
+
+
+def _check_protocol(runner: ScriptedRunner) -> Runner:
+    return runner  # mypy checks that ScriptedRunner satisfies the Protocol
