@@ -296,8 +296,10 @@ class Executor:
             if has_args:
                 raise self.fail(state, f"{name} is not a method but has arguments")
             return receiver.get(name, MISSING)
-        if not _is_basic(receiver) and not name.startswith("_") and hasattr(receiver, name):
-            attr = getattr(receiver, name)
+        attr = MISSING
+        if not _is_basic(receiver) and not name.startswith("_"):
+            attr = getattr(receiver, name, MISSING)  # one lookup (a struct view's is a dict's)
+        if attr is not MISSING:
             if callable(attr) and not isinstance(attr, type):
                 return self.call(state, dot, name, attr, args, final, at=state.node)
             if has_args:
@@ -418,7 +420,10 @@ def _plain(value: object) -> object:
 
 
 def _is_basic(value: object) -> bool:
-    return isinstance(value, bool | int | float | str | list | tuple)
+    return isinstance(value, _BASIC)
+
+
+_BASIC = (bool, int, float, str, list, tuple)
 
 
 def printable(value: object) -> str:

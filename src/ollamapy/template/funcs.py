@@ -11,7 +11,14 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ollamapy.template.gofmt import GoStringer, format_value, sprint, sprintf, sprintln, type_name
+from ollamapy.template.gofmt import (
+    format_value,
+    is_go_stringer,
+    sprint,
+    sprintf,
+    sprintln,
+    type_name,
+)
 from ollamapy.template.gojson import OrderedObject, UnsupportedValueError, marshal
 
 
@@ -321,4 +328,4 @@ def functions(today: Callable[[], datetime.date]) -> dict[str, Func]:
 
 
 def is_stringer(value: object) -> bool:
-    return isinstance(value, GoStringer)
+    return is_go_stringer(value)

@@ -11,7 +11,7 @@ import decimal
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 
 @runtime_checkable
@@ -19,6 +19,12 @@ class GoStringer(Protocol):
     """A value with its own printed form, like a Go type with a `String()` method."""
 
     def go_string(self) -> str: ...
+
+
+def is_go_stringer(value: object) -> TypeGuard[GoStringer]:
+    """`isinstance(value, GoStringer)`, without the runtime Protocol check's cost (tens of
+    microseconds on Python 3.11, paid for every value a template prints)."""
+    return callable(getattr(type(value), "go_string", None))
 
 
 def go_quote(s: str) -> str:
@@ -119,7 +125,9 @@ def format_value(value: object, top: bool = True) -> str:
     """fmt's `%v` for one value."""
     if value is None:
         return "<nil>"
-    if isinstance(value, GoStringer):
+    if type(value) is str:
+        return value
+    if is_go_stringer(value):
         return value.go_string()
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -232,7 +240,7 @@ def _star(args: list[object], used: int) -> tuple[int | None, int]:
 
 def format_arg(arg: object, spec: _Spec) -> str:
     """Format one operand for one verb, padding to width."""
-    if spec.verb in "sv" and isinstance(arg, GoStringer):
+    if spec.verb in "sv" and is_go_stringer(arg):
         return _pad(arg.go_string(), spec, numeric=False)
     if arg is None:
         text = "<nil>" if spec.verb in "vT" else f"%!{spec.verb}(<nil>)"

@@ -10,7 +10,7 @@ import dataclasses
 import decimal
 import math
 from collections.abc import Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeGuard, runtime_checkable
 
 from ollamapy.template.gofmt import format_float, sorted_items
 
@@ -43,8 +43,13 @@ def marshal(value: object) -> str:
     return "".join(_encode(value))
 
 
+def _is_marshaler(value: object) -> TypeGuard[GoJSONMarshaler]:
+    """`isinstance(value, GoJSONMarshaler)` without the runtime Protocol check's cost."""
+    return callable(getattr(type(value), "go_json", None))
+
+
 def _encode(value: object) -> list[str]:
-    if isinstance(value, GoJSONMarshaler):
+    if _is_marshaler(value):
         return _encode(value.go_json())
     if value is None:
         return ["null"]
