@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ollamapy.chat.events import Delta, Event, Final
-from ollamapy.chat.messages import Prompt, ToolCall
+from ollamapy.chat.messages import Message, Prompt, ToolCall
 from ollamapy.chat.tools import ToolCallParser
 from ollamapy.errors import BadRequestError
 from ollamapy.llm import CompletionDone, CompletionRequest, Runner
@@ -43,6 +43,8 @@ class Prepared:
     load: ModelLoad
     keep_alive: float | None
     options: dict[str, Any] = field(default_factory=dict)
+    conversation: tuple[Message, ...] = ()
+    """A chat's messages (the model's, then the request's), converted once, images decoded."""
 
 
 def prepare(state: ServerState, model_name: str, options: object, keep_alive: object) -> Prepared:

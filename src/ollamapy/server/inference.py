@@ -7,6 +7,7 @@ encodes the typed events as Ollama's NDJSON (or one JSON object for `stream: fal
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -93,9 +94,16 @@ async def chat(request: Request) -> Response:
 
 
 async def prepare_chat(state: ServerState, body: ChatRequest) -> Prepared:
-    """Validate a chat request against its model; every 4xx is raised here, up front."""
+    """Validate a chat request against its model and convert its conversation (images
+    decoded) once; every 4xx is raised here, up front."""
     check_format(body.format)
-    return await run_in_threadpool(_prepare_checked, state, body, prompts.check_chat)
+    return await run_in_threadpool(_prepare_chat, state, body)
+
+
+def _prepare_chat(state: ServerState, body: ChatRequest) -> Prepared:
+    prepared = _prepare_checked(state, body, prompts.check_chat)
+    conversation = prompts.chat_conversation(prepared.model, body)
+    return dataclasses.replace(prepared, conversation=conversation)
 
 
 def chat_events(state: ServerState, prepared: Prepared, body: ChatRequest) -> AsyncIterator[Event]:

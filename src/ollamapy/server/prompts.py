@@ -15,7 +15,14 @@ from pathlib import Path
 from ollamapy import gguf
 from ollamapy.api.types import ChatRequest, GenerateRequest
 from ollamapy.chat import prompt as rules
-from ollamapy.chat.messages import Prompt, Think, check_roles, decode_image, from_wire
+from ollamapy.chat.messages import (
+    Message,
+    Prompt,
+    Think,
+    check_roles,
+    decode_image,
+    from_wire,
+)
 from ollamapy.chat.tools import ToolCallParser
 from ollamapy.errors import BadRequestError
 from ollamapy.llm import Runner
@@ -58,21 +65,34 @@ def check_generate(model: ResolvedModel, body: GenerateRequest) -> None:
 
 
 def check_chat(model: ResolvedModel, body: ChatRequest) -> None:
+    """Refuse, up front, what this model cannot do; images are decoded (and refused if
+    they are not base64) once, with the rest of the conversation, by `chat_conversation`."""
     check_completion(model, "chat")
     template = template_of(model)
     check_roles(body.messages)
-    for message in body.messages:
-        _check_images(model, message.images)
+    if any(message.images for message in body.messages):
+        _check_vision(model)
     if body.tools and not template.uses("Tools"):
         raise BadRequestError(f"registry.ollama.ai/library/{body.model} does not support tools")
     _check_think(template, body.think, body.model)
 
 
+def chat_conversation(model: ResolvedModel, body: ChatRequest) -> tuple[Message, ...]:
+    """The model's MESSAGEs then the request's, as chat messages (the Modelfile's SYSTEM
+    first unless the request starts with one)."""
+    messages = [from_wire(m) for m in model.messages] + [from_wire(m) for m in body.messages]
+    return tuple(rules.with_model_system(messages, model.system))
+
+
+def _check_vision(model: ResolvedModel) -> None:
+    if not model.projectors:
+        raise BadRequestError(f"model '{model.name.display}' does not support images")
+
+
 def _check_images(model: ResolvedModel, images: list[str] | None) -> None:
     if not images:
         return
-    if not model.projectors:
-        raise BadRequestError(f"model '{model.name.display}' does not support images")
+    _check_vision(model)
     for image in images:
         decode_image(image)
 
@@ -103,13 +123,11 @@ def tool_parser(prepared: Prepared, body: ChatRequest) -> ToolCallParser | None:
 async def chat_prompt(prepared: Prepared, body: ChatRequest, runner: Runner | None) -> Prompt:
     """The chat prompt, the oldest turns dropped until it fits num_ctx (Ollama's rule);
     without a runner (a debug render), nothing is dropped."""
-    model = prepared.model
-    messages = [from_wire(m) for m in model.messages] + [from_wire(m) for m in body.messages]
     tokenize = None if runner is None else tokenizer_of(runner)
     return await asyncio.to_thread(
         rules.build_chat_prompt,
-        template_of(model),
-        rules.with_model_system(messages, model.system),
+        template_of(prepared.model),
+        prepared.conversation,
         num_ctx=prepared.load.options.num_ctx,
         tokenize=tokenize,
         tools=body.tools,
