@@ -18,6 +18,17 @@ from ollamapy.api.client import (
     default_host,
     user_agent,
 )
+from ollamapy.api.types import (
+    ChatRequest,
+    CopyRequest,
+    CreateRequest,
+    EmbeddingsRequest,
+    EmbedRequest,
+    GenerateRequest,
+    Message,
+    PushRequest,
+    ShowRequest,
+)
 
 Call = Callable[[Client], Any]
 
@@ -43,6 +54,9 @@ class Recorder:
         return json.loads(content) if content else None
 
 
+HI = GenerateRequest(model="m", prompt="hi")
+
+
 def ndjson(*parts: dict[str, Any], status: int = 200) -> httpx.Response:
     text = "".join(json.dumps(part) + "\n" for part in parts)
     return httpx.Response(status, content=text.encode())
@@ -55,14 +69,15 @@ REQUESTS: list[tuple[str, Call, str, str, Any]] = [
     ("ps", lambda c: c.ps(), "GET", "/api/ps", None),
     (
         "show",
-        lambda c: c.show("m", verbose=True),
+        lambda c: c.show(ShowRequest(model="m", verbose=True)),
         "POST",
         "/api/show",
         {"model": "m", "verbose": True},
     ),
+    ("show by name", lambda c: c.show("m"), "POST", "/api/show", {"model": "m"}),
     (
         "copy",
-        lambda c: c.copy("a", "b"),
+        lambda c: c.copy(CopyRequest(source="a", destination="b")),
         "POST",
         "/api/copy",
         {"source": "a", "destination": "b"},
@@ -70,21 +85,32 @@ REQUESTS: list[tuple[str, Call, str, str, Any]] = [
     ("delete", lambda c: c.delete("m"), "DELETE", "/api/delete", {"model": "m"}),
     (
         "generate",
-        lambda c: c.generate("m", "hi", options={"seed": 1}, keep_alive="5m"),
+        lambda c: c.generate(
+            GenerateRequest(model="m", prompt="hi", options={"seed": 1}, keep_alive="5m")
+        ),
         "POST",
         "/api/generate",
         {"model": "m", "prompt": "hi", "options": {"seed": 1}, "keep_alive": "5m", "stream": False},
     ),
     (
         "generate load only",
-        lambda c: c.generate("m", keep_alive=0),
+        lambda c: c.generate(GenerateRequest(model="m", keep_alive=0)),
         "POST",
         "/api/generate",
         {"model": "m", "keep_alive": 0, "stream": False},
     ),
     (
+        "generate debug render by its JSON name",
+        lambda c: c.generate(GenerateRequest(model="m", debug_render_only=True)),
+        "POST",
+        "/api/generate",
+        {"model": "m", "_debug_render_only": True, "stream": False},
+    ),
+    (
         "chat",
-        lambda c: c.chat("m", [{"role": "user", "content": "hi"}], format="json"),
+        lambda c: c.chat(
+            ChatRequest(model="m", messages=[Message(role="user", content="hi")], format="json")
+        ),
         "POST",
         "/api/chat",
         {
@@ -96,21 +122,23 @@ REQUESTS: list[tuple[str, Call, str, str, Any]] = [
     ),
     (
         "embed",
-        lambda c: c.embed("m", ["a", "b"], truncate=False),
+        lambda c: c.embed(EmbedRequest(model="m", input=["a", "b"], truncate=False)),
         "POST",
         "/api/embed",
         {"model": "m", "input": ["a", "b"], "truncate": False},
     ),
     (
         "embeddings",
-        lambda c: c.embeddings("m", "a"),
+        lambda c: c.embeddings(EmbeddingsRequest(model="m", prompt="a")),
         "POST",
         "/api/embeddings",
         {"model": "m", "prompt": "a"},
     ),
     (
         "create",
-        lambda c: c.create("new", from_="base", system="be brief", parameters={"top_k": 1}),
+        lambda c: c.create(
+            CreateRequest(model="new", from_="base", system="be brief", parameters={"top_k": 1})
+        ),
         "POST",
         "/api/create",
         {
@@ -124,7 +152,7 @@ REQUESTS: list[tuple[str, Call, str, str, Any]] = [
     ("pull", lambda c: c.pull("m"), "POST", "/api/pull", {"model": "m", "stream": False}),
     (
         "push insecure",
-        lambda c: c.push("m", insecure=True),
+        lambda c: c.push(PushRequest(model="m", insecure=True)),
         "POST",
         "/api/push",
         {"model": "m", "insecure": True, "stream": False},
@@ -198,7 +226,7 @@ def test_decodes_responses() -> None:
 
 def test_streaming_yields_each_line_and_sends_stream_true() -> None:
     recorder = Recorder(ndjson({"response": "a"}, {"response": "b"}, {"done": True}))
-    with recorder.client() as client, client.generate("m", "hi", stream=True) as stream:
+    with recorder.client() as client, client.generate(HI, stream=True) as stream:
         parts = list(stream)
     assert [p.get("response") for p in parts] == ["a", "b", None]
     assert recorder.body["stream"] is True
@@ -226,7 +254,7 @@ def test_error_status_on_a_stream_raises_on_first_read() -> None:
     recorder = Recorder(httpx.Response(404, json={"error": "model 'x' not found"}))
     with (
         recorder.client() as client,
-        client.chat("x", stream=True) as stream,
+        client.chat(ChatRequest(model="x"), stream=True) as stream,
         pytest.raises(ResponseError) as info,
     ):
         next(stream)
@@ -238,7 +266,7 @@ def test_error_line_mid_stream_raises_after_earlier_parts() -> None:
     seen = []
     with (
         recorder.client() as client,
-        client.generate("m", "hi", stream=True) as stream,
+        client.generate(HI, stream=True) as stream,
         pytest.raises(ResponseError, match="runner crashed"),
     ):
         for part in stream:
@@ -259,7 +287,7 @@ def test_stream_closed_early_releases_the_response() -> None:
 
     transport = httpx.MockTransport(lambda request: httpx.Response(200, stream=Body()))
     with Client("127.0.0.1", transport=transport) as client:
-        with client.generate("m", "hi", stream=True) as stream:
+        with client.generate(HI, stream=True) as stream:
             assert next(stream) == {"response": "a"}
         assert closed == [True]
 
@@ -276,7 +304,11 @@ def refuse(request: httpx.Request) -> httpx.Response:
 
 @pytest.mark.parametrize(
     "call",
-    [lambda c: c.heartbeat(), lambda c: c.list(), lambda c: list(c.chat("m", stream=True))],
+    [
+        lambda c: c.heartbeat(),
+        lambda c: c.list(),
+        lambda c: list(c.chat(ChatRequest(model="m"), stream=True)),
+    ],
 )
 def test_connection_refused_is_a_friendly_connection_error(call: Call) -> None:
     with (

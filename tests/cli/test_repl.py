@@ -278,7 +278,7 @@ def test_save_invalid_name(fake: FakeOllama) -> None:
 
 def test_save_request_prefers_parent_model() -> None:
     opts = RunOptions(model="child", parent_model="parent:latest")
-    assert save_request("x", opts) == {"from_": "parent:latest"}
+    assert save_request("x", opts).to_body() == {"model": "x", "from": "parent:latest"}
 
 
 def test_load_switches_model_or_restores(fake: FakeOllama) -> None:

@@ -1,15 +1,19 @@
 """A synchronous httpx client for Ollama's native API, the one the `ollama` CLI talks through.
 
-Every route has a method; request bodies are the API's JSON fields (see the TypedDicts below)
-and responses are decoded JSON dicts, so the client works unchanged against Ollama itself.
+Every route has a method that takes the route's request model from `api.types`, the very model
+the server validates that body with, so the two ends cannot disagree on a field; the body sent is
+`request.to_body()` (the fields the caller set, by their JSON names). Responses are decoded JSON
+dicts, so the client works unchanged against Ollama itself.
 Failures surface as two exception types only, which the CLI prints without a traceback:
 
 * `ResponseError(message, status_code)`: the server answered `{"error": "..."}`, either as an
   HTTP error status or as a line in the middle of an NDJSON stream;
 * `ClientConnectionError`: nothing listens at `OLLAMA_HOST`.
 
-Streaming methods return a `Stream`, an iterator that owns the HTTP response: use it in a
-`with` block (or iterate it to the end) and the connection is released deterministically.
+Streaming methods return a `Stream` when called with `stream=True` (that argument, not the
+request's own `stream` field, decides, as it decides the return type): an iterator that owns the
+HTTP response; use it in a `with` block (or iterate it to the end) and the connection is released
+deterministically.
 """
 
 from __future__ import annotations
@@ -21,16 +25,29 @@ import sys
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
-from typing import Any, Literal, TypedDict, Unpack, overload
+from typing import Any, Literal, TypeVar, overload
 
 import httpx
 
 from ollamapy import __version__
+from ollamapy.api.types import (
+    ChatRequest,
+    CopyRequest,
+    CreateRequest,
+    DeleteRequest,
+    EmbeddingsRequest,
+    EmbedRequest,
+    GenerateRequest,
+    PullRequest,
+    PushRequest,
+    ShowRequest,
+    WireModel,
+)
 from ollamapy.config import HostAddress, parse_host
 from ollamapy.errors import OllamaError
 
 JSON = dict[str, Any]
-Strings = list[str]
+Named = TypeVar("Named", ShowRequest, DeleteRequest, PullRequest)
 
 CONNECT_ERROR_MESSAGE = "could not connect to ollama app, is it running?"
 
@@ -63,63 +80,6 @@ class ClientConnectionError(ClientError, ConnectionError):
 
     def __init__(self, message: str = CONNECT_ERROR_MESSAGE) -> None:
         super().__init__(message)
-
-
-class GenerateFields(TypedDict, total=False):
-    """Optional `/api/generate` fields, as the API documents them."""
-
-    suffix: str
-    system: str
-    template: str
-    context: list[int]
-    raw: bool
-    format: str | JSON
-    images: list[str]
-    options: JSON
-    keep_alive: float | str
-    think: bool | str
-
-
-class ChatFields(TypedDict, total=False):
-    """Optional `/api/chat` fields."""
-
-    tools: list[JSON]
-    format: str | JSON
-    options: JSON
-    keep_alive: float | str
-    think: bool | str
-
-
-class EmbedFields(TypedDict, total=False):
-    """Optional `/api/embed` fields."""
-
-    truncate: bool
-    dimensions: int
-    options: JSON
-    keep_alive: float | str
-
-
-class ShowFields(TypedDict, total=False):
-    """Optional `/api/show` fields (the REPL's session overrides)."""
-
-    system: str
-    template: str
-    options: JSON
-    verbose: bool
-
-
-class CreateFields(TypedDict, total=False):
-    """Optional `/api/create` fields (today's form; `modelfile` is the legacy one)."""
-
-    files: dict[str, str]
-    adapters: dict[str, str]
-    template: str
-    system: str
-    parameters: JSON
-    messages: list[JSON]
-    license: str | list[str]
-    quantize: str
-    modelfile: str
 
 
 def default_host(env: Mapping[str, str] | None = None) -> HostAddress:
@@ -217,8 +177,9 @@ def _response_error(response: httpx.Response) -> ResponseError:
     return ResponseError(message, response.status_code)
 
 
-def _drop_none(fields: Mapping[str, Any]) -> JSON:
-    return {key: value for key, value in fields.items() if value is not None}
+def _named(model: type[Named], request: Named | str) -> Named:
+    """A bare model name stands for the request that carries only that name."""
+    return model(model=request) if isinstance(request, str) else request
 
 
 class Client:
@@ -277,8 +238,10 @@ class Client:
         headers = {"Accept": "application/x-ndjson"}
         return Stream(lambda: self._http.stream("POST", path, json=body, headers=headers))
 
-    def _post(self, path: str, body: JSON, stream: bool) -> JSON | Stream:
-        body = {**_drop_none(body), "stream": stream}
+    def _post(self, path: str, request: WireModel, stream: bool) -> JSON | Stream:
+        """Send a streamable request; the `stream` argument, which also decides what this
+        returns, overrides the model's own `stream` (True by default, as on the wire)."""
+        body = {**request.to_body(), "stream": stream}
         return self._stream(path, body) if stream else self._json("POST", path, body)
 
     # -- server -----------------------------------------------------------------------------
@@ -302,136 +265,77 @@ class Client:
         """`GET /api/ps`: the loaded models."""
         return self._json("GET", "/api/ps")
 
-    def show(self, model: str, **fields: Unpack[ShowFields]) -> JSON:
-        return self._json("POST", "/api/show", _drop_none({"model": model, **fields}))
+    def show(self, request: ShowRequest | str) -> JSON:
+        """`POST /api/show`; a bare name is `ShowRequest(model=name)`."""
+        return self._json("POST", "/api/show", _named(ShowRequest, request).to_body())
 
-    def copy(self, source: str, destination: str) -> None:
-        self._request("POST", "/api/copy", body={"source": source, "destination": destination})
+    def copy(self, request: CopyRequest) -> None:
+        self._request("POST", "/api/copy", body=request.to_body())
 
-    def delete(self, model: str) -> None:
-        self._request("DELETE", "/api/delete", body={"model": model})
+    def delete(self, request: DeleteRequest | str) -> None:
+        self._request("DELETE", "/api/delete", body=_named(DeleteRequest, request).to_body())
 
     # -- inference --------------------------------------------------------------------------
 
     @overload
-    def generate(
-        self,
-        model: str,
-        prompt: str = "",
-        *,
-        stream: Literal[False] = False,
-        **fields: Unpack[GenerateFields],
-    ) -> JSON: ...
+    def generate(self, request: GenerateRequest, *, stream: Literal[False] = False) -> JSON: ...
     @overload
-    def generate(
-        self,
-        model: str,
-        prompt: str = "",
-        *,
-        stream: Literal[True],
-        **fields: Unpack[GenerateFields],
-    ) -> Stream: ...
-    def generate(
-        self,
-        model: str,
-        prompt: str = "",
-        *,
-        stream: bool = False,
-        **fields: Unpack[GenerateFields],
-    ) -> JSON | Stream:
+    def generate(self, request: GenerateRequest, *, stream: Literal[True]) -> Stream: ...
+    @overload
+    def generate(self, request: GenerateRequest, *, stream: bool) -> JSON | Stream: ...
+    def generate(self, request: GenerateRequest, *, stream: bool = False) -> JSON | Stream:
         """`POST /api/generate`. No prompt only loads (keep_alive 0: unloads) the model."""
-        body: JSON = {"model": model, **fields}
-        if prompt:
-            body["prompt"] = prompt
-        return self._post("/api/generate", body, stream)
+        return self._post("/api/generate", request, stream)
 
     @overload
-    def chat(
-        self,
-        model: str,
-        messages: Iterable[JSON] = (),
-        *,
-        stream: Literal[False] = False,
-        **fields: Unpack[ChatFields],
-    ) -> JSON: ...
+    def chat(self, request: ChatRequest, *, stream: Literal[False] = False) -> JSON: ...
     @overload
-    def chat(
-        self,
-        model: str,
-        messages: Iterable[JSON] = (),
-        *,
-        stream: Literal[True],
-        **fields: Unpack[ChatFields],
-    ) -> Stream: ...
-    def chat(
-        self,
-        model: str,
-        messages: Iterable[JSON] = (),
-        *,
-        stream: bool = False,
-        **fields: Unpack[ChatFields],
-    ) -> JSON | Stream:
+    def chat(self, request: ChatRequest, *, stream: Literal[True]) -> Stream: ...
+    @overload
+    def chat(self, request: ChatRequest, *, stream: bool) -> JSON | Stream: ...
+    def chat(self, request: ChatRequest, *, stream: bool = False) -> JSON | Stream:
         """`POST /api/chat` with the whole conversation so far."""
-        return self._post("/api/chat", {"model": model, "messages": [*messages], **fields}, stream)
+        return self._post("/api/chat", request, stream)
 
-    def embed(self, model: str, input: str | Strings, **fields: Unpack[EmbedFields]) -> JSON:
+    def embed(self, request: EmbedRequest) -> JSON:
         """`POST /api/embed`: `{"embeddings": [[...], ...]}`."""
-        body = _drop_none({"model": model, "input": input, **fields})
-        return self._json("POST", "/api/embed", body)
+        return self._json("POST", "/api/embed", request.to_body())
 
-    def embeddings(self, model: str, prompt: str, **fields: Unpack[EmbedFields]) -> JSON:
+    def embeddings(self, request: EmbeddingsRequest) -> JSON:
         """`POST /api/embeddings`, the legacy single-vector route."""
-        body = _drop_none({"model": model, "prompt": prompt, **fields})
-        return self._json("POST", "/api/embeddings", body)
+        return self._json("POST", "/api/embeddings", request.to_body())
 
     # -- model management (streams of progress) ----------------------------------------------
 
     @overload
-    def create(
-        self,
-        model: str,
-        *,
-        from_: str | None = None,
-        stream: Literal[False] = False,
-        **fields: Unpack[CreateFields],
-    ) -> JSON: ...
+    def create(self, request: CreateRequest, *, stream: Literal[False] = False) -> JSON: ...
     @overload
-    def create(
-        self,
-        model: str,
-        *,
-        from_: str | None = None,
-        stream: Literal[True],
-        **fields: Unpack[CreateFields],
-    ) -> Stream: ...
-    def create(
-        self,
-        model: str,
-        *,
-        from_: str | None = None,
-        stream: bool = False,
-        **fields: Unpack[CreateFields],
-    ) -> JSON | Stream:
-        """`POST /api/create`; `from_` is the API's `from` (a model name or blob digest)."""
-        return self._post("/api/create", {"model": model, "from": from_, **fields}, stream)
+    def create(self, request: CreateRequest, *, stream: Literal[True]) -> Stream: ...
+    @overload
+    def create(self, request: CreateRequest, *, stream: bool) -> JSON | Stream: ...
+    def create(self, request: CreateRequest, *, stream: bool = False) -> JSON | Stream:
+        """`POST /api/create`; the model's `from_` is sent as the API's `from`."""
+        return self._post("/api/create", request, stream)
 
     @overload
-    def pull(
-        self, model: str, *, insecure: bool = False, stream: Literal[False] = False
-    ) -> JSON: ...
+    def pull(self, request: PullRequest | str, *, stream: Literal[False] = False) -> JSON: ...
     @overload
-    def pull(self, model: str, *, insecure: bool = False, stream: Literal[True]) -> Stream: ...
-    def pull(self, model: str, *, insecure: bool = False, stream: bool = False) -> JSON | Stream:
-        return self._post("/api/pull", {"model": model, "insecure": insecure or None}, stream)
+    def pull(self, request: PullRequest | str, *, stream: Literal[True]) -> Stream: ...
+    @overload
+    def pull(self, request: PullRequest | str, *, stream: bool) -> JSON | Stream: ...
+    def pull(self, request: PullRequest | str, *, stream: bool = False) -> JSON | Stream:
+        """`POST /api/pull`; a bare name is `PullRequest(model=name)`."""
+        return self._post("/api/pull", _named(PullRequest, request), stream)
 
     @overload
-    def push(
-        self, model: str, *, insecure: bool = False, stream: Literal[False] = False
-    ) -> JSON: ...
+    def push(self, request: PushRequest | str, *, stream: Literal[False] = False) -> JSON: ...
     @overload
-    def push(self, model: str, *, insecure: bool = False, stream: Literal[True]) -> Stream: ...
-    def push(self, model: str, *, insecure: bool = False, stream: bool = False) -> JSON | Stream:
-        return self._post("/api/push", {"model": model, "insecure": insecure or None}, stream)
+    def push(self, request: PushRequest | str, *, stream: Literal[True]) -> Stream: ...
+    @overload
+    def push(self, request: PushRequest | str, *, stream: bool) -> JSON | Stream: ...
+    def push(self, request: PushRequest | str, *, stream: bool = False) -> JSON | Stream:
+        """`POST /api/push`; a bare name is `PushRequest(model=name)`."""
+        return self._post("/api/push", _named(PushRequest, request), stream)
 
     # -- blobs ------------------------------------------------------------------------------
 

@@ -1,13 +1,15 @@
-"""Ollama's native wire format: pydantic models for request bodies.
+"""Ollama's native wire format: pydantic models for request bodies, shared by both ends.
 
-Validation happens here, at the edge: a field of the wrong JSON type is a 400 with a message
-naming the field; unknown fields are ignored (clients send newer fields than we know).
+The server validates every request with these models: a field of the wrong JSON type is a 400
+with a message naming the field; unknown fields are ignored (clients send newer fields than we
+know). The CLI's client builds its bodies from the same models (`WireModel.to_body`), so a field
+declared here is one both sides know, as Ollama's `api/types.go` is for its server and client.
 Responses are built as plain dicts by the routes, in Ollama's field order.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
@@ -22,10 +24,20 @@ def _name_alias(data: Any) -> Any:
 
 
 class WireModel(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    """A request body. Python code builds one by field name (`from_=`, `debug_render_only=`);
+    JSON spells those fields by alias (`from`, `_debug_render_only`), which `to_body` writes."""
+
+    model_config = ConfigDict(
+        strict=True, extra="ignore", frozen=True, validate_by_name=True, validate_by_alias=True
+    )
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body a client sends: only the fields it set (an unset field takes the
+        server's default, as Ollama's Go client omits empty ones), nulls left out, by alias."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True)
 
 
-KeepAlive = Annotated[int | float | str | None, Field(default=None)]
+KeepAlive = int | float | str | None
 """Seconds, a Go duration string, or absent (the model's or the server's default)."""
 
 
@@ -62,7 +74,7 @@ class GenerateRequest(WireModel):
     format: StrictStr | dict[str, Any] | None = None
     images: list[StrictStr] | None = None
     options: dict[str, Any] | None = None
-    keep_alive: KeepAlive
+    keep_alive: KeepAlive = None
     think: StrictBool | StrictStr | None = None
     debug_render_only: StrictBool = Field(default=False, alias="_debug_render_only")
 
@@ -74,7 +86,7 @@ class ChatRequest(WireModel):
     stream: StrictBool = True
     format: StrictStr | dict[str, Any] | None = None
     options: dict[str, Any] | None = None
-    keep_alive: KeepAlive
+    keep_alive: KeepAlive = None
     think: StrictBool | StrictStr | None = None
     debug_render_only: StrictBool = Field(default=False, alias="_debug_render_only")
 
@@ -123,14 +135,14 @@ class EmbedRequest(WireModel):
     truncate: StrictBool = True
     dimensions: int | None = None
     options: dict[str, Any] | None = None
-    keep_alive: KeepAlive
+    keep_alive: KeepAlive = None
 
 
 class EmbeddingsRequest(WireModel):
     model: StrictStr
     prompt: StrictStr = ""
     options: dict[str, Any] | None = None
-    keep_alive: KeepAlive
+    keep_alive: KeepAlive = None
 
 
 class PullRequest(WireModel):

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ollamapy.api.client import JSON, Client, CreateFields
+from ollamapy.api.client import JSON, Client
+from ollamapy.api.types import CreateRequest, Message
 from ollamapy.cli.progress import ProgressDisplay, SpinnerLine
 from ollamapy.errors import OllamaError
 from ollamapy.modelfile import FromKind, Modelfile, classify_from, decode, parse
@@ -44,12 +45,11 @@ class CreateError(OllamaError):
 
 @dataclass
 class CreatePlan:
-    """What the request will carry, before the local files are uploaded."""
+    """Where the model comes from, before the local files are uploaded."""
 
     from_: str | None = None
     files: list[Path] = field(default_factory=list)
     adapters: list[Path] = field(default_factory=list)
-    fields: CreateFields = field(default_factory=lambda: CreateFields())
 
 
 def load_modelfile(option: str | None, cwd: Path) -> tuple[Modelfile, Path]:
@@ -66,7 +66,7 @@ def load_modelfile(option: str | None, cwd: Path) -> tuple[Modelfile, Path]:
 
 
 def plan(modelfile: Modelfile, base_dir: Path) -> CreatePlan:
-    """Split the Modelfile into local files to upload and the request's plain fields."""
+    """Sort the Modelfile's FROMs and ADAPTERs into a model name and local files to upload."""
     result = CreatePlan()
     for value in modelfile.froms:
         source = classify_from(value, base_dir)
@@ -79,23 +79,32 @@ def plan(modelfile: Modelfile, base_dir: Path) -> CreatePlan:
         if source.path is None:
             raise CreateError(f"invalid adapter {value!r}: not a local file or directory")
         result.adapters.extend(_local_files(source.path))
-    result.fields = _plain_fields(modelfile)
     return result
 
 
-def _plain_fields(modelfile: Modelfile) -> CreateFields:
-    fields = CreateFields()
-    if modelfile.template is not None:
-        fields["template"] = modelfile.template
-    if modelfile.system is not None:
-        fields["system"] = modelfile.system
-    if parameters := modelfile.parameters:
-        fields["parameters"] = parameters
-    if messages := modelfile.messages:
-        fields["messages"] = [{"role": m.role, "content": m.content} for m in messages]
-    if licenses := modelfile.license:
-        fields["license"] = licenses
-    return fields
+def create_request(
+    name: str,
+    modelfile: Modelfile,
+    from_: str | None,
+    files: dict[str, str],
+    adapters: dict[str, str],
+    quantize: str | None = None,
+) -> CreateRequest:
+    """Today's `/api/create` request: the uploaded files by digest plus the Modelfile's
+    TEMPLATE, SYSTEM, PARAMETERs, MESSAGEs and LICENSEs; what is absent stays out of the body."""
+    messages = [Message(role=m.role, content=m.content) for m in modelfile.messages]
+    return CreateRequest(
+        model=name,
+        from_=from_,
+        files=files or None,
+        adapters=adapters or None,
+        template=modelfile.template,
+        system=modelfile.system,
+        parameters=modelfile.parameters or None,
+        messages=messages or None,
+        license=modelfile.license or None,
+        quantize=quantize or None,
+    )
 
 
 def _local_files(path: Path) -> list[Path]:
@@ -195,17 +204,13 @@ def create_model(
 ) -> None:
     """The whole of `ollama create`, drawing into an already started `display`."""
     gathering = display.spinner(GATHERING)
-    request = plan(modelfile, base_dir)
-    digests = {path: file_digest(path) for path in [*request.files, *request.adapters]}
+    sources = plan(modelfile, base_dir)
+    digests = {path: file_digest(path) for path in [*sources.files, *sources.adapters]}
     gathering.stop()
-    fields = CreateFields(**request.fields)
-    if request.files:
-        fields["files"] = upload_all(client, request.files, digests, display)
-    if request.adapters:
-        fields["adapters"] = upload_all(client, request.adapters, digests, display)
-    if quantize:
-        fields["quantize"] = quantize
+    files = upload_all(client, sources.files, digests, display)
+    adapters = upload_all(client, sources.adapters, digests, display)
+    request = create_request(name, modelfile, sources.from_, files, adapters, quantize)
     state: dict[str, Any] = {"status": GATHERING}
-    with client.create(name, from_=request.from_, stream=True, **fields) as parts:
+    with client.create(request, stream=True) as parts:
         for part in parts:
             show_progress(display, part, state)

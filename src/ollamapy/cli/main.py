@@ -15,6 +15,7 @@ import click
 
 from ollamapy import __version__
 from ollamapy.api.client import Client, ClientError, ResponseError
+from ollamapy.api.types import CopyRequest, GenerateRequest, PushRequest, ShowRequest
 from ollamapy.cli.commands import Deps, OllamaCommand, OllamaGroup, connect, deps
 from ollamapy.cli.create import create_model, load_modelfile, show_progress
 from ollamapy.cli.format import render_table
@@ -162,7 +163,7 @@ def show(
             "only one of '--license', '--modelfile', '--parameters', '--system', or "
             "'--template' can be specified"
         )
-    resp = connect(ctx).show(args[0], verbose=verbose)
+    resp = connect(ctx).show(ShowRequest(model=args[0], verbose=verbose))
     if not chosen:
         _write(ctx, render_show(resp, verbose))
         return
@@ -291,7 +292,7 @@ def _unload(client: Client, ctx: click.Context, model: str) -> None:
     """What `ollama stop` sends: a generate with no prompt and keep_alive 0."""
     with (
         spinner(deps(ctx).term().console()),
-        client.generate(model, stream=True, keep_alive=0) as parts,
+        client.generate(GenerateRequest(model=model, keep_alive=0), stream=True) as parts,
     ):
         for _ in parts:
             pass
@@ -348,7 +349,7 @@ def push(ctx: click.Context, args: Sequence[str], insecure: bool) -> None:
     try:
         with (
             _console(ctx) as display,
-            client.push(args[0], insecure=insecure, stream=True) as parts,
+            client.push(PushRequest(model=args[0], insecure=insecure), stream=True) as parts,
         ):
             for part in parts:
                 if part.get("digest"):  # Ollama labels push bars by digest, whatever the status
@@ -399,7 +400,7 @@ def ps(ctx: click.Context, args: Sequence[str]) -> None:
 )
 @click.pass_context
 def cp(ctx: click.Context, args: Sequence[str]) -> None:
-    connect(ctx).copy(args[0], args[1])
+    connect(ctx).copy(CopyRequest(source=args[0], destination=args[1]))
     _write(ctx, f"copied '{args[0]}' to '{args[1]}'\n")
 
 

@@ -13,8 +13,9 @@ from enum import Enum, auto
 from typing import Any, Protocol
 
 from ollamapy.api.client import JSON, ResponseError
+from ollamapy.api.types import CreateRequest, ShowRequest
 from ollamapy.cli.format import render_table
-from ollamapy.cli.run import RunOptions, Session
+from ollamapy.cli.run import RunOptions, Session, wire_messages
 from ollamapy.cli.show import render_show
 from ollamapy.cli.tables import list_rows
 from ollamapy.types.options import parse_option_text
@@ -363,13 +364,13 @@ def _show(repl: Repl, args: list[str]) -> Outcome:
     if handler is None:
         repl.say(f"Unknown command '/show {args[0]}'. Type /? for help")
         return Outcome.CONTINUE
-    fields: dict[str, Any] = {}
-    if repl.opts.system:
-        fields["system"] = repl.opts.system
-    if repl.opts.options:
-        fields["options"] = repl.opts.options
+    request = ShowRequest(
+        model=repl.opts.model,
+        system=repl.opts.system or None,
+        options=dict(repl.opts.options) or None,
+    )
     try:
-        resp = repl.session.client.show(repl.opts.model, **fields)
+        resp = repl.session.client.show(request)
     except ResponseError:
         repl.say("error: couldn't get model")
         raise
@@ -442,18 +443,16 @@ def _load(repl: Repl, args: list[str]) -> Outcome:
     return Outcome.CONTINUE
 
 
-def save_request(name: str, opts: RunOptions) -> dict[str, Any]:
-    """The `/api/create` fields that turn this session into a new model."""
-    request: dict[str, Any] = {"from_": opts.parent_model or opts.model}
-    if opts.system:
-        request["system"] = opts.system
-    if opts.template:
-        request["template"] = opts.template
-    if opts.options:
-        request["parameters"] = dict(opts.options)
-    if opts.messages:
-        request["messages"] = list(opts.messages)
-    return request
+def save_request(name: str, opts: RunOptions) -> CreateRequest:
+    """The `/api/create` request that turns this session into a new model `name`."""
+    return CreateRequest(
+        model=name,
+        from_=opts.parent_model or opts.model,
+        system=opts.system or None,
+        template=opts.template or None,
+        parameters=dict(opts.options) or None,
+        messages=wire_messages(opts.messages) or None,
+    )
 
 
 def _save(repl: Repl, args: list[str]) -> Outcome:
@@ -461,7 +460,7 @@ def _save(repl: Repl, args: list[str]) -> Outcome:
         repl.say("Usage:\n  /save <modelname>")
         return Outcome.CONTINUE
     try:
-        repl.session.client.create(args[0], **save_request(args[0], repl.opts))
+        repl.session.client.create(save_request(args[0], repl.opts))
     except ResponseError as exc:
         if "invalid model name" in exc.message:
             repl.say(f"error: The model name '{args[0]}' is invalid")

@@ -13,11 +13,12 @@ import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO, cast
+from typing import Any, TextIO
 
 from rich.console import Console
 
-from ollamapy.api.client import JSON, ChatFields, Client, GenerateFields, ResponseError
+from ollamapy.api.client import JSON, Client, ResponseError
+from ollamapy.api.types import ChatRequest, EmbedRequest, GenerateRequest, Message, PullRequest
 from ollamapy.cli.display import ResponseWriter, stats_summary
 from ollamapy.cli.progress import ProgressDisplay, spinner
 from ollamapy.errors import OllamaError
@@ -121,24 +122,14 @@ class Session:
 
     def load(self, opts: RunOptions) -> None:
         """Send `/api/generate` with only the model (and keep_alive) so it loads, with a spinner."""
-        fields = GenerateFields()
-        if opts.keep_alive is not None:
-            fields["keep_alive"] = opts.keep_alive
-        if opts.think is not None:
-            fields["think"] = opts.think
-        with (
-            spinner(self.console),
-            self.client.generate(opts.model, stream=True, **fields) as parts,
-        ):
+        request = GenerateRequest(model=opts.model, keep_alive=opts.keep_alive, think=opts.think)
+        with spinner(self.console), self.client.generate(request, stream=True) as parts:
             for _ in parts:
                 pass
 
     def generate(self, opts: RunOptions) -> None:
         """Answer `opts.prompt` once through `/api/generate`."""
-        fields = cast(GenerateFields, _common_fields(opts))
-        if opts.system:
-            fields["system"] = opts.system
-        stream = self.client.generate(opts.model, opts.prompt, stream=True, **fields)
+        stream = self.client.generate(generate_request(opts), stream=True)
         writer = self.writer(opts)
         latest = self._stream(stream, writer, opts, lambda p: (p.get("response", ""), p))
         if opts.prompt:
@@ -147,7 +138,7 @@ class Session:
 
     def chat(self, opts: RunOptions) -> JSON | None:
         """One REPL turn: send the conversation, stream the answer, return the reply message."""
-        stream = self.client.chat(opts.model, opts.messages, stream=True, **_chat_fields(opts))
+        stream = self.client.chat(chat_request(opts), stream=True)
         writer = self.writer(opts)
         content: list[str] = []
 
@@ -203,30 +194,40 @@ class Session:
 
     def embed(self, opts: RunOptions) -> None:
         """Embedding models: print the vector as a JSON array."""
-        fields: dict[str, Any] = {}
-        if opts.keep_alive is not None:
-            fields["keep_alive"] = opts.keep_alive
-        result = self.client.embed(opts.model, opts.prompt, **fields)
+        request = EmbedRequest(model=opts.model, input=opts.prompt, keep_alive=opts.keep_alive)
+        result = self.client.embed(request)
         for vector in result.get("embeddings") or []:
             self.term.out.write(json.dumps(vector, separators=(",", ":")) + "\n")
 
 
-def _common_fields(opts: RunOptions) -> dict[str, Any]:
-    """The request fields generate and chat share, from the session's switches."""
-    fields: dict[str, Any] = {}
-    if opts.format:
-        fields["format"] = opts.format
-    if opts.options:
-        fields["options"] = dict(opts.options)
-    if opts.keep_alive is not None:
-        fields["keep_alive"] = opts.keep_alive
-    if opts.think is not None:
-        fields["think"] = opts.think
-    return fields
+def generate_request(opts: RunOptions) -> GenerateRequest:
+    """A one-shot answer's request; an unset switch (None) is left out of the body."""
+    return GenerateRequest(
+        model=opts.model,
+        prompt=opts.prompt,
+        system=opts.system or None,
+        format=opts.format_field(),
+        options=dict(opts.options) or None,
+        keep_alive=opts.keep_alive,
+        think=opts.think,
+    )
 
 
-def _chat_fields(opts: RunOptions) -> ChatFields:
-    return cast(ChatFields, _common_fields(opts))
+def chat_request(opts: RunOptions) -> ChatRequest:
+    """A REPL turn's request: the conversation so far and the same switches as generate."""
+    return ChatRequest(
+        model=opts.model,
+        messages=wire_messages(opts.messages),
+        format=opts.format_field(),
+        options=dict(opts.options) or None,
+        keep_alive=opts.keep_alive,
+        think=opts.think,
+    )
+
+
+def wire_messages(messages: list[JSON]) -> list[Message]:
+    """The session keeps its conversation as JSON dicts; the request takes them as `Message`s."""
+    return [Message.model_validate(message) for message in messages]
 
 
 def pull_progress(client: Client, console: Console, model: str, insecure: bool = False) -> None:
@@ -234,7 +235,7 @@ def pull_progress(client: Client, console: Console, model: str, insecure: bool =
     status = ""
     with (
         ProgressDisplay(console) as display,
-        client.pull(model, insecure=insecure, stream=True) as parts,
+        client.pull(PullRequest(model=model, insecure=insecure), stream=True) as parts,
     ):
         for part in parts:
             digest = str(part.get("digest") or "")
