@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -213,6 +213,30 @@ async def test_collect_completion() -> None:
         "choices": [{"text": "ab", "index": 0, "logprobs": None, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6},
     }
+
+
+def cut_short() -> AsyncIterator[Any]:
+    """Events of a completion that stopped without its final event."""
+    return Events(Delta("a")).stream()
+
+
+@pytest.mark.parametrize(
+    "consume",
+    [
+        lambda: drain(chat_chunks(META, cut_short(), include_usage=True)),
+        lambda: collect_chat(META, cut_short()),
+        lambda: drain(completion_chunks(META, cut_short(), include_usage=True)),
+        lambda: collect_completion(META, cut_short()),
+    ],
+    ids=["chat_chunks", "collect_chat", "completion_chunks", "collect_completion"],
+)
+async def test_events_without_a_final_are_an_error_not_a_made_up_stop(
+    consume: Callable[[], Awaitable[object]],
+) -> None:
+    """No stop reason or usage is invented: the client sees the request fail (in a stream,
+    an error event and no [DONE]), as the native encoders do."""
+    with pytest.raises(RunnerError, match="without a final event"):
+        await consume()
 
 
 def test_new_ids_have_openai_prefixes() -> None:
