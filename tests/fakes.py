@@ -14,7 +14,11 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from ollamapy.config import Config, parse_host
+from ollamapy.errors import RunnerError
 from ollamapy.llm import CompletionChunk, CompletionDone, CompletionRequest, Runner, RunnerInfo
 from ollamapy.scheduler import ModelLoad, Scheduler
 from tests.ggufs import write_tiny_gguf
@@ -22,6 +26,16 @@ from tests.scheduler.live import CHATML, LiveApp, create_model, serve_app
 from tests.server.conftest import free_port
 
 BOS = 1
+
+TOOLS_TEMPLATE_TEXT = (
+    "{{- if .Tools }}<tools>{{ range .Tools }}{{ . }}{{ end }}</tools>{{ end }}"
+    "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}"
+    "{{- if .ToolCalls }}<tool_call>{{ range .ToolCalls }}"
+    '{"name":"{{ .Function.Name }}","arguments":{{ .Function.Arguments }}}{{ end }}'
+    "</tool_call>{{ end }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"
+)
+TOOLS_TEMPLATE = f'TEMPLATE """{TOOLS_TEMPLATE_TEXT}"""\n'
+"""Modelfile text for a ChatML template that supports tools (Qwen's tool-call format)."""
 
 
 def word_tokens(text: str) -> list[int]:
@@ -37,8 +51,11 @@ class Script:
     done_reason: str = "stop"
     hold: asyncio.Event | None = None
     """When set, the runner waits for it before each chunk (a slow model)."""
+    fail_after: int | None = None
+    """When set, the runner fails after that many chunks: `RunnerError("runner crashed")`."""
     requests: list[CompletionRequest] = field(default_factory=list)
     tokenized: list[str] = field(default_factory=list)
+    embedded: list[str] = field(default_factory=list)
     cancelled: int = 0
     started: int = 0
 
@@ -72,11 +89,13 @@ class ScriptedRunner:
         prompt = list(request.tokens) if request.tokens is not None else word_tokens(request.prompt)
         generated: list[int] = []
         try:
-            for text in self.script.chunks:
+            for text in self.script.chunks[: self.script.fail_after]:
                 if self.script.hold is not None:
                     await self.script.hold.wait()
                 generated.append(len(text))
                 yield CompletionChunk(text)
+            if self.script.fail_after is not None:
+                raise RunnerError("runner crashed")
         except (asyncio.CancelledError, GeneratorExit):
             self.script.cancelled += 1
             raise
@@ -90,6 +109,15 @@ class ScriptedRunner:
 
     async def detokenize(self, tokens: Sequence[int]) -> str:
         return " ".join("x" * token for token in tokens if token != BOS)
+
+    async def embed(
+        self, contents: Sequence[str], truncate: bool = True
+    ) -> tuple[npt.NDArray[np.float32], int]:
+        """What `server.embed` asks of a runner (ProcessRunner's, not in the Protocol): a
+        text's raw vector is [its length, 1, 2], its tokens counted as `word_tokens` does."""
+        self.script.embedded.extend(contents)
+        vectors = np.array([[len(text), 1.0, 2.0] for text in contents], dtype=np.float32)
+        return vectors, sum(len(word_tokens(text)) for text in contents)
 
     async def wait(self) -> int:
         while not self.closed:

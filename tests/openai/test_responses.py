@@ -1,17 +1,19 @@
-"""Native events → OpenAI chunks and objects, SSE framing, errors, embeddings, models."""
+"""Completion events → OpenAI chunks and objects, SSE framing, errors, embeddings, models."""
 
 from __future__ import annotations
 
 import base64
 import json
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pytest
 
+from ollamapy.chat.events import Delta, DoneReason, Final
+from ollamapy.chat.messages import ToolCall
 from ollamapy.errors import BadRequestError, ModelNotFoundError, RunnerError
 from ollamapy.openai import (
     SSE_DONE,
@@ -34,35 +36,20 @@ META = ResponseMeta("chatcmpl-7", "m", 1_700_000_000)
 Event = dict[str, Any]
 
 
-def chat_event(content: str = "", **message: Any) -> Event:
-    return {
-        "model": "m",
-        "created_at": "2024-01-01T00:00:00Z",
-        "message": {"role": "assistant", "content": content, **message},
-        "done": False,
-    }
-
-
-def done(reason: str = "stop", **extra: Any) -> Event:
-    return {
-        **chat_event(),
-        "done": True,
-        "done_reason": reason,
-        "prompt_eval_count": 11,
-        "eval_count": 3,
-        **extra,
-    }
+def done(reason: DoneReason = "stop") -> Final:
+    return Final(reason, prompt_eval_count=11, eval_count=3)
 
 
 class Events:
-    """Canned native events that record whether the consumer closed them."""
+    """Canned events (completion events, or chunks for the SSE tests) that record whether
+    the consumer closed them."""
 
-    def __init__(self, *events: Event, fail: Exception | None = None) -> None:
+    def __init__(self, *events: Any, fail: Exception | None = None) -> None:
         self.events = events
         self.fail = fail
         self.closed = False
 
-    async def _gen(self) -> AsyncIterator[Event]:
+    async def _gen(self) -> AsyncIterator[Any]:
         try:
             for event in self.events:
                 yield event
@@ -71,7 +58,7 @@ class Events:
         finally:
             self.closed = True
 
-    def stream(self) -> AsyncIterator[Event]:
+    def stream(self) -> AsyncIterator[Any]:
         return self._gen()
 
 
@@ -88,7 +75,7 @@ def choice(chunk: Event) -> Event:
 
 
 async def test_chat_chunks_shape() -> None:
-    source = Events(chat_event("Hel"), chat_event("lo"), done())
+    source = Events(Delta("Hel"), Delta("lo"), done())
     chunks = await drain(chat_chunks(META, source.stream(), include_usage=False))
     assert len(chunks) == 3
     for chunk in chunks:
@@ -111,9 +98,7 @@ async def test_chat_finish_reason_follows_done_reason(reason: str) -> None:
 
 
 async def test_include_usage_adds_a_usage_only_chunk() -> None:
-    chunks = await drain(
-        chat_chunks(META, Events(chat_event("x"), done()).stream(), include_usage=True)
-    )
+    chunks = await drain(chat_chunks(META, Events(Delta("x"), done()).stream(), include_usage=True))
     assert len(chunks) == 3
     assert chunks[-1]["choices"] == []
     assert chunks[-1]["usage"] == {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
@@ -121,9 +106,9 @@ async def test_include_usage_adds_a_usage_only_chunk() -> None:
 
 
 async def test_streamed_tool_calls() -> None:
-    first = {"function": {"name": "weather", "arguments": {"city": "Paris"}}, "id": "call_a"}
-    second = {"function": {"name": "time", "arguments": {}}}
-    source = Events(chat_event(tool_calls=[first]), chat_event(tool_calls=[second]), done())
+    first = ToolCall("weather", {"city": "Paris"}, "call_a")
+    second = ToolCall("time", {})
+    source = Events(Delta(tool_calls=(first,)), Delta(tool_calls=(second,)), done())
     chunks = await drain(chat_chunks(META, source.stream(), include_usage=False))
     calls = [choice(c)["delta"]["tool_calls"][0] for c in chunks[:2]]
     assert calls[0] == {
@@ -139,14 +124,14 @@ async def test_streamed_tool_calls() -> None:
 
 async def test_thinking_is_streamed_as_reasoning() -> None:
     chunks = await drain(
-        chat_chunks(META, Events(chat_event(thinking="hmm"), done()).stream(), include_usage=False)
+        chat_chunks(META, Events(Delta(thinking="hmm"), done()).stream(), include_usage=False)
     )
     assert choice(chunks[0])["delta"]["reasoning"] == "hmm"
     assert "reasoning" not in choice(chunks[1])["delta"]
 
 
 async def test_closing_the_chunks_early_closes_the_native_stream() -> None:
-    source = Events(chat_event("a"), chat_event("b"), done())
+    source = Events(Delta("a"), Delta("b"), done())
     chunks = chat_chunks(META, source.stream(), include_usage=False)
     await anext(chunks)
     await chunks.aclose()  # type: ignore[attr-defined]
@@ -157,7 +142,7 @@ async def test_closing_the_chunks_early_closes_the_native_stream() -> None:
 
 
 async def test_collect_chat() -> None:
-    source = Events(chat_event("Hel"), chat_event("lo"), done("length"))
+    source = Events(Delta("Hel"), Delta("lo"), done("length"))
     result = await collect_chat(META, source.stream())
     assert result == {
         "id": "chatcmpl-7",
@@ -178,11 +163,8 @@ async def test_collect_chat() -> None:
 
 
 async def test_collect_chat_with_tool_calls_and_thinking() -> None:
-    call = {"function": {"name": "f", "arguments": {"x": [1, "é"]}}}
-    source = Events(
-        chat_event(thinking="plan"),
-        done(message={"role": "assistant", "content": "", "tool_calls": [call]}),
-    )
+    call = ToolCall("f", {"x": [1, "é"]})
+    source = Events(Delta(thinking="plan"), Delta(tool_calls=(call,)), done())
     result = await collect_chat(META, source.stream())
     message = choice(result)["message"]
     assert message["reasoning"] == "plan" and message["content"] == ""
@@ -194,23 +176,13 @@ async def test_collect_chat_with_tool_calls_and_thinking() -> None:
 # ----------------------------------------------------------------------------- completions
 
 
-def gen_event(text: str) -> Event:
-    return {"model": "m", "created_at": "2024-01-01T00:00:00Z", "response": text, "done": False}
-
-
-def gen_done(reason: str = "stop") -> Event:
-    return {
-        **gen_event(""),
-        "done": True,
-        "done_reason": reason,
-        "prompt_eval_count": 4,
-        "eval_count": 2,
-    }
+def gen_done(reason: DoneReason = "stop") -> Final:
+    return Final(reason, prompt_eval_count=4, eval_count=2)
 
 
 async def test_completion_chunks() -> None:
     meta = ResponseMeta("cmpl-1", "m", 5)
-    source = Events(gen_event("a"), gen_event("b"), gen_done("length"))
+    source = Events(Delta("a"), Delta("b"), gen_done("length"))
     chunks = await drain(completion_chunks(meta, source.stream(), include_usage=True))
     assert [c["object"] for c in chunks] == ["text_completion"] * 4
     assert [choice(c)["text"] for c in chunks[:3]] == ["a", "b", ""]
@@ -222,20 +194,16 @@ async def test_completion_chunks() -> None:
 async def test_completion_echo_repeats_the_prompt_once() -> None:
     meta = ResponseMeta("cmpl-1", "m", 5)
     stream = completion_chunks(
-        meta, Events(gen_event("a"), gen_done()).stream(), include_usage=False, echo="Say: "
+        meta, Events(Delta("a"), gen_done()).stream(), include_usage=False, echo="Say: "
     )
     assert [choice(c)["text"] for c in await drain(stream)] == ["Say: a", ""]
-    whole = await collect_completion(
-        meta, Events(gen_event("a"), gen_done()).stream(), echo="Say: "
-    )
+    whole = await collect_completion(meta, Events(Delta("a"), gen_done()).stream(), echo="Say: ")
     assert choice(whole)["text"] == "Say: a"
 
 
 async def test_collect_completion() -> None:
     meta = ResponseMeta("cmpl-1", "m", 5)
-    result = await collect_completion(
-        meta, Events(gen_event("a"), gen_event("b"), gen_done()).stream()
-    )
+    result = await collect_completion(meta, Events(Delta("a"), Delta("b"), gen_done()).stream())
     assert result == {
         "id": "cmpl-1",
         "object": "text_completion",
@@ -245,6 +213,30 @@ async def test_collect_completion() -> None:
         "choices": [{"text": "ab", "index": 0, "logprobs": None, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6},
     }
+
+
+def cut_short() -> AsyncIterator[Any]:
+    """Events of a completion that stopped without its final event."""
+    return Events(Delta("a")).stream()
+
+
+@pytest.mark.parametrize(
+    "consume",
+    [
+        lambda: drain(chat_chunks(META, cut_short(), include_usage=True)),
+        lambda: collect_chat(META, cut_short()),
+        lambda: drain(completion_chunks(META, cut_short(), include_usage=True)),
+        lambda: collect_completion(META, cut_short()),
+    ],
+    ids=["chat_chunks", "collect_chat", "completion_chunks", "collect_completion"],
+)
+async def test_events_without_a_final_are_an_error_not_a_made_up_stop(
+    consume: Callable[[], Awaitable[object]],
+) -> None:
+    """No stop reason or usage is invented: the client sees the request fail (in a stream,
+    an error event and no [DONE]), as the native encoders do."""
+    with pytest.raises(RunnerError, match="without a final event"):
+        await consume()
 
 
 def test_new_ids_have_openai_prefixes() -> None:

@@ -1,75 +1,70 @@
-"""The /v1 routes end to end, driven by the official `openai` SDK over real HTTP."""
+"""The /v1 routes end to end, driven by the official `openai` SDK over real HTTP, through the
+real app with a scripted runner (see conftest): what the client gets, and what reached the
+runner (the rendered prompt and the sampling options)."""
 
 from __future__ import annotations
 
 import json
-import sys
-import types
+import math
+from datetime import datetime
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from ollamapy.api.types import EmbedRequest
+from tests.fakes import MODEL, TOOLS_TEMPLATE, TOOLS_TEMPLATE_TEXT, word_tokens
 from tests.openai.conftest import Server
 
-Event = dict[str, Any]
 USER: Any = [{"role": "user", "content": "Say hi"}]
+SAY_HI = "<|im_start|>user\nSay hi<|im_end|>\n<|im_start|>assistant\n"
+"""USER as the scripted model's ChatML template renders it."""
+
+WEATHER: Any = {
+    "type": "function",
+    "function": {
+        "name": "weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
 
 
-def chat_event(content: str = "", **message: Any) -> Event:
-    return {
-        "model": "smollm2:135m",
-        "created_at": "2024-01-01T00:00:00Z",
-        "message": {"role": "assistant", "content": content, **message},
-        "done": False,
-    }
-
-
-def chat_done(reason: str = "stop", **message: Any) -> Event:
-    final = chat_event(**message)
-    return {**final, "done": True, "done_reason": reason, "prompt_eval_count": 9, "eval_count": 2}
-
-
-def gen_event(text: str, done: bool = False) -> Event:
-    event: Event = {"model": "smollm2:135m", "response": text, "done": done}
-    if done:
-        event |= {"done_reason": "length", "prompt_eval_count": 5, "eval_count": 4}
-    return event
+def prompt_tokens(prompt: str) -> int:
+    """What the scripted runner counts for a prompt (it is sent untokenized when it fits)."""
+    return len(word_tokens(prompt))
 
 
 # ----------------------------------------------------------------------------- chat
 
 
 def test_chat_completion(server: Server) -> None:
-    server.native.chat = [chat_event("Hi"), chat_event(" there"), chat_done()]
+    server.script.chunks = ["Hi", " there"]
     result = server.client().chat.completions.create(
-        model="smollm2:135m", messages=USER, max_tokens=20, stop="\n", seed=3
+        model=MODEL, messages=USER, max_tokens=20, stop="\n", seed=3
     )
     assert result.object == "chat.completion" and result.id.startswith("chatcmpl-")
-    assert result.model == "smollm2:135m" and result.system_fingerprint == "fp_ollama"
+    assert result.model == MODEL and result.system_fingerprint == "fp_ollama"
     assert result.choices[0].message.role == "assistant"
     assert result.choices[0].message.content == "Hi there"
     assert result.choices[0].finish_reason == "stop"
+    sent = server.sent()
+    assert sent.prompt == SAY_HI and sent.stream is False
+    options = sent.options
+    assert (options.temperature, options.top_p) == (1.0, 1.0)  # OpenAI's defaults
+    assert (options.num_predict, options.stop, options.seed) == (20, ("\n",), 3)
     assert result.usage is not None
-    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (9, 2)
-    assert result.usage.total_tokens == 11
-    native = server.native.requests[0]
-    assert native.options == {
-        "temperature": 1.0,
-        "top_p": 1.0,
-        "num_predict": 20,
-        "stop": ["\n"],
-        "seed": 3,
-    }
-    assert [(m.role, m.content) for m in native.messages] == [("user", "Say hi")]
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (
+        prompt_tokens(SAY_HI),
+        2,
+    )
+    assert result.usage.total_tokens == prompt_tokens(SAY_HI) + 2
 
 
 def test_chat_stream_with_usage(server: Server) -> None:
-    server.native.chat = [chat_event("Hi"), chat_event(" there"), chat_done("length")]
+    server.script.chunks = ["Hi", " there"]
+    server.script.done_reason = "length"
     stream = server.client().chat.completions.create(
-        model="smollm2:135m",
+        model=MODEL,
         messages=USER,
         stream=True,
         stream_options={"include_usage": True},
@@ -82,47 +77,46 @@ def test_chat_stream_with_usage(server: Server) -> None:
     assert text == "Hi there"
     assert chunks[-2].choices[0].finish_reason == "length"
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
-    assert chunks[-1].usage.total_tokens == 11
-    assert server.native.requests[0].stream is True
-    assert server.native.closed == 1
+    assert chunks[-1].usage.total_tokens == prompt_tokens(SAY_HI) + 2
+    assert server.sent().stream is True
+    runners = server.scripted.live.scheduler.loaded()
+    assert [entry.idle for entry in runners] == [True]  # released when the stream ended
+    assert server.script.cancelled == 0  # ... after the runner had finished
 
 
 def test_chat_stream_without_usage_has_no_usage_chunk(server: Server) -> None:
-    server.native.chat = [chat_event("Hi"), chat_done()]
-    chunks = list(
-        server.client().chat.completions.create(model="smollm2:135m", messages=USER, stream=True)
-    )
+    server.script.chunks = ["Hi"]
+    chunks = list(server.client().chat.completions.create(model=MODEL, messages=USER, stream=True))
     assert len(chunks) == 2 and all(c.choices and c.usage is None for c in chunks)
 
 
 def test_stream_helper_assembles_tool_calls(server: Server) -> None:
-    call = {"function": {"name": "weather", "arguments": {"city": "Paris"}}}
-    server.native.chat = [chat_event("Let me check."), chat_done(tool_calls=[call])]
-    tools: Any = [
-        {
-            "type": "function",
-            "function": {
-                "name": "weather",
-                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-            },
-        }
+    server.derive("tools", TOOLS_TEMPLATE)
+    server.script.chunks = [
+        "Let me check.",
+        '<tool_call>{"name": "weather", ',
+        '"arguments": {"city": "Paris"}}</tool_call>',
     ]
     with server.client().chat.completions.stream(
-        model="smollm2:135m", messages=USER, tools=tools
+        model="tools", messages=USER, tools=[WEATHER]
     ) as stream:
         final = stream.get_final_completion()
     message = final.choices[0].message
     assert message.role == "assistant" and message.content == "Let me check."
     assert message.tool_calls is not None and len(message.tool_calls) == 1
     tool_call: Any = message.tool_calls[0]
+    assert tool_call.id.startswith("call_")
     assert tool_call.function.name == "weather"
     assert json.loads(tool_call.function.arguments) == {"city": "Paris"}
     assert final.choices[0].finish_reason == "tool_calls"
-    assert server.native.requests[0].tools == tools
+    tools = server.sent().prompt.removeprefix("<tools>").partition("</tools>")[0]
+    function = json.loads(tools)["function"]  # as Go writes Ollama's Tool type
+    assert function["name"] == "weather"
+    assert function["parameters"]["properties"] == WEATHER["function"]["parameters"]["properties"]
 
 
-def test_tool_round_trip_and_images_reach_the_native_request(server: Server) -> None:
-    server.native.chat = [chat_done()]
+def test_tool_round_trip_and_images_reach_the_runner(server: Server) -> None:
+    server.create_vision("vision", TOOLS_TEMPLATE_TEXT)
     messages: Any = [
         {
             "role": "user",
@@ -141,19 +135,19 @@ def test_tool_round_trip_and_images_reach_the_native_request(server: Server) -> 
         {"role": "tool", "tool_call_id": "c1", "content": "a cat"},
     ]
     server.client().chat.completions.create(
-        model="smollm2:135m",
+        model="vision",
         messages=messages,
         response_format={"type": "json_object"},
         temperature=0.2,
     )
-    native = server.native.requests[0]
-    assert [(m.role, m.content, m.images, m.tool_name) for m in native.messages] == [
-        ("user", "What is this?", None, None),
-        ("user", "", ["aGVsbG8="], None),
-        ("assistant", "", None, None),
-        ("tool", "a cat", None, "look"),
-    ]
-    assert native.format == "json" and native.options["temperature"] == 0.2
+    sent = server.sent()
+    assert sent.prompt == (  # the two user messages collated, as Ollama's templates see them
+        "<|im_start|>user\nWhat is this?\n\n[img-0]<|im_end|>\n"
+        '<|im_start|>assistant\n<tool_call>{"name":"look","arguments":{}}</tool_call><|im_end|>\n'
+        "<|im_start|>tool\na cat<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    assert sent.format == "json" and sent.options.temperature == 0.2
 
 
 def test_chat_with_an_unknown_model_is_not_found(server: Server) -> None:
@@ -178,31 +172,35 @@ def test_chat_with_an_unknown_model_is_not_found(server: Server) -> None:
     ],
 )
 def test_chat_with_a_bad_argument_is_bad_request(server: Server, extra: dict[str, Any]) -> None:
-    arguments: dict[str, Any] = {"model": "smollm2:135m", "messages": USER}
+    arguments: dict[str, Any] = {"model": MODEL, "messages": USER}
     if "messages" in extra:
         arguments["messages"] = extra.pop("messages")
     with pytest.raises(openai.BadRequestError) as caught:
         server.client().chat.completions.create(**arguments, extra_body=extra)
     body: Any = caught.value.body
     assert body["type"] == "invalid_request_error"
-    assert server.native.requests == []
+    assert server.script.started == 0 and server.script.requests == []
+
+
+def test_tools_on_a_template_without_tools_is_bad_request(server: Server) -> None:
+    with pytest.raises(openai.BadRequestError, match="does not support tools"):
+        server.client().chat.completions.create(model=MODEL, messages=USER, tools=[WEATHER])
+    assert server.script.started == 0
 
 
 def test_error_mid_stream_reaches_the_client(server: Server) -> None:
-    server.native.chat = [chat_event("Hi"), chat_event("!"), chat_done()]
-    server.native.fail_after = 1
-    stream = server.client().chat.completions.create(
-        model="smollm2:135m", messages=USER, stream=True
-    )
+    server.script.chunks = ["Hi", "!"]
+    server.script.fail_after = 1
+    stream = server.client().chat.completions.create(model=MODEL, messages=USER, stream=True)
     with pytest.raises(openai.APIError, match="runner crashed"):
         list(stream)
+    assert [entry.idle for entry in server.scripted.live.scheduler.loaded()] == [True]
 
 
 def test_error_before_the_first_chunk_keeps_its_status(server: Server) -> None:
-    server.native.chat = [chat_done()]
-    server.native.fail_after = 0
-    with pytest.raises(openai.InternalServerError):
-        server.client().chat.completions.create(model="smollm2:135m", messages=USER, stream=True)
+    server.script.fail_after = 0
+    with pytest.raises(openai.InternalServerError, match="runner crashed"):
+        server.client().chat.completions.create(model=MODEL, messages=USER, stream=True)
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b""])
@@ -215,36 +213,55 @@ def test_malformed_bodies_are_openai_400s(server: Server, body: bytes) -> None:
 
 
 def test_sse_wire_format(server: Server) -> None:
-    server.native.chat = [chat_event("Hi"), chat_done()]
-    body = {"model": "smollm2:135m", "messages": USER, "stream": True}
+    server.script.chunks = ["Hi"]
+    body = {"model": MODEL, "messages": USER, "stream": True}
     response = httpx.post(f"{server.url}/v1/chat/completions", json=body)
     assert response.headers["content-type"].startswith("text/event-stream")
     frames = response.text.split("\n\n")
+    assert len(frames) == 4  # two chunks, [DONE], and the end
     assert frames[-2:] == ["data: [DONE]", ""]
     assert all(frame.startswith("data: {") for frame in frames[:-2])
 
 
 # ----------------------------------------------------------------------------- completions
 
+FIM = (
+    'TEMPLATE """{{ if .Suffix }}<PRE> {{ .Prompt }} <SUF>{{ .Suffix }} <MID>'
+    '{{ else }}{{ .Prompt }}{{ end }}"""\n'
+)
+"""A fill-in-the-middle template: a model that supports `suffix` (Ollama's insert)."""
+
 
 def test_completion(server: Server) -> None:
-    server.native.generate = [gen_event("Once"), gen_event(" upon"), gen_event("", done=True)]
+    server.derive("fim", FIM)
+    server.script.chunks = ["Once", " upon"]
+    server.script.done_reason = "length"
     result = server.client().completions.create(
-        model="smollm2:135m", prompt="Tell me", max_tokens=4, suffix="END", echo=True
+        model="fim", prompt="Tell me", max_tokens=4, suffix="END", echo=True
     )
     assert result.object == "text_completion" and result.id.startswith("cmpl-")
     assert result.choices[0].text == "Tell meOnce upon"
     assert result.choices[0].finish_reason == "length"
-    assert result.usage is not None and result.usage.total_tokens == 9
-    native = server.native.requests[0]
-    assert (native.prompt, native.suffix, native.options["num_predict"]) == ("Tell me", "END", 4)
+    sent = server.sent()
+    assert (sent.prompt, sent.options.num_predict) == ("<PRE> Tell me <SUF>END <MID>", 4)
+    assert result.usage is not None
+    assert result.usage.total_tokens == prompt_tokens(sent.prompt) + 2
+
+
+def test_completion_with_a_suffix_on_a_model_without_insert_is_bad_request(
+    server: Server,
+) -> None:
+    with pytest.raises(openai.BadRequestError, match="does not support insert"):
+        server.client().completions.create(model=MODEL, prompt="Tell me", suffix="END")
+    assert server.script.started == 0
 
 
 def test_completion_stream(server: Server) -> None:
-    server.native.generate = [gen_event("Once"), gen_event(" upon"), gen_event("", done=True)]
+    server.script.chunks = ["Once", " upon"]
+    server.script.done_reason = "length"
     chunks = list(
         server.client().completions.create(
-            model="smollm2:135m",
+            model=MODEL,
             prompt="Tell me",
             stream=True,
             stream_options={"include_usage": True},
@@ -253,6 +270,9 @@ def test_completion_stream(server: Server) -> None:
     assert "".join(c.choices[0].text for c in chunks if c.choices) == "Once upon"
     assert chunks[-2].choices[0].finish_reason == "length"
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    sent = server.sent()
+    assert sent.prompt == "<|im_start|>user\nTell me<|im_end|>\n<|im_start|>assistant\n"
+    assert sent.stream is True
 
 
 def test_completion_with_an_unknown_model_is_not_found(server: Server) -> None:
@@ -263,18 +283,30 @@ def test_completion_with_an_unknown_model_is_not_found(server: Server) -> None:
 # ----------------------------------------------------------------------------- models
 
 
+def modified_times(server: Server) -> dict[str, int]:
+    """Each model's `/api/tags` modification time, as a Unix timestamp."""
+    tags = httpx.get(f"{server.url}/api/tags").json()["models"]
+    return {t["name"]: int(datetime.fromisoformat(t["modified_at"]).timestamp()) for t in tags}
+
+
 def test_list_models(server: Server) -> None:
+    """Ollama's /v1/models is /api/tags reshaped: same models, same order."""
+    server.derive("me/mine", "")
     models = list(server.client().models.list())
-    assert [(m.id, m.object, m.owned_by, m.created) for m in models] == [
-        ("smollm2:135m", "model", "library", 1714564800),
-        ("me/mine:latest", "model", "me", 1714564800),
+    modified = modified_times(server)
+    assert [m.id for m in models] == list(modified)
+    assert sorted((m.id, m.object, m.owned_by, m.created) for m in models) == [
+        ("me/mine:latest", "model", "me", modified["me/mine:latest"]),
+        (MODEL, "model", "library", modified[MODEL]),
     ]
 
 
-@pytest.mark.parametrize(("name", "owner"), [("smollm2:135m", "library"), ("me/mine", "me")])
+@pytest.mark.parametrize(("name", "owner"), [("scripted", "library"), ("me/mine", "me")])
 def test_retrieve_model(server: Server, name: str, owner: str) -> None:
+    server.derive("me/mine", "")
     model = server.client().models.retrieve(name)
-    assert (model.id, model.owned_by, model.created) == (name, owner, 1714564800)
+    created = modified_times(server)[f"{name}:latest"]
+    assert (model.id, model.owned_by, model.created) == (name, owner, created)
 
 
 @pytest.mark.parametrize("name", ["missing", "bad..name!"])
@@ -286,39 +318,32 @@ def test_retrieve_unknown_model_is_not_found(server: Server, name: str) -> None:
 # ----------------------------------------------------------------------------- embeddings
 
 
-@pytest.fixture
-def fake_embed(monkeypatch: pytest.MonkeyPatch) -> list[EmbedRequest]:
-    """Install a stand-in for the lead's `ollamapy.server.embed` module."""
-    seen: list[EmbedRequest] = []
-
-    async def embed(state: Any, body: EmbedRequest) -> Event:
-        seen.append(body)
-        count = 1 if isinstance(body.input, str) else len(body.input)
-        vectors = [[0.5 * (i + 1), -0.25] for i in range(count)]
-        return {"model": body.model, "embeddings": vectors, "prompt_eval_count": 7}
-
-    module = types.ModuleType("ollamapy.server.embed")
-    module.embed = embed  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "ollamapy.server.embed", module)
-    return seen
+def unit(*row: float) -> list[float]:
+    norm = math.sqrt(sum(x * x for x in row))
+    return [x / norm for x in row]
 
 
-def test_embeddings_with_the_sdk_default_base64(server: Server, fake_embed: Any) -> None:
-    result = server.client().embeddings.create(model="smollm2:135m", input=["a", "b"])
-    assert [d.embedding for d in result.data] == [[0.5, -0.25], [1.0, -0.25]]
+def test_embeddings_with_the_sdk_default_base64(server: Server) -> None:
+    """The scripted runner's raw vector of a text is [its length, 1, 2]; Ollama's
+    /v1/embeddings returns them L2-normalised, as /api/embed does."""
+    result = server.client().embeddings.create(model=MODEL, input=["a", "bb"])
+    assert [d.embedding for d in result.data] == [
+        pytest.approx(unit(1, 1, 2)),
+        pytest.approx(unit(2, 1, 2)),
+    ]
     assert [d.index for d in result.data] == [0, 1]
-    assert result.usage.prompt_tokens == 7 and result.model == "smollm2:135m"
-    assert fake_embed[0].input == ["a", "b"]
+    tokens = len(word_tokens("a")) + len(word_tokens("bb"))
+    assert result.usage.prompt_tokens == tokens and result.model == MODEL
+    assert server.script.embedded == ["a", "bb"]
 
 
-def test_embeddings_as_floats_with_dimensions(server: Server, fake_embed: Any) -> None:
-    body = {"model": "m", "input": "a", "encoding_format": "float", "dimensions": 2}
+def test_embeddings_as_floats_with_dimensions(server: Server) -> None:
+    body = {"model": MODEL, "input": "a", "encoding_format": "float", "dimensions": 2}
     response = httpx.post(f"{server.url}/v1/embeddings", json=body)
-    assert response.json()["data"][0]["embedding"] == [0.5, -0.25]
-    assert fake_embed[0].dimensions == 2
+    assert response.json()["data"][0]["embedding"] == pytest.approx(unit(1, 1))
 
 
-def test_embeddings_with_a_bad_format_is_bad_request(server: Server, fake_embed: Any) -> None:
+def test_embeddings_with_a_bad_format_is_bad_request(server: Server) -> None:
     with pytest.raises(openai.BadRequestError):
-        server.client().embeddings.create(model="m", input="a", encoding_format="hex")  # type: ignore[arg-type]
-    assert fake_embed == []
+        server.client().embeddings.create(model=MODEL, input="a", encoding_format="hex")  # type: ignore[arg-type]
+    assert server.script.started == 0 and server.script.embedded == []

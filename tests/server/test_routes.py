@@ -16,15 +16,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fakes import MODEL, Script, ScriptedServer, serve_scripted, word_tokens
-
-TOOLS_TEMPLATE = (
-    'TEMPLATE """{{- if .Tools }}<tools>{{ range .Tools }}{{ . }}{{ end }}</tools>{{ end }}'
-    "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}"
-    "{{- if .ToolCalls }}<tool_call>{{ range .ToolCalls }}"
-    '{"name":"{{ .Function.Name }}","arguments":{{ .Function.Arguments }}}{{ end }}'
-    '</tool_call>{{ end }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"""\n'
+from tests.fakes import (
+    MODEL,
+    TOOLS_TEMPLATE,
+    Script,
+    ScriptedServer,
+    serve_scripted,
+    word_tokens,
 )
+
 WEATHER = {
     "type": "function",
     "function": {

@@ -2,8 +2,9 @@
 
 The one completion path yields typed events (`Delta`s of text and tool calls, then one
 `Final` with the stop reason and token counts); this module only reshapes them. Streams
-close the native iterator when they stop early, so a runner is never held by an
-abandoned request.
+close the event iterator when they stop early, so a runner is never held by an
+abandoned request. Events that end without their `Final` are a failed completion
+(`RunnerError`): no stop reason or token count is made up for them.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from typing import Any
 from ollamapy.chat.events import Delta, Final
 from ollamapy.chat.events import Event as CompletionEvent
 from ollamapy.chat.messages import ToolCall
+from ollamapy.errors import RunnerError
 from ollamapy.openai.stream import aclose
 
 Event = dict[str, Any]
 
 SYSTEM_FINGERPRINT = "fp_ollama"
+NO_FINAL = "the completion ended without a final event"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +139,7 @@ async def chat_chunks(
                 return
     finally:
         await aclose(events)
+    raise RunnerError(NO_FINAL)
 
 
 @dataclass
@@ -143,7 +147,6 @@ class _Collected:
     content: list[str] = field(default_factory=list)
     thinking: list[str] = field(default_factory=list)
     calls: list[Event] = field(default_factory=list)
-    final: Final = field(default_factory=lambda: Final("stop"))
 
 
 async def collect_chat(meta: ResponseMeta, events: AsyncIterator[CompletionEvent]) -> Event:
@@ -152,18 +155,17 @@ async def collect_chat(meta: ResponseMeta, events: AsyncIterator[CompletionEvent
     try:
         async for event in events:
             if isinstance(event, Final):
-                got.final = event
-                break
+                return chat_completion(meta, got, event)
             got.content.append(event.content)
             got.thinking.append(event.thinking)
             for call in event.tool_calls:
                 got.calls.append(tool_call(call, len(got.calls)))
     finally:
         await aclose(events)
-    return chat_completion(meta, got)
+    raise RunnerError(NO_FINAL)
 
 
-def chat_completion(meta: ResponseMeta, got: _Collected) -> Event:
+def chat_completion(meta: ResponseMeta, got: _Collected, final: Final) -> Event:
     message: Event = {"role": "assistant", "content": "".join(got.content)}
     if any(got.thinking):
         message["reasoning"] = "".join(got.thinking)
@@ -172,9 +174,9 @@ def chat_completion(meta: ResponseMeta, got: _Collected) -> Event:
     choice = {
         "index": 0,
         "message": message,
-        "finish_reason": finish_reason(got.final, bool(got.calls)),
+        "finish_reason": finish_reason(final, bool(got.calls)),
     }
-    return {**meta.envelope("chat.completion"), "choices": [choice], "usage": usage(got.final)}
+    return {**meta.envelope("chat.completion"), "choices": [choice], "usage": usage(final)}
 
 
 # ----------------------------------------------------------------------------- completions
@@ -208,6 +210,7 @@ async def completion_chunks(
                 return
     finally:
         await aclose(events)
+    raise RunnerError(NO_FINAL)
 
 
 async def collect_completion(
@@ -215,14 +218,13 @@ async def collect_completion(
 ) -> Event:
     """A whole `text_completion` object from a completion's events (`stream: false`)."""
     pieces = [echo]
-    final = Final("stop")
     try:
         async for event in events:
             if isinstance(event, Final):
-                final = event
-                break
+                choice = completion_choice("".join(pieces), finish_reason(event, False))
+                envelope = meta.envelope(TEXT_COMPLETION)
+                return {**envelope, "choices": [choice], "usage": usage(event)}
             pieces.append(event.content)
     finally:
         await aclose(events)
-    choice = completion_choice("".join(pieces), finish_reason(final, False))
-    return {**meta.envelope(TEXT_COMPLETION), "choices": [choice], "usage": usage(final)}
+    raise RunnerError(NO_FINAL)
