@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from click.testing import Result
 
+from ollamapy import OLLAMA_VERSION
 from ollamapy.api.client import Client
 from ollamapy.cli.run import Terminal
 
@@ -38,7 +39,7 @@ class FakeOllama:
     def __post_init__(self) -> None:
         self.routes.setdefault(("HEAD", "/"), httpx.Response(200))
         self.routes.setdefault(
-            ("GET", "/api/version"), httpx.Response(200, json={"version": "0.1.0"})
+            ("GET", "/api/version"), httpx.Response(200, json={"version": OLLAMA_VERSION})
         )
 
     def handle(self, request: httpx.Request) -> httpx.Response:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from ollamapy import OLLAMA_VERSION, __version__
 from ollamapy.api.client import Client
 from ollamapy.cli.commands import Deps
 from ollamapy.cli.main import cli
@@ -268,16 +269,21 @@ def test_version_without_a_server() -> None:
     assert isinstance(term.out, io.StringIO)
     assert term.out.getvalue() == (
         "Warning: could not connect to a running Ollama instance\n"
-        "Warning: client version is 0.1.0\n"
+        f"Warning: client version is {OLLAMA_VERSION}\n"
     )
 
 
 @pytest.mark.parametrize(
     ("server", "expected"),
     [
-        ("0.1.0", "ollama version is 0.1.0\n"),
-        ("0.9.0", "ollama version is 0.9.0\nWarning: client version is 0.1.0\n"),
+        (OLLAMA_VERSION, f"ollama version is {OLLAMA_VERSION}\n"),
+        ("0.9.0", f"ollama version is 0.9.0\nWarning: client version is {OLLAMA_VERSION}\n"),
+        (
+            __version__,
+            f"ollama version is {__version__}\nWarning: client version is {OLLAMA_VERSION}\n",
+        ),
     ],
+    ids=["same-api", "older-ollama", "server-answering-its-package-version"],
 )
 def test_version_with_a_server(
     fake: FakeOllama, invoke: Invoke, server: str, expected: str

@@ -10,7 +10,13 @@ import pytest
 from ollamapy.registry import Event, RegistryOptions, TransferSettings
 from ollamapy.store import CONFIG_MEDIA_TYPE, Layer, Manifest, MediaType, Store
 from ollamapy.types import ModelName
-from tests.registry.servers import Proxy, Registry, run_proxy, run_registry
+from tests.registry.servers import (
+    Proxy,
+    Registry,
+    run_proxy,
+    run_registry,
+    serve_plain_http,
+)
 
 USER, PASSWORD = "alice", "s3cret-pa55"
 
@@ -52,6 +58,13 @@ def proxy(registry: Registry) -> Iterator[Proxy]:
 def second_proxy(registry: Registry) -> Iterator[Proxy]:
     """Another origin in front of the same registry (a CDN, or a foreign token realm)."""
     yield from run_proxy(Proxy(registry.host))
+
+
+@pytest.fixture(scope="module")
+def plain_http() -> Iterator[str]:
+    """`host:port` of a plain HTTP server, for pulls and pushes that try https there."""
+    with serve_plain_http() as host:
+        yield host
 
 
 @pytest.fixture

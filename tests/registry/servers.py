@@ -259,3 +259,18 @@ def serve_app(app: Any, port: int) -> Iterator[str]:
         yield started.url
     finally:
         started.stop(timeout=10)
+
+
+@contextlib.contextmanager
+def serve_plain_http() -> Iterator[str]:
+    """A plain HTTP server (no TLS) on loopback that answers everything 404; yields
+    `host:port`. Spoken to over https, it answers the TLS handshake in plain HTTP."""
+
+    async def anything(request: Request) -> Response:
+        return Response("not a registry", status_code=404)
+
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH"]
+    app = Starlette(routes=[Route("/{path:path}", anything, methods=methods)])
+    port = free_port()
+    with serve_app(app, port):
+        yield f"127.0.0.1:{port}"

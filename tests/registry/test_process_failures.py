@@ -131,8 +131,7 @@ async def test_unreachable_registry_fails_fast_with_a_clear_error(other_store: S
 
     assert elapsed < 5, f"took {elapsed:.1f}s"  # default settings: a few quick retries only
     message = caught.value.message
-    assert message.startswith(f"pull model manifest: GET http://{host}/v2/me/away/manifests/v1: ")
-    assert "connect" in message.lower()
+    assert message == f"pull model manifest: could not connect to {host}: connection refused"
     assert caught.value.transient
     assert not [p for p in other_store.root.rglob("*") if p.is_file()]
 
@@ -141,6 +140,6 @@ async def test_unreachable_registry_push_fails_fast(store: Store) -> None:
     host = f"127.0.0.1:{free_port()}"  # bound once, released: closed
     name, _ = _random_model(store, f"{host}/me/away:v1")
     started = time.monotonic()
-    with pytest.raises(RegistryError, match=f"http://{host}/v2/me/away/blobs/sha256:"):
+    with pytest.raises(RegistryError, match=f"^could not connect to {host}: connection refused$"):
         await collect(push_model(store, str(name), RegistryOptions(insecure=True)))
     assert time.monotonic() - started < 5

@@ -6,6 +6,7 @@ error handlers (the lead wires `transfer.ROUTES` into the real app).
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Iterator
@@ -14,14 +15,21 @@ from typing import Any, cast
 import httpx
 import ollama
 import pytest
+from click.testing import CliRunner
 from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
+from ollamapy.api.client import Client
+from ollamapy.cli.commands import Deps
+from ollamapy.cli.main import cli
 from ollamapy.config import Config
 from ollamapy.errors import ModelNotFoundError, OllamaError
 from ollamapy.server import transfer
 from ollamapy.server.http import handle_errors
 from ollamapy.server.state import ServerState
 from ollamapy.store import Store
+from tests.cli.cli_fakes import terminal
 from tests.registry.conftest import make_model
 from tests.registry.servers import Proxy, free_port, serve_app
 
@@ -31,10 +39,14 @@ def app_store() -> Store:
     return Store(Config.from_env().models_dir)
 
 
+HEARTBEAT = Route("/", lambda request: PlainTextResponse("Ollama is running"), methods=["HEAD"])
+"""`HEAD /`, which the CLI sends before any command."""
+
+
 @pytest.fixture
 def server(app_store: Store) -> Iterator[str]:
     app = Starlette(
-        routes=transfer.ROUTES,
+        routes=[*transfer.ROUTES, HEARTBEAT],
         exception_handlers={OllamaError: handle_errors, Exception: handle_errors},
     )
     app.state.ollama = ServerState(Config.from_env(), app_store, cast(Any, None))
@@ -150,3 +162,51 @@ def test_client_disconnect_cancels_and_the_next_pull_resumes(
     assert model_gets[0].headers["range"].startswith(f"bytes={saved}-")
     assert app_store.read_manifest_bytes(name) == original
     assert app_store.has_blob(model.digest)
+
+
+# --------------------------------------------------------------------- unreachable registries
+
+
+def _refused(port: int) -> str:
+    return f"pull model manifest: could not connect to 127.0.0.1:{port}: connection refused"
+
+
+def test_pull_from_a_closed_port_is_told_plainly(server: str) -> None:
+    port = free_port()  # nothing listens there
+    body = {"model": f"127.0.0.1:{port}/me/none:v1", "insecure": True}
+
+    quiet = httpx.post(f"{server}/api/pull", json={**body, "stream": False}, timeout=30)
+    assert quiet.status_code == 500
+    assert quiet.json() == {"error": _refused(port)}
+
+    streamed = httpx.post(f"{server}/api/pull", json=body, timeout=30)
+    assert streamed.status_code == 200
+    assert _lines(streamed) == [{"status": "pulling manifest"}, {"error": _refused(port)}]
+
+
+def test_pull_over_https_from_a_plain_http_server_says_use_insecure(
+    server: str, plain_http: str
+) -> None:
+    """Without `insecure` the pull speaks https to a server that answers in plain http."""
+    body = {"model": f"{plain_http}/me/none:v1", "stream": False}
+    response = httpx.post(f"{server}/api/pull", json=body, timeout=30)
+    assert response.status_code == 500
+    message = response.json()["error"]
+    assert message.startswith(
+        f"pull model manifest: could not connect to {plain_http} over https: "
+        "it answers in plain http"
+    )
+    assert "use --insecure (`insecure: true` in the API)" in message
+    assert "SSL" not in message and "_ssl.c" not in message
+
+
+def test_the_cli_prints_the_plain_message(server: str) -> None:
+    port = free_port()
+    term = terminal()
+    deps = Deps(make_client=lambda: Client(server), terminal=term)
+    result = CliRunner().invoke(
+        cli, ["pull", "--insecure", f"127.0.0.1:{port}/me/none:v1"], obj=deps
+    )
+    assert result.exit_code == 1
+    assert isinstance(term.err, io.StringIO)
+    assert (term.err.getvalue() + result.stderr).endswith(f"Error: {_refused(port)}\n")

@@ -126,6 +126,22 @@ def test_openai_embeddings(server: LiveServer) -> None:
     assert abs(_norm(result.data[0].embedding) - 1.0) < 1e-4
 
 
+def test_token_ids_are_refused_on_a_loaded_model_and_it_still_embeds(server: LiveServer) -> None:
+    """Ollama's /api/embed and /v1/embeddings take text only (see test_embed_input.py)."""
+    for ids in ([1, 2], [[1, 2]]):
+        native = httpx.post(
+            f"{server.url}/api/embed", json={"model": MODEL, "input": ids}, timeout=60
+        )
+        assert (native.status_code, native.json()) == (400, {"error": "invalid input type"})
+        openai = httpx.post(
+            f"{server.url}/v1/embeddings", json={"model": MODEL, "input": ids}, timeout=60
+        )
+        assert openai.status_code == 400
+        assert openai.json()["error"]["message"] == "invalid input type"
+    after = httpx.post(f"{server.url}/api/embed", json={"model": MODEL, "input": "hi"}, timeout=60)
+    assert after.status_code == 200 and len(after.json()["embeddings"][0]) == 384
+
+
 def test_show_lists_embedding_capability(client: ollama.Client) -> None:
     assert "embedding" in (client.show(MODEL).capabilities or [])
 

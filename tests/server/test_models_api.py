@@ -11,6 +11,7 @@ import httpx
 import ollama
 import pytest
 
+from ollamapy import OLLAMA_VERSION, __version__
 from tests.ggufs import CHATML_JINJA, write_tiny_gguf
 from tests.server.conftest import LiveServer
 
@@ -37,9 +38,19 @@ def tiny(tmp_path: Path) -> Path:
 
 
 def test_version_and_root(live_server: LiveServer) -> None:
-    assert httpx.get(f"{live_server.url}/api/version").json() == {"version": "0.1.0"}
+    answer = httpx.get(f"{live_server.url}/api/version").json()
+    assert answer == {"version": OLLAMA_VERSION, "ollamapy_version": __version__}
     response = httpx.get(f"{live_server.url}/")
     assert response.text == "Ollama is running"
+
+
+def test_version_is_an_ollama_release_with_the_features_we_serve(
+    live_server: LiveServer,
+) -> None:
+    """Clients compare `version` with Ollama's releases to decide what they may ask for:
+    it must be at least the release that brought logprobs (0.12.11; thinking came in 0.9)."""
+    version = httpx.get(f"{live_server.url}/api/version").json()["version"]
+    assert tuple(int(part) for part in version.split(".")) >= (0, 12, 11)
 
 
 def test_create_from_blob_lists_and_shows(live_server: LiveServer, tiny: Path) -> None:

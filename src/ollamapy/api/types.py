@@ -131,7 +131,10 @@ class DeleteRequest(WireModel):
 
 class EmbedRequest(WireModel):
     model: StrictStr
-    input: StrictStr | list[StrictStr] | list[int] | list[list[int]] = ""
+    input: Any = ""
+    """A string or a list of strings. Typed loosely on purpose (as Ollama's `Input any`):
+    the handler answers anything else, token ids included, with Ollama's own 400
+    `invalid input type`, where a schema error would word it differently."""
     truncate: StrictBool = True
     dimensions: int | None = None
     options: dict[str, Any] | None = None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from ollamapy import __version__
+from ollamapy import OLLAMA_VERSION
 from ollamapy.api.client import Client, ClientError, ResponseError
 from ollamapy.api.types import CopyRequest, GenerateRequest, PushRequest, ShowRequest
 from ollamapy.cli.commands import Deps, OllamaCommand, OllamaGroup, connect, deps
@@ -49,8 +49,8 @@ def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
         out.write("Warning: could not connect to a running Ollama instance\n")
     if server:
         out.write(f"ollama version is {server}\n")
-    if server != __version__:
-        out.write(f"Warning: client version is {__version__}\n")
+    if server != OLLAMA_VERSION:  # the client speaks the same Ollama API as our server
+        out.write(f"Warning: client version is {OLLAMA_VERSION}\n")
     ctx.exit(0)
 
 

@@ -4,7 +4,8 @@
 asked (blob downloads), follows redirects up to a bound, dropping credentials for any
 other host. `call` adds bounded retries with exponential backoff for network errors and
 5xx/429 answers, and maps error statuses to the project's errors with the registry's
-message (never a header or credential).
+message (never a header or credential), and network failures to messages that name the
+host and the fix (`errors.network_error`), never httpx's or OpenSSL's own text.
 
 Blob downloads (`open(..., bulk=True)`) go through `BlobTransport`, whose bodies can be
 read straight into the downloader's buffers; auth, redirects and statuses are handled
@@ -29,6 +30,7 @@ from ollamapy.registry.errors import (
     RegistryError,
     RegistryNotFoundError,
     RegistryUnauthorizedError,
+    network_error,
 )
 from ollamapy.registry.options import RegistryOptions
 from ollamapy.registry.remote import Remote
@@ -66,11 +68,6 @@ def registry_message(body: bytes) -> str:
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         text = body.decode("utf-8", errors="replace")
     return " ".join(text.split())[:512]
-
-
-def transport_error(method: str, url: httpx.URL, exc: Exception) -> RegistryError:
-    reason = str(exc) or type(exc).__name__
-    return RegistryError(f"{method} {url.copy_with(query=None)}: {reason}", transient=True)
 
 
 class RegistryClient:
@@ -177,13 +174,13 @@ class RegistryClient:
             final = attempt == attempts - 1
             try:
                 response = await self.open(method, url, headers=headers, body=body)
-            except httpx.TransportError as exc:
-                refused += isinstance(exc, httpx.ConnectError)
-                if final or refused > self.settings.connect_retries:
-                    raise transport_error(method, url, exc) from None
-            else:
                 if response.status_code in ok:
                     return response, await read_capped(response, limit)
+            except httpx.TransportError as exc:  # reading the body too: no raw httpx text
+                refused += isinstance(exc, httpx.ConnectError)
+                if final or refused > self.settings.connect_retries:
+                    raise network_error(exc, url) from None
+            else:
                 detail = await _error_body(response)
                 if final or not is_retryable(response.status_code):
                     raise status_error(response.status_code, detail)

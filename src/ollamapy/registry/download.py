@@ -49,7 +49,11 @@ from ollamapy.registry.disk import (
     pwritev_all,
     settle,
 )
-from ollamapy.registry.errors import BlobDigestMismatchError, RegistryError
+from ollamapy.registry.errors import (
+    BlobDigestMismatchError,
+    RegistryError,
+    describe_network_failure,
+)
 from ollamapy.registry.hashing import PrefixHasher
 from ollamapy.registry.progress import Event, cancel_all, first_error, transfer_event
 from ollamapy.registry.ramp import RAMP_INTERVAL, ConnectionRamp, Turn
@@ -271,7 +275,8 @@ class BlobDownload:
                 return
             failures = 0 if part.completed > before else failures + 1
             if failures > self.settings.retries:
-                raise RegistryError(f"download of {self.digest.short} failed: {_reason(problem)}")
+                reason = _reason(problem, self.client.remote.blob_url(self.digest))
+                raise RegistryError(f"download of {self.digest.short} failed: {reason}")
             await asyncio.sleep(self.settings.backoff(max(0, failures - 1)))
 
     async def _stream_part(self, part: Part, fd: int, turn: Turn) -> None:
@@ -568,5 +573,8 @@ def _range_skip(response: httpx.Response, start: int) -> int:
     return 0
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: Exception, url: httpx.URL) -> str:
+    """Why a part failed: a network failure in the user's terms, else the interruption."""
+    if isinstance(exc, httpx.TransportError):
+        return describe_network_failure(exc, url)
     return str(exc) or type(exc).__name__

@@ -18,7 +18,7 @@ import httpx
 
 from ollamapy.errors import InvalidNameError, NotFoundError
 from ollamapy.registry.client import RegistryClient
-from ollamapy.registry.errors import RegistryError
+from ollamapy.registry.errors import RegistryError, describe_network_failure
 from ollamapy.registry.options import RegistryOptions
 from ollamapy.registry.progress import Event, drive, transfer_event
 from ollamapy.registry.pull import blobs_of
@@ -88,7 +88,8 @@ class BlobUpload:
                 await self._upload_once()
                 return
             except httpx.TransportError as exc:
-                error = RegistryError(f"upload of {self.layer.digest.short} failed: {exc}")
+                reason = describe_network_failure(exc, self.client.remote.upload_url())
+                error = RegistryError(f"upload of {self.layer.digest.short} failed: {reason}")
             except RegistryError as exc:
                 if not exc.transient:
                     raise

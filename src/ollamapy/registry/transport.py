@@ -224,7 +224,8 @@ class _Receiver(asyncio.BufferedProtocol):
 
     def _nothing_more(self) -> int:
         if self._error is not None:
-            raise httpx.ReadError(str(self._error) or type(self._error).__name__)
+            reason = str(self._error) or type(self._error).__name__
+            raise httpx.ReadError(reason) from self._error  # the cause names the failure
         return 0
 
     def _wake(self) -> None:

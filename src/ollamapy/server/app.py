@@ -108,6 +108,7 @@ def run_server(config: Config) -> None:
 
 
 def _version() -> str:
-    from ollamapy import __version__
+    """Ollama's wording (`version 0.14.0`), with our own version beside it."""
+    from ollamapy import OLLAMA_VERSION, __version__
 
-    return __version__
+    return f"{OLLAMA_VERSION}, ollamapy {__version__}"

@@ -20,13 +20,14 @@ from typing import Any
 from ollamapy import gguf
 from ollamapy.api.types import CreateRequest
 from ollamapy.convert import convert_model
-from ollamapy.errors import BadRequestError, NotFoundError, OllamaError
+from ollamapy.errors import BadRequestError, NotFoundError, OllamaError, TemplateError
 from ollamapy.llm import quantize_type_named
 from ollamapy.llm.quantize import quantize
 from ollamapy.modelfile import classify_from
 from ollamapy.modelfile import parse as parse_modelfile
 from ollamapy.server.resolved import resolve
 from ollamapy.store import Layer, Manifest, MediaType, ModelConfig, Store
+from ollamapy.template import Template
 from ollamapy.template.named import named_template
 from ollamapy.types import Digest, ModelName
 from ollamapy.types.options import OPTION_SPECS, validate_options
@@ -61,7 +62,30 @@ class CreatePlan:
 
 
 def plan_from_request(request: CreateRequest) -> CreatePlan:
-    """Normalise either /api/create form into a plan (pure apart from reading `path`)."""
+    """Normalise either /api/create form into a checked plan (pure apart from reading
+    `path`): whatever it refuses is refused before the store is touched."""
+    plan = _plan(request)
+    check_template(plan.template)
+    return plan
+
+
+def check_template(text: str | None) -> None:
+    """Refuse a TEMPLATE that does not parse, as Ollama's create does (400, `template
+    error: template: :LINE: ...`), instead of storing a model that fails at its first chat.
+
+    Ollama parses it as an unnamed Go template, hence the empty name in the message.
+    """
+    if text is None:
+        return
+    try:
+        Template.parse(text)
+    except TemplateError as exc:  # TemplateSyntaxError, with Go's wording and position
+        raise TemplateError(f"template error: {exc.message}") from None
+    except RecursionError:  # Go's parser stops at a depth of 10000; ours at Python's stack
+        raise TemplateError("template error: template: :1: nested too deeply") from None
+
+
+def _plan(request: CreateRequest) -> CreatePlan:
     name = ModelName.parse(request.model)
     if request.modelfile is not None or request.path is not None:
         return _plan_from_modelfile(name, request)
@@ -425,4 +449,11 @@ def _progress(builder: ModelBuilder) -> Iterator[Event]:
     yield from builder.run()
 
 
-__all__ = ["CreatePlan", "ModelBuilder", "OllamaError", "create_model", "plan_from_request"]
+__all__ = [
+    "CreatePlan",
+    "ModelBuilder",
+    "OllamaError",
+    "check_template",
+    "create_model",
+    "plan_from_request",
+]

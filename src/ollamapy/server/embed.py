@@ -63,23 +63,26 @@ def check_finite(vectors: Matrix) -> Matrix:
     return vectors
 
 
-def _inputs(value: str | list[str] | list[int] | list[list[int]]) -> list[str | list[int]]:
-    """One entry per input: a text, or a list of token ids."""
+INVALID_INPUT = "invalid input type"
+"""Ollama's answer (400) to an `input` that is neither a string nor a list of strings."""
+
+
+def embed_inputs(value: object) -> list[str]:
+    """The texts of an `/api/embed` `input`, read as Ollama reads it.
+
+    A string is one text (none when empty), a list must hold only strings, and a missing
+    or null input is no text (the model is only loaded). Anything else is a 400 in
+    Ollama's words, token ids included: Ollama's `/api/embed` takes no token arrays, and
+    its `/v1/embeddings` passes `input` through unchanged, so `[1, 2]` and `[[1, 2]]` are
+    refused there too (as an OpenAI error object) rather than guessed at.
+    """
+    if value is None:
+        return []
     if isinstance(value, str):
         return [value] if value else []
-    if not value:
-        return []
-    ints = [v for v in value if isinstance(v, int)]
-    if len(ints) == len(value):
-        return [ints]
-    return [v for v in value if not isinstance(v, int)]
-
-
-async def _texts(runner: ProcessRunner, inputs: list[str | list[int]]) -> list[str]:
-    texts: list[str] = []
-    for item in inputs:
-        texts.append(item if isinstance(item, str) else await runner.detokenize(item))
-    return texts
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return list(value)
+    raise BadRequestError(INVALID_INPUT)
 
 
 async def _prepare(state: ServerState, model: str, options: object, keep: object) -> Prepared:
@@ -90,16 +93,16 @@ async def embed(state: ServerState, body: EmbedRequest) -> Event:
     """The native `/api/embed` result for `body` (also used by `/v1/embeddings`)."""
     if body.dimensions is not None and body.dimensions < 0:
         raise BadRequestError("dimensions must be a positive number")
-    inputs = _inputs(body.input)
+    texts = embed_inputs(body.input)  # before the model is looked up, as in Ollama
     prepared = await _prepare(state, body.model, body.options, body.keep_alive)
-    if not inputs:
+    if not texts:
         await state.scheduler.load(prepared.load, prepared.keep_alive)
         return {"model": body.model, "embeddings": []}
     started = time.perf_counter_ns()
     async with state.scheduler.use(prepared.load, prepared.keep_alive) as entry:
         load_duration = time.perf_counter_ns() - started
         runner: ProcessRunner = entry.runner
-        vectors, count = await runner.embed(await _texts(runner, inputs), body.truncate)
+        vectors, count = await runner.embed(texts, body.truncate)
     return {
         "model": body.model,
         "embeddings": check_finite(shape_vectors(vectors, body.dimensions)),

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ollamapy import __version__, gguf
+from ollamapy import OLLAMA_VERSION, __version__, gguf
 from ollamapy.api.types import CopyRequest, CreateRequest, DeleteRequest, ShowRequest
 from ollamapy.errors import BadRequestError, ModelNotFoundError, NotFoundError
 from ollamapy.modelfile import Message, Modelfile
@@ -45,7 +45,8 @@ def rfc3339(moment: datetime) -> str:
 
 
 async def version(request: Request) -> Response:
-    return JSONResponse({"version": __version__})
+    """The Ollama version whose API this is (what clients compare), and our own."""
+    return JSONResponse({"version": OLLAMA_VERSION, "ollamapy_version": __version__})
 
 
 async def root(request: Request) -> Response:
