@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -56,7 +56,14 @@ class Runner(Protocol):
 
     def completion(
         self, request: p.CompletionRequest
-    ) -> AsyncIterator[p.CompletionChunk | p.CompletionDone]: ...
+    ) -> AsyncGenerator[p.CompletionChunk | p.CompletionDone, None]:
+        """The completion's chunks, then its done event; closing the generator early
+        cancels the generation in the runner."""
+        ...
+
+    async def embed(
+        self, contents: Sequence[str], truncate: bool = True
+    ) -> tuple[npt.NDArray[np.float32], int]: ...
 
     async def tokenize(self, content: str, *, add_special: bool = True) -> list[int]: ...
 

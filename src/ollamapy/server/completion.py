@@ -11,6 +11,7 @@ stats are measured here. Dialects encode these events at the edge.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import string
 import time
@@ -121,19 +122,24 @@ async def complete(
             format=format,
             stream=stream,
         )
-        async for chunk in runner.completion(request):
-            if isinstance(chunk, CompletionDone):
-                if parser is not None:
-                    tail = _delta(*parser.finish())
-                    if tail is not None:
-                        yield tail
-                yield final(chunk, timing)
-                return
-            if not chunk.content:
-                continue
-            delta = Delta(chunk.content) if parser is None else _delta(*parser.feed(chunk.content))
-            if delta is not None:
-                yield delta
+        # Closed here, before the runner is released: a client that leaves mid-answer
+        # stops the generation now, not when the stream is garbage-collected.
+        async with contextlib.aclosing(runner.completion(request)) as chunks:
+            async for chunk in chunks:
+                if isinstance(chunk, CompletionDone):
+                    if parser is not None:
+                        tail = _delta(*parser.finish())
+                        if tail is not None:
+                            yield tail
+                    yield final(chunk, timing)
+                    return
+                if chunk.content:
+                    content, calls = (
+                        (chunk.content, []) if parser is None else parser.feed(chunk.content)
+                    )
+                    delta = _delta(content, calls)
+                    if delta is not None:
+                        yield delta
 
 
 def _delta(content: str, calls: list[ToolCall]) -> Delta | None:

@@ -1,8 +1,8 @@
 """The OpenAI-compatible routes under `/v1`: translate, run the native path, translate back.
 
 There is one inference path: these routes turn an OpenAI request into the native request
-(`ollamapy.openai.requests`), run it through `inference.prepare_*`/`*_events` (reached as
-module attributes so tests can substitute them) and reshape the native events
+(`ollamapy.openai.requests`), run it through `inference.prepare_*`/`*_events` (the one
+completion path, which yields typed events) and reshape those events
 (`ollamapy.openai.responses`). Errors are OpenAI error objects rather than Ollama's
 `{"error": "..."}`, so these handlers catch everything themselves instead of relying on
 the app's native exception handlers.
@@ -10,10 +10,8 @@ the app's native exception handlers.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -22,7 +20,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ollamapy.api.types import EmbedRequest
 from ollamapy.errors import BadRequestError, InvalidNameError, ModelNotFoundError, OllamaError
 from ollamapy.openai import (
     SSE_MEDIA_TYPE,
@@ -45,9 +42,9 @@ from ollamapy.openai import (
     to_embed_request,
     to_generate_request,
 )
-from ollamapy.server import inference
+from ollamapy.server import embed, inference
 from ollamapy.server.http import FloatsResponse, describe_validation_error, read_json
-from ollamapy.server.state import ServerState, state_of
+from ollamapy.server.state import state_of
 from ollamapy.types import ModelName
 
 log = logging.getLogger(__name__)
@@ -55,9 +52,6 @@ log = logging.getLogger(__name__)
 Event = dict[str, Any]
 Handler = Callable[[Request], Awaitable[Response]]
 RequestT = TypeVar("RequestT", bound=BaseModel)
-
-EMBED_MODULE = "ollamapy.server.embed"
-"""Home of the native `embed(state, body)`; imported on use, so this module loads without it."""
 
 
 def openai_errors(handler: Handler) -> Handler:
@@ -159,28 +153,8 @@ async def retrieve_model(request: Request) -> Response:
 async def embeddings(request: Request) -> Response:
     body = await read_body(request, EmbeddingRequest)
     native = to_embed_request(body)
-    result = await native_embed(state_of(request), native)
+    result = await embed.embed(state_of(request), native)
     return FloatsResponse(embedding_list(body.model, result, body.encoding_format))
-
-
-async def native_embed(state: ServerState, body: EmbedRequest) -> Mapping[str, Any]:
-    """Run the native embed function, whether the lead made it async or not."""
-    try:
-        module = importlib.import_module(EMBED_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != EMBED_MODULE:
-            raise
-        raise OllamaError("embeddings are not available in this build") from None
-    embed = module.embed
-    if inspect.iscoroutinefunction(embed):
-        result = await embed(state, body)
-    else:
-        result = await run_in_threadpool(embed, state, body)
-        if inspect.isawaitable(result):
-            result = await result
-    if not isinstance(result, Mapping):
-        raise OllamaError("embed returned no result")
-    return result
 
 
 ROUTES = [

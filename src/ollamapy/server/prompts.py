@@ -30,6 +30,9 @@ from ollamapy.server.completion import Prepared, tokenizer_of
 from ollamapy.server.resolved import ResolvedModel
 from ollamapy.template import Template
 
+IMAGE_TOKENS = 768
+"""What one image costs in the context when fitting a conversation (Ollama's estimate)."""
+
 
 def template_of(model: ResolvedModel, override: str | None = None) -> Template:
     """The model's template (or a request's override), parsed once per template text."""
@@ -132,6 +135,7 @@ async def chat_prompt(prepared: Prepared, body: ChatRequest, runner: Runner | No
         tokenize=tokenize,
         tools=body.tools,
         think=_think(body.think),
+        image_tokens=IMAGE_TOKENS if prepared.model.projectors else 0,
     )
 
 
