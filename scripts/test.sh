@@ -15,17 +15,4 @@ if ! command -v docker-registry >/dev/null 2>&1 || ! command -v htpasswd >/dev/n
     systemctl disable --now docker-registry >/dev/null 2>&1 || true
   fi
 fi
-. .venv/bin/activate
-echo ">>> ruff"; ruff check src tests scripts bench && ruff format --check src tests scripts bench
-echo ">>> mypy"; mypy
-echo ">>> import-linter"; lint-imports
-echo ">>> pytest"
-set +e
-pytest "$@"
-status=$?
-set -e
-if [ "$status" = 5 ]; then
-  echo "pytest collected no tests" >&2
-  exit 1
-fi
-exit "$status"
+exec bash scripts/check --all "$@"

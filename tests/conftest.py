@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+TESTDATA = Path(__file__).resolve().parent / "testdata"
+"""Data the tests read: tiny model directories, golden outputs, conformance cases (in-repo)."""
+CONFORMANCE = TESTDATA / "conformance" / "templates"
+"""Ollama's named prompt templates and their expected renderings (see CASES.md there)."""
 BUNDLE_CACHE = Path(os.environ.get("OLLAMAPY_CACHE", Path.home() / ".cache" / "ollamapy"))
 """Where `scripts/bundle_models.py fetch` put the real model files (read before HOME moves)."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +15,8 @@ from ollamapy.chat.tools import (
     tool_names,
 )
 from ollamapy.template import Template
+from tests.conftest import CONFORMANCE
 
-CONFORMANCE = Path("/work/shared/conformance/templates")
 TOOLS = frozenset({"get_weather", "get_time"})
 WEATHER = {"name": "get_weather", "arguments": {"city": "Toronto"}}
 

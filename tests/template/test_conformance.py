@@ -1,4 +1,4 @@
-"""Every named template in ../shared/conformance renders Ollama's expected text byte for byte."""
+"""Every named template in tests/testdata/conformance renders Ollama's expected text exactly."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import pytest
 from ollamapy.chat.messages import Message
 from ollamapy.chat.render import render
 from ollamapy.template import Template
-from tests.conftest import SHARED
+from tests.conftest import CONFORMANCE
 
-TEMPLATES = SHARED / "conformance" / "templates"
 TRAILING_SPACE_DROPPED = {"chatqa", "llama2-chat", "mistral-instruct", "openchat", "vicuna"}
 
 USER = Message("user", "Hello, how are you?")
@@ -26,9 +25,9 @@ CASES = {
 
 
 def _template_files() -> list[Path]:
-    files = sorted(TEMPLATES.glob("*.gotmpl"))
+    files = sorted(CONFORMANCE.glob("*.gotmpl"))
     if not files:
-        raise FileNotFoundError(f"no conformance templates under {TEMPLATES}")
+        raise FileNotFoundError(f"no conformance templates under {CONFORMANCE}")
     return files
 
 
@@ -37,7 +36,7 @@ def _expected_cases() -> list[tuple[str, str]]:
         (path.stem, case)
         for path in _template_files()
         for case in CASES
-        if (TEMPLATES / "expected" / path.stem / case).exists()
+        if (CONFORMANCE / "expected" / path.stem / case).exists()
     ]
 
 
@@ -47,11 +46,11 @@ def test_conformance_data_present() -> None:
 
 @pytest.mark.parametrize(("name", "case"), _expected_cases(), ids=lambda v: str(v))
 def test_renders_expected(name: str, case: str) -> None:
-    template = Template.parse((TEMPLATES / f"{name}.gotmpl").read_text(), name)
+    template = Template.parse((CONFORMANCE / f"{name}.gotmpl").read_text(), name)
     got = render(template, CASES[case])
     if name in TRAILING_SPACE_DROPPED and got.endswith(" "):
         got = got[:-1]
-    assert got == (TEMPLATES / "expected" / name / case).read_text()
+    assert got == (CONFORMANCE / "expected" / name / case).read_text()
 
 
 @pytest.mark.parametrize("path", _template_files(), ids=lambda p: p.stem)
@@ -80,7 +79,7 @@ COMMAND_R_TOOLS = [
 
 
 def test_command_r_renders_tools() -> None:
-    template = Template.parse((TEMPLATES / "command-r.gotmpl").read_text(), "command-r")
+    template = Template.parse((CONFORMANCE / "command-r.gotmpl").read_text(), "command-r")
     got = render(template, [USER], tools=COMMAND_R_TOOLS)
     assert "def get_weather(city: string, ) -> List[Dict]:" in got
     assert "city (string): City name" in got

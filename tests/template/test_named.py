@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 from importlib.resources import files
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +15,8 @@ from ollamapy.template.named import (
     named_template,
     template_by_name,
 )
+from tests.conftest import CONFORMANCE
 
-CONFORMANCE = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "templates"
 HF_CASES = [
     next(iter(json.loads(line).items()))
     for line in (CONFORMANCE / "hf_chat_templates.jsonl").read_text().splitlines()
