@@ -6,7 +6,7 @@ import asyncio
 import threading
 
 from ollamapy.runner import protocol as p
-from ollamapy.runner.server import Channel, Outbox
+from ollamapy.runner.channel import Channel, Outbox
 
 DONE = p.CompletionDone(
     done_reason="stop",

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from ollamapy.errors import BadRequestError
+from ollamapy.runner import launch
 from ollamapy.runner import protocol as p
 from ollamapy.types.options import SamplingOptions
 
@@ -119,17 +120,17 @@ def test_info_round_trip_and_missing_field() -> None:
 
 def test_health_and_listening_line() -> None:
     assert p.Health.from_json({"status": "loading", "progress": 0.5}) == p.Health("loading", 0.5)
-    line = p.ListeningLine(port=1234, pid=9)
-    assert p.ListeningLine.from_json(line.to_json()) == line
+    line = launch.ListeningLine(port=1234, pid=9)
+    assert launch.ListeningLine.from_json(line.to_json()) == line
     with pytest.raises(p.ProtocolError):
-        p.ListeningLine.from_json({"port": 1})
+        launch.ListeningLine.from_json({"port": 1})
 
 
 @pytest.mark.parametrize(
     "args",
     [
-        p.LaunchArgs(model="/m.gguf"),
-        p.LaunchArgs(
+        launch.LaunchArgs(model="/m.gguf"),
+        launch.LaunchArgs(
             model="/m.gguf",
             port=5,
             num_ctx=128,
@@ -146,8 +147,8 @@ def test_health_and_listening_line() -> None:
             parent_pid=77,
             verbose=True,
         ),
-        p.LaunchArgs(model="/m.gguf", use_mmap=True, flash_attention=False),
+        launch.LaunchArgs(model="/m.gguf", use_mmap=True, flash_attention=False),
     ],
 )
-def test_launch_args_round_trip(args: p.LaunchArgs) -> None:
-    assert p.LaunchArgs.from_argv(args.to_argv()) == args
+def test_launch_args_round_trip(args: launch.LaunchArgs) -> None:
+    assert launch.LaunchArgs.from_argv(args.to_argv()) == args

@@ -12,7 +12,7 @@ import pytest
 
 from ollamapy.errors import BadRequestError
 from ollamapy.runner import quantize as q
-from ollamapy.runner.protocol import QUANTIZE_TYPES, quantize_type_named
+from ollamapy.runner.launch import QUANTIZE_TYPES, quantize_type_named
 
 
 @pytest.mark.parametrize(

@@ -5,12 +5,12 @@ server never imports the runner package itself.
 """
 
 from ollamapy.llm.runner import ProcessRunner, Runner, RunnerSpec, start_runner
+from ollamapy.runner.launch import quantize_type_named
 from ollamapy.runner.protocol import (
     CompletionChunk,
     CompletionDone,
     CompletionRequest,
     RunnerInfo,
-    quantize_type_named,
 )
 
 __all__ = [

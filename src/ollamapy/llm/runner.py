@@ -31,6 +31,7 @@ import orjson
 
 from ollamapy.errors import BadRequestError, RunnerError
 from ollamapy.llm.http11 import Connections, HTTPError
+from ollamapy.runner import launch
 from ollamapy.runner import protocol as p
 from ollamapy.types.options import RunnerOptions
 
@@ -87,9 +88,9 @@ class RunnerSpec:
     kv_cache_type: str | None = None
     verbose: bool = False
 
-    def launch_args(self, *, parent_pid: int | None = None) -> p.LaunchArgs:
+    def launch_args(self, *, parent_pid: int | None = None) -> launch.LaunchArgs:
         o = self.options
-        return p.LaunchArgs(
+        return launch.LaunchArgs(
             model=str(self.model_path),
             port=0,
             num_ctx=o.num_ctx,
@@ -338,7 +339,7 @@ class ProcessRunner:
         if not line:
             raise RunnerError(await self._failure("the runner exited before listening"))
         try:
-            self._port = p.ListeningLine.from_json(json.loads(line)).port
+            self._port = launch.ListeningLine.from_json(json.loads(line)).port
         except (ValueError, p.ProtocolError) as exc:
             raise RunnerError(f"unexpected output from the runner: {line[:200]!r}") from exc
         self._stdout_task = asyncio.create_task(self._drain_stdout())

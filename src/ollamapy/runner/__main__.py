@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ollamapy.runner.protocol import LaunchArgs
+from ollamapy.runner.launch import LaunchArgs
 from ollamapy.runner.startup import quiet_openmp
 
 if __name__ == "__main__":

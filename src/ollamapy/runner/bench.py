@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from ollamapy.runner import launch
 from ollamapy.runner import protocol as p
 from ollamapy.runner.loader import load, thread_count
 from ollamapy.runner.native import Batch, init_backend
@@ -29,7 +30,7 @@ PROMPT = "<|im_start|>user\nWrite a long story about a lighthouse keeper.<|im_en
 PROMPT += "<|im_start|>assistant\n"
 
 
-def bare_decode_rate(args: p.LaunchArgs, n_predict: int) -> float:
+def bare_decode_rate(args: launch.LaunchArgs, n_predict: int) -> float:
     """Tokens/s of a pure llama_decode loop (one token per call), like llama-bench tg."""
     loaded = load(args)
     try:
@@ -69,12 +70,12 @@ def runner_rates(url: str, n_predict: int, options: dict[str, Any]) -> tuple[flo
     raise RuntimeError("stream ended without done")
 
 
-def start_runner(args: p.LaunchArgs) -> tuple[subprocess.Popen[bytes], str]:
+def start_runner(args: launch.LaunchArgs) -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "ollamapy.runner", *args.to_argv()], stdout=subprocess.PIPE
     )
     assert proc.stdout is not None
-    port = p.ListeningLine.from_json(json.loads(proc.stdout.readline())).port
+    port = launch.ListeningLine.from_json(json.loads(proc.stdout.readline())).port
     url = f"http://127.0.0.1:{port}"
     while httpx.get(url + p.HEALTH_PATH).status_code != 200:
         time.sleep(0.05)
@@ -88,7 +89,7 @@ def main() -> None:
     parser.add_argument("--n-predict", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
     ns = parser.parse_args()
-    args = p.LaunchArgs(model=ns.model, num_ctx=1024, num_thread=thread_count(ns.threads))
+    args = launch.LaunchArgs(model=ns.model, num_ctx=1024, num_thread=thread_count(ns.threads))
     init_backend()
     proc, url = start_runner(args)
     results: dict[str, list[float]] = {"bare": [], "greedy": [], "greedy_wall": [], "default": []}

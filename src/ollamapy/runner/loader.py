@@ -17,6 +17,7 @@ from ollamapy.runner.embed import (
     embedding_context_size,
     is_embedding_model,
 )
+from ollamapy.runner.launch import LaunchArgs
 from ollamapy.runner.native import (
     Context,
     LoraAdapter,
@@ -24,7 +25,7 @@ from ollamapy.runner.native import (
     physical_cores,
     supports_gpu_offload,
 )
-from ollamapy.runner.protocol import LaunchArgs, RunnerInfo
+from ollamapy.runner.protocol import RunnerInfo
 
 
 @dataclass

@@ -3,9 +3,8 @@
 This module is pure (no llama.cpp, no I/O) so that `ollamapy.llm` can import it without
 pulling in the engine. Everything that crosses the process boundary is defined here:
 
-* the command line the parent uses to start a runner (`LaunchArgs`),
-* the single JSON line the runner prints on stdout once it listens (`ListeningLine`),
-* the JSON bodies of each HTTP endpoint, and the NDJSON lines of `POST /completion`.
+the JSON bodies of each HTTP endpoint, and the NDJSON lines of `POST /completion` (how
+the process is started and announces itself is `runner.launch`).
 
 Every type converts to a JSON-able dict with `to_json()` and back with `from_json()`;
 `from_json` raises `ProtocolError` (a `BadRequestError`) naming the offending field.
@@ -13,11 +12,10 @@ Every type converts to a JSON-able dict with `to_json()` and back with `from_jso
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
@@ -36,25 +34,6 @@ EMBEDDING_PATH = "/embedding"
 
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 
-QUANTIZE_TYPES = {"F32": 0, "F16": 1, "Q8_0": 7, "Q4_K_S": 14, "Q4_K_M": 15}
-"""The file types `ollama create --quantize` accepts, as llama.cpp's `llama_ftype` values;
-the quantizer child (`ollamapy.runner.quantize`) takes the name on its command line."""
-_QUANTIZE_ALIASES = {"Q4_K": "Q4_K_M"}
-
-
-def quantize_type_named(name: str) -> str:
-    """The canonical file type for a user's spelling (`q4_k_m` -> `Q4_K_M`), else a
-    `BadRequestError` naming the supported types, as Ollama words it."""
-    key = name.strip().upper()
-    key = _QUANTIZE_ALIASES.get(key, key)
-    if key not in QUANTIZE_TYPES:
-        supported = ", ".join(QUANTIZE_TYPES)
-        raise BadRequestError(
-            f"unsupported quantization type {name} - supported types are {supported}"
-        )
-    return key
-
-
 DoneReason = Literal["stop", "length"]
 Format: TypeAlias = str | dict[str, Any] | None
 
@@ -66,13 +45,15 @@ class ProtocolError(BadRequestError):
 # --------------------------------------------------------------------------- helpers
 
 
-def _mapping(raw: object, what: str) -> Mapping[str, Any]:
+def json_object(raw: object, what: str) -> Mapping[str, Any]:
     if not isinstance(raw, Mapping):
         raise ProtocolError(f"{what} must be a JSON object")
     return raw
 
 
-def _get(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+def json_field(
+    raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any
+) -> Any:
     """Read one field, checking its JSON type; bools are never accepted as numbers."""
     value = raw.get(key, default)
     if value is None and default is None:
@@ -92,129 +73,6 @@ def _int_list(raw: Mapping[str, Any], key: str) -> list[int]:
     return list(value)
 
 
-# --------------------------------------------------------------------------- launch
-
-
-@dataclass(frozen=True, slots=True)
-class LaunchArgs:
-    """The runner's command line: `python -m ollamapy.runner` + `to_argv()`.
-
-    `num_ctx` is the context of ONE sequence; the runner allocates `num_ctx * parallel`.
-    `num_gpu` -1 means "all layers if this build can offload, else none"; `num_thread` 0
-    means "the number of physical cores". `use_mmap` None lets llama.cpp decide.
-    `port` 0 makes the runner pick a free port and announce it on stdout.
-    """
-
-    model: str
-    port: int = 0
-    host: str = "127.0.0.1"
-    num_ctx: int = 4096
-    num_batch: int = 512
-    num_gpu: int = -1
-    main_gpu: int = 0
-    num_thread: int = 0
-    parallel: int = 1
-    use_mmap: bool | None = None
-    use_mlock: bool = False
-    flash_attention: bool | None = None
-    kv_cache_type: str | None = None
-    embedding: bool = False
-    lora: tuple[str, ...] = ()
-    parent_pid: int | None = None
-    verbose: bool = False
-
-    def to_argv(self) -> list[str]:
-        argv = ["--model", self.model, "--port", str(self.port), "--host", self.host]
-        argv += ["--ctx-size", str(self.num_ctx), "--batch-size", str(self.num_batch)]
-        argv += ["--n-gpu-layers", str(self.num_gpu), "--main-gpu", str(self.main_gpu)]
-        argv += ["--threads", str(self.num_thread), "--parallel", str(self.parallel)]
-        if self.use_mmap is not None:
-            argv.append("--mmap" if self.use_mmap else "--no-mmap")
-        if self.use_mlock:
-            argv.append("--mlock")
-        if self.flash_attention is not None:
-            argv.append("--flash-attn" if self.flash_attention else "--no-flash-attn")
-        if self.kv_cache_type:
-            argv += ["--kv-cache-type", self.kv_cache_type]
-        if self.embedding:
-            argv.append("--embedding")
-        for path in self.lora:
-            argv += ["--lora", path]
-        if self.parent_pid is not None:
-            argv += ["--parent-pid", str(self.parent_pid)]
-        if self.verbose:
-            argv.append("--verbose")
-        return argv
-
-    @classmethod
-    def from_argv(cls, argv: Sequence[str]) -> LaunchArgs:
-        ns = _argument_parser().parse_args(list(argv))
-        return cls(
-            model=ns.model,
-            port=ns.port,
-            host=ns.host,
-            num_ctx=ns.ctx_size,
-            num_batch=ns.batch_size,
-            num_gpu=ns.n_gpu_layers,
-            main_gpu=ns.main_gpu,
-            num_thread=ns.threads,
-            parallel=ns.parallel,
-            use_mmap=ns.mmap,
-            use_mlock=ns.mlock,
-            flash_attention=ns.flash_attn,
-            kv_cache_type=ns.kv_cache_type,
-            embedding=ns.embedding,
-            lora=tuple(ns.lora),
-            parent_pid=ns.parent_pid,
-            verbose=ns.verbose,
-        )
-
-
-def _argument_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ollamapy.runner", description="Serve one model.")
-    p.add_argument("--model", required=True, help="path to the GGUF file")
-    p.add_argument("--port", type=int, default=0, help="0 = pick a free port")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--ctx-size", type=int, default=4096, help="context per sequence")
-    p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--n-gpu-layers", type=int, default=-1)
-    p.add_argument("--main-gpu", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--parallel", type=int, default=1)
-    p.add_argument("--mmap", dest="mmap", action="store_true", default=None)
-    p.add_argument("--no-mmap", dest="mmap", action="store_false")
-    p.add_argument("--mlock", action="store_true")
-    p.add_argument("--flash-attn", dest="flash_attn", action="store_true", default=None)
-    p.add_argument("--no-flash-attn", dest="flash_attn", action="store_false")
-    p.add_argument("--kv-cache-type", default=None, choices=["f16", "q8_0", "q4_0"])
-    p.add_argument("--embedding", action="store_true")
-    p.add_argument("--lora", action="append", default=[])
-    p.add_argument("--parent-pid", type=int, default=None)
-    p.add_argument("--verbose", action="store_true")
-    return p
-
-
-@dataclass(frozen=True, slots=True)
-class ListeningLine:
-    """The one JSON line a runner prints on stdout once its HTTP socket is bound.
-
-    The model is still loading at that point; poll `GET /health` until it says "ok".
-    """
-
-    port: int
-    pid: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"event": "listening", "port": self.port, "pid": self.pid}
-
-    @classmethod
-    def from_json(cls, raw: object) -> ListeningLine:
-        data = _mapping(raw, "listening line")
-        if data.get("event") != "listening":
-            raise ProtocolError("not a listening line")
-        return cls(port=_get(data, "port", int, 0), pid=_get(data, "pid", int, 0))
-
-
 # --------------------------------------------------------------------------- health/info
 
 
@@ -230,11 +88,11 @@ class Health:
 
     @classmethod
     def from_json(cls, raw: object) -> Health:
-        data = _mapping(raw, "health")
+        data = json_object(raw, "health")
         status = data.get("status")
         if status not in ("ok", "loading", "error"):
             raise ProtocolError("field 'status' is invalid")
-        return cls(status=status, progress=float(_get(data, "progress", (int, float), 0.0)))
+        return cls(status=status, progress=float(json_field(data, "progress", (int, float), 0.0)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,13 +118,13 @@ class RunnerInfo:
 
     @classmethod
     def from_json(cls, raw: object) -> RunnerInfo:
-        data = _mapping(raw, "info")
+        data = json_object(raw, "info")
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if f.name not in data:
                 raise ProtocolError(f"field {f.name!r} is missing")
             kind = {"bool": bool, "str": str}.get(str(f.type), int)
-            values[f.name] = _get(data, f.name, kind, None)
+            values[f.name] = json_field(data, f.name, kind, None)
         return cls(**values)
 
 
@@ -307,8 +165,8 @@ class CompletionRequest:
 
     @classmethod
     def from_json(cls, raw: object) -> CompletionRequest:
-        data = _mapping(raw, "request")
-        prompt = _get(data, "prompt", str, "")
+        data = json_object(raw, "request")
+        prompt = json_field(data, "prompt", str, "")
         options = SamplingOptions.from_options(validate_options(data.get("options")))
         fmt = data.get("format")
         if fmt == "":
@@ -318,7 +176,7 @@ class CompletionRequest:
         images = data.get("images") or []
         if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
             raise ProtocolError("field 'images' must be a list of strings")
-        stream = _get(data, "stream", bool, True)
+        stream = json_field(data, "stream", bool, True)
         tokens = None if data.get("tokens") is None else tuple(_int_list(data, "tokens"))
         return cls(
             prompt=prompt,
@@ -383,7 +241,7 @@ CompletionEvent: TypeAlias = CompletionChunk | CompletionDone | CompletionError
 
 def parse_completion_line(raw: object) -> CompletionEvent:
     """Turn one decoded NDJSON line of `POST /completion` into its event type."""
-    data = _mapping(raw, "completion line")
+    data = json_object(raw, "completion line")
     if "error" in data:
         return CompletionError(error=str(data["error"]))
     if data.get("done"):
@@ -392,13 +250,13 @@ def parse_completion_line(raw: object) -> CompletionEvent:
             raise ProtocolError("field 'done_reason' is invalid")
         return CompletionDone(
             done_reason=reason,
-            prompt_eval_count=_get(data, "prompt_eval_count", int, 0),
-            prompt_eval_duration=_get(data, "prompt_eval_duration", int, 0),
-            eval_count=_get(data, "eval_count", int, 0),
-            eval_duration=_get(data, "eval_duration", int, 0),
+            prompt_eval_count=json_field(data, "prompt_eval_count", int, 0),
+            prompt_eval_duration=json_field(data, "prompt_eval_duration", int, 0),
+            eval_count=json_field(data, "eval_count", int, 0),
+            eval_duration=json_field(data, "eval_duration", int, 0),
             tokens=_int_list(data, "tokens"),
         )
-    return CompletionChunk(content=_get(data, "content", str, ""))
+    return CompletionChunk(content=json_field(data, "content", str, ""))
 
 
 # --------------------------------------------------------------------------- tokens
@@ -416,10 +274,10 @@ class TokenizeRequest:
 
     @classmethod
     def from_json(cls, raw: object) -> TokenizeRequest:
-        data = _mapping(raw, "request")
+        data = json_object(raw, "request")
         return cls(
-            content=_get(data, "content", str, ""),
-            add_special=_get(data, "add_special", bool, True),
+            content=json_field(data, "content", str, ""),
+            add_special=json_field(data, "add_special", bool, True),
         )
 
 
@@ -432,7 +290,7 @@ class TokenizeResponse:
 
     @classmethod
     def from_json(cls, raw: object) -> TokenizeResponse:
-        return cls(tokens=_int_list(_mapping(raw, "response"), "tokens"))
+        return cls(tokens=_int_list(json_object(raw, "response"), "tokens"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,7 +302,7 @@ class DetokenizeRequest:
 
     @classmethod
     def from_json(cls, raw: object) -> DetokenizeRequest:
-        return cls(tokens=_int_list(_mapping(raw, "request"), "tokens"))
+        return cls(tokens=_int_list(json_object(raw, "request"), "tokens"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,7 +314,7 @@ class DetokenizeResponse:
 
     @classmethod
     def from_json(cls, raw: object) -> DetokenizeResponse:
-        return cls(content=_get(_mapping(raw, "response"), "content", str, ""))
+        return cls(content=json_field(json_object(raw, "response"), "content", str, ""))
 
 
 # --------------------------------------------------------------------------- embeddings
@@ -474,13 +332,13 @@ class EmbeddingRequest:
 
     @classmethod
     def from_json(cls, raw: object) -> EmbeddingRequest:
-        data = _mapping(raw, "request")
+        data = json_object(raw, "request")
         content = data.get("content", [])
         if isinstance(content, str):
             content = [content]
         if not isinstance(content, list) or not all(isinstance(c, str) for c in content):
             raise ProtocolError("field 'content' must be a string or a list of strings")
-        return cls(content=list(content), truncate=_get(data, "truncate", bool, True))
+        return cls(content=list(content), truncate=json_field(data, "truncate", bool, True))
 
 
 EMBEDDING_DTYPE = "<f4"
@@ -547,10 +405,10 @@ class EmbeddingResponse:
 
     @classmethod
     def from_json(cls, raw: object) -> EmbeddingResponse:
-        data = _mapping(raw, "response")
-        if _get(data, "dtype", str, EMBEDDING_DTYPE) != EMBEDDING_DTYPE:
+        data = json_object(raw, "response")
+        if json_field(data, "dtype", str, EMBEDDING_DTYPE) != EMBEDDING_DTYPE:
             raise ProtocolError(f"field 'dtype' must be {EMBEDDING_DTYPE!r}")
-        encoded = _get(data, "embeddings", str, "")
+        encoded = json_field(data, "embeddings", str, "")
         shape = data.get("shape")
         if (
             not isinstance(shape, list)
@@ -566,5 +424,5 @@ class EmbeddingResponse:
             data=raw_bytes,
             rows=shape[0],
             dim=shape[1],
-            prompt_eval_count=_get(data, "prompt_eval_count", int, 0),
+            prompt_eval_count=json_field(data, "prompt_eval_count", int, 0),
         )

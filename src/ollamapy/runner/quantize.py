@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ollamapy.runner.protocol import QUANTIZE_TYPES, quantize_type_named
+from ollamapy.runner.launch import QUANTIZE_TYPES, quantize_type_named
 
 _TENSOR_LINE = re.compile(r"^\[\s*(\d+)/\s*(\d+)\]\s+(\S+)")
 _LOG_ERROR = 4  # ggml_log_level

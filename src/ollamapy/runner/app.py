@@ -1,0 +1,197 @@
+"""The runner's routes: health, info, tokenize, detokenize, completion and embedding.
+
+Errors before a stream starts are JSON `{"error": ...}` with a 4xx/5xx status; an error
+after a `/completion` stream started is its last NDJSON line, `{"error": ...}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ollamapy.errors import BadRequestError, OllamaError
+from ollamapy.runner import protocol as p
+from ollamapy.runner.channel import Channel, EventStream, Outbox
+from ollamapy.runner.engine import Engine, EngineClosedError, Job
+from ollamapy.runner.grammar import format_to_grammar
+from ollamapy.runner.launch import LaunchArgs
+from ollamapy.runner.loader import LoadedModel
+from ollamapy.runner.native import NativeError, SamplerChain
+from ollamapy.runner.sampling import plan_sampler_chain
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunnerState:
+    """What the HTTP handlers see: loading progress, then the loaded model and engine."""
+
+    args: LaunchArgs
+    progress: float = 0.0
+    loaded: LoadedModel | None = None
+    engine: Engine | None = None
+    outbox: Outbox | None = None
+    error: str | None = None
+    info: p.RunnerInfo | None = field(default=None)
+    embed_thread: ThreadPoolExecutor = field(default_factory=lambda: _one_thread("embed"))
+    """Where every embedding decode runs (see `_one_thread`)."""
+
+    def require(self) -> tuple[LoadedModel, Engine]:
+        if self.loaded is None or self.engine is None:
+            raise _NotReady()
+        return self.loaded, self.engine
+
+
+class _NotReady(OllamaError):
+    status_code = 503
+
+    def __init__(self) -> None:
+        super().__init__("model is still loading")
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def _error(message: str, status: int) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError as exc:
+        raise BadRequestError(f"invalid JSON body: {exc}") from exc
+
+
+def build_app(state: RunnerState) -> Starlette:
+    """The routes of a runner; each handler maps `OllamaError`s to `{"error": ...}`."""
+
+    def guarded(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                response: Response = await handler(request)
+                return response
+            except OllamaError as exc:
+                return _error(exc.message, exc.status_code)
+
+        return endpoint
+
+    async def health(_: Request) -> Response:
+        if state.engine is not None:
+            return JSONResponse(p.Health("ok", 1.0).to_json())
+        health = p.Health("error" if state.error else "loading", state.progress)
+        return JSONResponse(health.to_json(), status_code=503)
+
+    async def info(_: Request) -> Response:
+        state.require()
+        assert state.info is not None
+        return JSONResponse(state.info.to_json())
+
+    async def tokenize(request: Request) -> Response:
+        loaded, _ = state.require()
+        req = p.TokenizeRequest.from_json(await _json_body(request))
+        tokens = loaded.model.tokenize(req.content, add_special=req.add_special)
+        return JSONResponse(p.TokenizeResponse(tokens).to_json())
+
+    async def detokenize(request: Request) -> Response:
+        loaded, _ = state.require()
+        req = p.DetokenizeRequest.from_json(await _json_body(request))
+        bad = [t for t in req.tokens if not loaded.model.valid_token(t)]
+        if bad:
+            raise BadRequestError(f"invalid token id: {bad[0]}")
+        return JSONResponse(p.DetokenizeResponse(loaded.model.detokenize(req.tokens)).to_json())
+
+    async def completion(request: Request) -> Response:
+        loaded, engine = state.require()
+        req = p.CompletionRequest.from_json(await _json_body(request))
+        assert state.outbox is not None  # made with the engine
+        job, events = _make_job(loaded, engine, state.outbox, req)
+        try:
+            engine.submit(job)
+        except EngineClosedError as exc:
+            job.sampler.close()
+            return _error(str(exc), 503)
+        return EventStream(job, events)
+
+    async def embedding(request: Request) -> Response:
+        from ollamapy.runner import embed
+
+        loaded, _ = state.require()
+        req = p.EmbeddingRequest.from_json(await _json_body(request))
+        if loaded.embedder is not None:
+            call = functools.partial(loaded.embedder.embed, req.content, truncate=req.truncate)
+        else:
+            call = functools.partial(
+                embed.embed,
+                loaded.model,
+                loaded.context,
+                req.content,
+                truncate=req.truncate,
+                enabled=loaded.args.embedding,
+            )
+        try:
+            vectors, count = await asyncio.get_running_loop().run_in_executor(
+                state.embed_thread, call
+            )
+        except NativeError as exc:
+            return _error(str(exc), 500)
+        return JSONResponse(p.EmbeddingResponse.from_vectors(vectors, count).to_json())
+
+    routes = [
+        Route(p.HEALTH_PATH, health, methods=["GET"]),
+        Route(p.INFO_PATH, guarded(info), methods=["GET"]),
+        Route(p.TOKENIZE_PATH, guarded(tokenize), methods=["POST"]),
+        Route(p.DETOKENIZE_PATH, guarded(detokenize), methods=["POST"]),
+        Route(p.COMPLETION_PATH, guarded(completion), methods=["POST"]),
+        Route(p.EMBEDDING_PATH, guarded(embedding), methods=["POST"]),
+    ]
+    return Starlette(routes=routes)
+
+
+def _one_thread(name: str) -> ThreadPoolExecutor:
+    """An executor with a single, long-lived thread.
+
+    Each thread that calls `llama_decode` gets its own OpenMP team, whose idle workers
+    spin for milliseconds after each decode. Decodes that hop between the threads of a
+    pool (`asyncio.to_thread` takes them in turn once it has several, e.g. after two
+    requests overlapped) compete with the last team's spinning workers: 10-20% slower on
+    2 cores, and half speed when the spin is shortened (`GOMP_SPINCOUNT`).
+    """
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ollamapy-{name}")
+
+
+def _make_job(
+    loaded: LoadedModel, engine: Engine, outbox: Outbox, req: p.CompletionRequest
+) -> tuple[Job, Channel]:
+    """Tokenize, build the sampler chain (bad grammars fail here, as a 400) and the job."""
+    if req.images:
+        raise BadRequestError("this model does not support images")
+    model = loaded.model
+    if req.tokens is not None:
+        tokens = list(req.tokens)
+        if any(not 0 <= token < model.n_vocab for token in tokens):
+            raise BadRequestError("a prompt token is outside the model's vocabulary")
+    else:
+        tokens = model.tokenize(req.prompt, add_special=True, parse_special=True)
+    if not tokens:
+        raise BadRequestError("the prompt is empty")
+    grammar = format_to_grammar(req.format)
+    plan = plan_sampler_chain(
+        req.options, n_vocab=model.n_vocab, n_ctx=engine.n_ctx, grammar=grammar
+    )
+    try:
+        sampler = SamplerChain(model, plan, history=tokens)
+    except NativeError as exc:
+        raise BadRequestError(str(exc)) from exc
+    channel = Channel(outbox, hold_text=not req.stream)
+    return Job(prompt=tokens, options=req.options, sampler=sampler, emit=channel.put), channel
