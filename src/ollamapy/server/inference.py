@@ -31,7 +31,7 @@ from ollamapy.runner.protocol import CompletionDone, CompletionRequest
 from ollamapy.scheduler import LoadedModel, ModelLoad, Scheduler
 from ollamapy.scheduler.memory import GGUFEstimator, probe_memory
 from ollamapy.server import prompts
-from ollamapy.server.http import aclose, read_request, stream_events
+from ollamapy.server.http import aclose, collected_response, read_request, stream_events
 from ollamapy.server.models import details
 from ollamapy.server.resolved import ResolvedModel, resolve
 from ollamapy.server.state import ServerState, state_of
@@ -223,8 +223,8 @@ async def generate(request: Request) -> Response:
         )
     events = generate_events(state, prepared, body)
     if body.stream:
-        return await stream_events(events)
-    return JSONResponse(await collect_generate(events))
+        return await stream_events(events, request)
+    return await collected_response(request, collect_generate(events))
 
 
 async def prepare_generate(state: ServerState, body: GenerateRequest) -> Prepared:
@@ -295,8 +295,8 @@ async def chat(request: Request) -> Response:
         )
     events = chat_events(state, prepared, body)
     if body.stream:
-        return await stream_events(events)
-    return JSONResponse(await collect_chat(events))
+        return await stream_events(events, request)
+    return await collected_response(request, collect_chat(events))
 
 
 async def prepare_chat(state: ServerState, body: ChatRequest) -> Prepared:
