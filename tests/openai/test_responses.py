@@ -49,9 +49,18 @@ def done(reason: str = "stop", **extra: Any) -> Event:
         "done": True,
         "done_reason": reason,
         "prompt_eval_count": 11,
+        "prompt_cached_count": 8,
         "eval_count": 3,
         **extra,
     }
+
+
+USAGE_11_OF_WHICH_8_CACHED = {
+    "prompt_tokens": 11,  # the whole prompt, cached part included
+    "completion_tokens": 3,
+    "total_tokens": 14,
+    "prompt_tokens_details": {"cached_tokens": 8},
+}
 
 
 class Events:
@@ -116,7 +125,7 @@ async def test_include_usage_adds_a_usage_only_chunk() -> None:
     )
     assert len(chunks) == 3
     assert chunks[-1]["choices"] == []
-    assert chunks[-1]["usage"] == {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
+    assert chunks[-1]["usage"] == USAGE_11_OF_WHICH_8_CACHED
     assert chunks[-1]["object"] == "chat.completion.chunk"
 
 
@@ -172,7 +181,7 @@ async def test_collect_chat() -> None:
                 "finish_reason": "length",
             }
         ],
-        "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
+        "usage": USAGE_11_OF_WHICH_8_CACHED,
     }
     assert source.closed
 
@@ -243,7 +252,12 @@ async def test_collect_completion() -> None:
         "model": "m",
         "system_fingerprint": "fp_ollama",
         "choices": [{"text": "ab", "index": 0, "logprobs": None, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6},
+        "usage": {
+            "prompt_tokens": 4,
+            "completion_tokens": 2,
+            "total_tokens": 6,
+            "prompt_tokens_details": {"cached_tokens": 0},  # none reported: none cached
+        },
     }
 
 

@@ -1,17 +1,21 @@
-"""The edge helper that stops a request's work when its client disconnects (no model, no
-server)."""
+"""The edge helpers that stop a request's work when its client disconnects, and keep the
+keys meant for other API layers out of native answers (no model, no server)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from typing import Any
 
 import pytest
 from starlette.requests import Request
+from starlette.responses import StreamingResponse
 
 from ollamapy.errors import BadRequestError, ClientGoneError
 from ollamapy.server.http import (
+    collected_response,
+    native_event,
     stream_events,
     unless_client_leaves,
 )
@@ -120,3 +124,32 @@ async def test_a_stream_whose_client_leaves_before_the_first_event_is_cancelled(
     with pytest.raises(ClientGoneError):
         await asyncio.wait_for(task, 5)
     assert generation.closed.is_set()
+
+
+DONE = {"done": True, "prompt_eval_count": 30, "prompt_cached_count": 29, "eval_count": 2}
+
+
+def test_native_events_leave_out_the_cached_count() -> None:
+    assert native_event(DONE) == {"done": True, "prompt_eval_count": 30, "eval_count": 2}
+    piece = {"response": "a", "done": False}
+    assert native_event(piece) is piece  # nothing to drop: no copy per token
+
+
+async def finished() -> AsyncIterator[dict[str, Any]]:
+    yield {"response": "a", "done": False}
+    yield DONE
+
+
+async def test_native_answers_whole_or_streamed_leave_out_the_cached_count() -> None:
+    whole = await collected_response(Client().request(), collect(finished()))
+    assert json.loads(bytes(whole.body)) == native_event(DONE)
+    streamed = await stream_events(finished(), Client().request())
+    assert isinstance(streamed, StreamingResponse)
+    lines = [json.loads(line) async for line in _lines(streamed.body_iterator)]
+    assert lines[-1] == native_event(DONE)
+
+
+async def _lines(body: AsyncIterable[Any]) -> AsyncIterator[bytes]:
+    async for chunk in body:
+        for line in bytes(chunk).splitlines():
+            yield line

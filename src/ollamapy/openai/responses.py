@@ -46,13 +46,15 @@ class ResponseMeta:
 
 
 def usage(final: Mapping[str, Any]) -> Event:
-    """Token counts of a native `done` event as OpenAI's `usage`."""
+    """Token counts of a native `done` event as OpenAI's `usage`: the whole prompt, and in
+    `prompt_tokens_details.cached_tokens` the part of it served from the KV cache."""
     prompt = int(final.get("prompt_eval_count") or 0)
     completion = int(final.get("eval_count") or 0)
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": int(final.get("prompt_cached_count") or 0)},
     }
 
 

@@ -102,6 +102,18 @@ def ndjson_line(event: Event) -> bytes:
         return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
+NOT_NATIVE = ("prompt_cached_count",)
+"""Keys a native `done` event carries for the other API layers (the cached part of the
+prompt, for `/v1` usage) that are not in Ollama's wire format: `native_event` drops them."""
+
+
+def native_event(event: Event) -> Event:
+    """`event` as Ollama's API sends it: without the keys meant for the other layers."""
+    if not any(key in event for key in NOT_NATIVE):
+        return event
+    return {key: value for key, value in event.items() if key not in NOT_NATIVE}
+
+
 async def stream_events(events: AsyncIterator[Event], request: Request | None = None) -> Response:
     """Stream events as NDJSON, failing with a status if the first event is an error.
 
@@ -120,14 +132,14 @@ async def stream_events(events: AsyncIterator[Event], request: Request | None = 
 async def collected_response(request: Request, work: Awaitable[Event]) -> Response:
     """Answer a `stream: false` request with the native event `work` collects, cancelling
     the work if the client leaves first (see `unless_client_leaves`)."""
-    return JSONResponse(await unless_client_leaves(request, work))
+    return JSONResponse(native_event(await unless_client_leaves(request, work)))
 
 
 async def _continue(first: Event, events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
-    yield ndjson_line(first)
+    yield ndjson_line(native_event(first))
     try:
         async for event in events:
-            yield ndjson_line(event)
+            yield ndjson_line(native_event(event))
     except OllamaError as exc:
         yield ndjson_line({"error": exc.message})
     except Exception as exc:  # an error after the first byte can only be reported in-band

@@ -177,6 +177,7 @@ def stats(done: CompletionDone, timing: Timing) -> Event:
         "total_duration": timing.total(),
         "load_duration": timing.load_duration,
         "prompt_eval_count": done.prompt_eval_count,
+        "prompt_cached_count": done.prompt_cached_count,  # for /v1 usage, not native output
         "prompt_eval_duration": done.prompt_eval_duration,
         "eval_count": done.eval_count,
         "eval_duration": done.eval_duration,
