@@ -1,7 +1,8 @@
-"""A client that disconnects stops its generation in the runner, on every API layer that
-runs a completion, whether or not the answer is streamed (a real server and runner).
+"""A client that disconnects stops its work in the runner, on every API layer that runs
+a completion (whether or not the answer is streamed) and on the embedding routes, through
+a real server and runner.
 
-The evidence is the runner's own CPU time (`/proc/<pid>/stat`): generating keeps it near
+The evidence is the runner's own CPU time (`/proc/<pid>/stat`): a busy runner keeps up to
 two cores busy; once the abandoned job is cancelled, it idles.
 """
 
@@ -133,21 +134,34 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_a_client_that_leaves_a_whole_answer_stops_its_generation(
-    server: LiveApp, case: str
-) -> None:
-    """Compared with the runner's own use while generating (the machine may be shared),
-    its use soon falls to near nothing once the client has gone; and its only slot is
-    free again."""
-    path, body = CASES[case]
+def abandon(server: LiveApp, path: str, body: dict[str, Any]) -> None:
+    """Send `body`, close the client once the runner is busy with it, and check that the
+    runner's CPU use soon falls to near nothing (compared with its own use while busy:
+    the machine may be shared), then that its only slot serves the next request."""
     pid = runner_pid(server)
     start = cpu_seconds(pid)
-    client = send(server.url, path, {"model": COUNTER, "stream": False, **body})
+    client = send(server.url, path, {"model": COUNTER, **body})
     wait_until_started(pid, start)
     busy = cpu_rate(pid, BUSY_S)
-    assert busy > 0.1, f"the runner was not generating ({busy:.2f} cores)"
+    assert busy > 0.1, f"the runner was not busy with the request ({busy:.2f} cores)"
     client.close()
     idle, rates = goes_idle(pid, busy)
     assert idle, f"the runner kept using {rates} cores after its client left ({busy:.2f} before)"
     quick(server, timeout=60)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_client_that_leaves_a_whole_answer_stops_its_generation(
+    server: LiveApp, case: str
+) -> None:
+    path, body = CASES[case]
+    abandon(server, path, {"stream": False, **body})
+
+
+TEXTS = [f"Note {n}." for n in range(2000)]
+
+
+@pytest.mark.parametrize("path", ["/api/embed", "/v1/embeddings"])
+def test_a_client_that_leaves_a_large_embedding_batch_stops_it(server: LiveApp, path: str) -> None:
+    """The runner stops before the next batch of inputs, not after the last one."""
+    abandon(server, path, {"input": TEXTS})

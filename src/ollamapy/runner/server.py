@@ -148,8 +148,11 @@ def build_app(state: RunnerState) -> Starlette:
 
         loaded, _ = state.require()
         req = p.EmbeddingRequest.from_json(await _json_body(request))
+        stop = threading.Event()
         if loaded.embedder is not None:
-            call = functools.partial(loaded.embedder.embed, req.content, truncate=req.truncate)
+            call = functools.partial(
+                loaded.embedder.embed, req.content, truncate=req.truncate, stop=stop
+            )
         else:
             call = functools.partial(
                 embed.embed,
@@ -158,11 +161,16 @@ def build_app(state: RunnerState) -> Starlette:
                 req.content,
                 truncate=req.truncate,
                 enabled=loaded.args.embedding,
+                stop=stop,
             )
+        work = asyncio.get_running_loop().run_in_executor(state.embed_thread, call)
+        if not await _finished_before_disconnect(work, request.receive):
+            stop.set()  # the decode under way ends; no further batch starts
+            with contextlib.suppress(embed.EmbeddingStopped, NativeError, BadRequestError):
+                await work
+            return _error("client disconnected", 499)
         try:
-            vectors, count = await asyncio.get_running_loop().run_in_executor(
-                state.embed_thread, call
-            )
+            vectors, count = work.result()
         except NativeError as exc:
             return _error(str(exc), 500)
         return JSONResponse(p.EmbeddingResponse.from_vectors(vectors, count).to_json())
@@ -381,6 +389,17 @@ class EventStream(Response):
 async def _wait_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+async def _finished_before_disconnect(work: asyncio.Future[Any], receive: Receive) -> bool:
+    """Wait for `work` or for the client to disconnect, whichever comes first; whether
+    `work` finished (its result is then ready)."""
+    watch = asyncio.ensure_future(_wait_disconnect(receive))
+    try:
+        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    return work.done()
 
 
 # --------------------------------------------------------------------------- main

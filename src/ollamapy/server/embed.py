@@ -27,7 +27,7 @@ from starlette.routing import Route
 from ollamapy.api.types import EmbeddingsRequest, EmbedRequest
 from ollamapy.errors import BadRequestError, RunnerError
 from ollamapy.llm import ProcessRunner
-from ollamapy.server.http import FloatsResponse, read_request
+from ollamapy.server.http import FloatsResponse, read_request, unless_client_leaves
 from ollamapy.server.inference import Prepared, prepare
 from ollamapy.server.state import ServerState, state_of
 
@@ -111,7 +111,7 @@ async def embed(state: ServerState, body: EmbedRequest) -> Event:
 
 async def embed_route(request: Request) -> Response:
     body = await read_request(request, EmbedRequest)
-    return FloatsResponse(await embed(state_of(request), body))
+    return FloatsResponse(await unless_client_leaves(request, embed(state_of(request), body)))
 
 
 async def embeddings_route(request: Request) -> Response:

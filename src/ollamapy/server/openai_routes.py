@@ -167,7 +167,7 @@ async def retrieve_model(request: Request) -> Response:
 async def embeddings(request: Request) -> Response:
     body = await read_body(request, EmbeddingRequest)
     native = to_embed_request(body)
-    result = await native_embed(state_of(request), native)
+    result = await unless_client_leaves(request, native_embed(state_of(request), native))
     return FloatsResponse(embedding_list(body.model, result, body.encoding_format))
 
 
