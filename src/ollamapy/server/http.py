@@ -184,12 +184,17 @@ async def unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
         if not task.done():
             task.cancel()
         await asyncio.wait((task, watch))  # let the work unwind: its cleanup closes the stream
+    _settled(watch)
     if task in done:
         return task.result()
-    for ended in (task, watch):  # what they raised while ending is no longer anyone's concern
-        if not ended.cancelled() and ended.exception() is not None:
-            log.debug("after the client left", exc_info=ended.exception())
+    _settled(task)  # what it raised while unwinding is no longer anyone's concern
     raise ClientGoneError()
+
+
+def _settled(task: asyncio.Future[Any]) -> None:
+    """Take what an ended task raised (asyncio warns about exceptions nobody retrieved)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("ignored after the request ended", exc_info=task.exception())
 
 
 async def _wait_disconnect(receive: Receive) -> None:
