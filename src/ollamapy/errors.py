@@ -73,6 +73,17 @@ class ServiceUnavailableError(OllamaError):
     status_code = 503
 
 
+class ClientGoneError(OllamaError):
+    """The client disconnected before its answer was ready; the work for it was stopped.
+
+    Nobody reads the reply; 499 is nginx's "client closed request"."""
+
+    status_code = 499
+
+    def __init__(self) -> None:
+        super().__init__("client disconnected")
+
+
 class RunnerError(OllamaError):
     """A runner process failed to load a model or died while serving it (HTTP 500)."""
 

@@ -37,7 +37,15 @@ Event = dict[str, Any]
 
 
 def done(reason: DoneReason = "stop") -> Final:
-    return Final(reason, prompt_eval_count=11, eval_count=3)
+    return Final(reason, prompt_eval_count=11, eval_count=3, prompt_cached_count=8)
+
+
+USAGE_11_OF_WHICH_8_CACHED = {
+    "prompt_tokens": 11,  # the whole prompt, cached part included
+    "completion_tokens": 3,
+    "total_tokens": 14,
+    "prompt_tokens_details": {"cached_tokens": 8},
+}
 
 
 class Events:
@@ -101,7 +109,7 @@ async def test_include_usage_adds_a_usage_only_chunk() -> None:
     chunks = await drain(chat_chunks(META, Events(Delta("x"), done()).stream(), include_usage=True))
     assert len(chunks) == 3
     assert chunks[-1]["choices"] == []
-    assert chunks[-1]["usage"] == {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
+    assert chunks[-1]["usage"] == USAGE_11_OF_WHICH_8_CACHED
     assert chunks[-1]["object"] == "chat.completion.chunk"
 
 
@@ -157,7 +165,7 @@ async def test_collect_chat() -> None:
                 "finish_reason": "length",
             }
         ],
-        "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
+        "usage": USAGE_11_OF_WHICH_8_CACHED,
     }
     assert source.closed
 
@@ -211,7 +219,12 @@ async def test_collect_completion() -> None:
         "model": "m",
         "system_fingerprint": "fp_ollama",
         "choices": [{"text": "ab", "index": 0, "logprobs": None, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6},
+        "usage": {
+            "prompt_tokens": 4,
+            "completion_tokens": 2,
+            "total_tokens": 6,
+            "prompt_tokens_details": {"cached_tokens": 0},  # none reported: none cached
+        },
     }
 
 

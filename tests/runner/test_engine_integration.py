@@ -201,15 +201,33 @@ def test_parallel_matches_alone(harness: Harness) -> None:
     assert together == alone
 
 
+def evaluated(done: CompletionDone | None) -> int:
+    """Prompt tokens the engine actually evaluated (the rest came from the KV cache)."""
+    assert done is not None
+    return done.prompt_eval_count - done.prompt_cached_count
+
+
 def test_prefix_cache_reuses_shared_prefix(harness: Harness) -> None:
     system = "<|im_start|>system\nYou are a terse assistant who answers in one line.<|im_end|>\n"
     first = harness.run(system + chat("What is 2+2?"), temperature=0, num_predict=4)
     second = harness.run(system + chat("What is 3+3?"), temperature=0, num_predict=4)
-    assert first.done is not None and second.done is not None
-    assert second.done.prompt_eval_count < first.done.prompt_eval_count
+    assert evaluated(second.done) < evaluated(first.done)
     again = harness.run(system + chat("What is 3+3?"), temperature=0, num_predict=4)
-    assert again.done is not None and again.done.prompt_eval_count == 1
+    assert evaluated(again.done) == 1
     assert again.text == second.text
+
+
+def test_a_cached_prompt_still_counts_every_prompt_token(harness: Harness) -> None:
+    """Like Ollama's runner, `prompt_eval_count` is the whole prompt even when most of it
+    comes from the KV cache (clients bill by it); the reused part is reported beside it."""
+    prompt = chat("[whole-count] Name the largest planet.")
+    whole = prompt_tokens(harness, prompt)
+    first = harness.run(prompt, temperature=0, num_predict=2)
+    second = harness.run(prompt, temperature=0, num_predict=2)
+    assert first.done is not None and second.done is not None
+    assert first.done.prompt_eval_count == second.done.prompt_eval_count == whole
+    assert first.done.prompt_cached_count < whole // 2  # at most a chat header was cached
+    assert second.done.prompt_cached_count == whole - 1  # the last token is evaluated again
 
 
 SYSTEM_TEXT = (
@@ -252,10 +270,9 @@ def test_a_busy_slots_cached_prefix_is_copied_not_evaluated_again(
     first.cancel()
     assert second.done is not None
     shared = prompt_tokens(harness, system + "<|im_start|>user\n")
-    assert (
-        second.done.prompt_eval_count
-        <= prompt_tokens(harness, system + chat("What is 3+3?")) - shared + 1
-    )
+    assert second.done.prompt_eval_count == prompt_tokens(harness, system + chat("What is 3+3?"))
+    assert second.done.prompt_cached_count >= shared - 1
+    assert evaluated(second.done) <= second.done.prompt_eval_count - shared + 1
     assert second.text == solo_text(solo, system + chat("What is 3+3?"))
 
 
@@ -266,10 +283,10 @@ def test_requests_arriving_together_evaluate_their_shared_prefix_once(
     prompts = [system + chat("Name a fruit."), system + chat("Name a colour.")]
     pending = [harness.submit(prompt, **GREEDY)[1] for prompt in prompts]
     results = [Harness.collect(events) for events in pending]
-    evaluated = sum(r.done.prompt_eval_count for r in results if r.done is not None)
     full = sum(prompt_tokens(harness, prompt) for prompt in prompts)
+    assert sum(r.done.prompt_eval_count for r in results if r.done is not None) == full
     shared = prompt_tokens(harness, system + "<|im_start|>user\n")
-    assert evaluated <= full - shared + 2
+    assert sum(evaluated(r.done) for r in results) <= full - shared + 2
     assert [r.text for r in results] == [solo_text(solo, prompt) for prompt in prompts]
 
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jsonschema
@@ -204,13 +205,74 @@ def test_unknown_option_is_ignored(client: ollama.Client) -> None:
     assert result.eval_count == 2
 
 
-def test_prefix_cache_evaluates_only_new_tokens(client: ollama.Client) -> None:
-    history = [{"role": "user", "content": "Tell me about the moon in two sentences."}]
-    first = client.chat(model=MODEL, messages=history, options=GREEDY)
-    history += [dict(first.message), {"role": "user", "content": "And the sun?"}]
-    second = client.chat(model=MODEL, messages=history, options=GREEDY)
-    assert second.prompt_eval_count is not None and first.prompt_eval_count is not None
-    assert second.prompt_eval_count < first.prompt_eval_count + 20
+def openai_sdk(server: LiveServer) -> Any:
+    import openai
+
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="ollama", timeout=120)
+
+
+def test_prefix_cache_evaluates_only_new_tokens(server: LiveServer) -> None:
+    """The next turn of a chat reuses the cached conversation: the whole prompt is counted
+    and the earlier turn is reported as cached."""
+    sdk = openai_sdk(server)
+    history: list[Any] = [{"role": "user", "content": "Tell me about the moon in two sentences."}]
+    first = sdk.chat.completions.create(model=MODEL, messages=history, max_tokens=24, temperature=0)
+    history += [
+        {"role": "assistant", "content": first.choices[0].message.content},
+        {"role": "user", "content": "And the sun?"},
+    ]
+    second = sdk.chat.completions.create(
+        model=MODEL, messages=history, max_tokens=24, temperature=0
+    )
+    assert first.usage is not None and second.usage is not None
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    assert first.usage.prompt_tokens <= cached < second.usage.prompt_tokens
+
+
+def test_a_cached_prompt_is_counted_whole_natively(server: LiveServer) -> None:
+    """Ollama counts the whole prompt in `prompt_eval_count`, cached or not, and has no
+    field for the cached part: the native answers, whole or streamed, carry none."""
+    body = {
+        "model": MODEL,
+        "prompt": "[native-count] What is the capital of France?",
+        "options": {"temperature": 0, "num_predict": 2},
+    }
+    whole = httpx.post(f"{server.url}/api/generate", json={**body, "stream": False}, timeout=60)
+    assert whole.status_code == 200, whole.text
+    with httpx.stream("POST", f"{server.url}/api/generate", json=body, timeout=60) as response:
+        streamed = [json.loads(line) for line in response.iter_lines() if line][-1]
+    first, second = whole.json(), streamed
+    assert first["prompt_eval_count"] == second["prompt_eval_count"] > 10
+    assert "prompt_cached_count" not in first and "prompt_cached_count" not in second
+
+
+@pytest.mark.parametrize("kind", ["chat", "completion"])
+def test_openai_usage_counts_the_whole_prompt_and_reports_the_cached_part(
+    server: LiveServer, kind: str
+) -> None:
+    """LangChain and others read `usage.prompt_tokens` as the input size: a repeated
+    request must not shrink to the uncached tail."""
+    sdk = openai_sdk(server)
+    question = f"[usage-{kind}] Which planet is known as the red planet?"
+
+    def usage() -> Any:
+        if kind == "chat":
+            messages: Any = [{"role": "user", "content": question}]
+            reply: Any = sdk.chat.completions.create(
+                model=MODEL, messages=messages, max_tokens=2, temperature=0
+            )
+        else:
+            reply = sdk.completions.create(
+                model=MODEL, prompt=question, max_tokens=2, temperature=0
+            )
+        assert reply.usage is not None
+        return reply.usage
+
+    first, second = usage(), usage()
+    assert first.prompt_tokens == second.prompt_tokens > 10
+    assert second.prompt_tokens_details is not None
+    assert second.prompt_tokens_details.cached_tokens == second.prompt_tokens - 1
+    assert first.prompt_tokens_details.cached_tokens < first.prompt_tokens // 2
 
 
 def test_created_model_has_no_path_outside_store(server: LiveServer, tmp_path: Path) -> None:

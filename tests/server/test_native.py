@@ -28,7 +28,16 @@ def test_tool_call(call_id: str, wire: dict[str, Any]) -> None:
     assert tool_call_json(ToolCall("get_weather", TORONTO, call_id, 0)) == wire
 
 
-FINAL = Final("stop", 7, 100, 3, 200, 10, 400, [1, 2, 3])
+FINAL = Final(
+    "stop",
+    prompt_eval_count=7,
+    prompt_eval_duration=100,
+    eval_count=3,
+    eval_duration=200,
+    load_duration=10,
+    total_duration=400,
+    context=[1, 2, 3],
+)
 
 
 def test_generate_final_puts_context_before_the_stats() -> None:
@@ -70,3 +79,10 @@ def test_a_chat_delta_with_a_call() -> None:
         "tool_calls": [{"id": "call_1", "function": {"index": 0, "name": "f", "arguments": {}}}],
     }
     assert got["done"] is False
+
+
+def test_the_cached_count_stays_off_the_native_wire() -> None:
+    final = Final("stop", prompt_eval_count=30, prompt_cached_count=29)
+    assert "prompt_cached_count" not in generate_json("m", final, with_context=True)
+    assert "prompt_cached_count" not in chat_json("m", final)
+    assert chat_json("m", final)["prompt_eval_count"] == 30

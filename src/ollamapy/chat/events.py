@@ -35,6 +35,9 @@ class Final:
     done_reason: DoneReason
     prompt_eval_count: int = 0
     prompt_eval_duration: int = 0
+    prompt_cached_count: int = 0
+    """How much of the prompt the KV cache served (not in Ollama's native output; /v1
+    reports it as `prompt_tokens_details.cached_tokens`)."""
     eval_count: int = 0
     eval_duration: int = 0
     load_duration: int = 0

@@ -52,13 +52,15 @@ class ResponseMeta:
 
 
 def usage(final: Final) -> Event:
-    """Token counts of the final event as OpenAI's `usage`."""
+    """Token counts of the final event as OpenAI's `usage`: the whole prompt, and in
+    `prompt_tokens_details.cached_tokens` the part of it served from the KV cache."""
     prompt = final.prompt_eval_count
     completion = final.eval_count
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": final.prompt_cached_count},
     }
 
 

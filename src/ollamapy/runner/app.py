@@ -7,8 +7,10 @@ after a `/completion` stream started is its last NDJSON line, `{"error": ...}`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from starlette.routing import Route
 
 from ollamapy.errors import BadRequestError, OllamaError
 from ollamapy.runner import protocol as p
-from ollamapy.runner.channel import Channel, EventStream, Outbox
+from ollamapy.runner.channel import Channel, EventStream, Outbox, finished_before_disconnect
 from ollamapy.runner.engine import Engine, EngineClosedError, Job
 from ollamapy.runner.grammar import format_to_grammar
 from ollamapy.runner.launch import LaunchArgs
@@ -128,8 +130,11 @@ def build_app(state: RunnerState) -> Starlette:
 
         loaded, _ = state.require()
         req = p.EmbeddingRequest.from_json(await _json_body(request))
+        stop = threading.Event()
         if loaded.embedder is not None:
-            call = functools.partial(loaded.embedder.embed, req.content, truncate=req.truncate)
+            call = functools.partial(
+                loaded.embedder.embed, req.content, truncate=req.truncate, stop=stop
+            )
         else:
             call = functools.partial(
                 embed.embed,
@@ -138,11 +143,16 @@ def build_app(state: RunnerState) -> Starlette:
                 req.content,
                 truncate=req.truncate,
                 enabled=loaded.args.embedding,
+                stop=stop,
             )
+        work = asyncio.get_running_loop().run_in_executor(state.embed_thread, call)
+        if not await finished_before_disconnect(work, request.receive):
+            stop.set()  # the decode under way ends; no further batch starts
+            with contextlib.suppress(embed.EmbeddingStopped, NativeError, BadRequestError):
+                await work
+            return _error("client disconnected", 499)
         try:
-            vectors, count = await asyncio.get_running_loop().run_in_executor(
-                state.embed_thread, call
-            )
+            vectors, count = work.result()
         except NativeError as exc:
             return _error(str(exc), 500)
         return JSONResponse(p.EmbeddingResponse.from_vectors(vectors, count).to_json())

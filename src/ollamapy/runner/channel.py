@@ -12,6 +12,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+from typing import Any
 
 import orjson
 from starlette.responses import Response
@@ -194,3 +195,14 @@ class EventStream(Response):
 async def _wait_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+async def finished_before_disconnect(work: asyncio.Future[Any], receive: Receive) -> bool:
+    """Wait for `work` or for the client to disconnect, whichever comes first; whether
+    `work` finished (its result is then ready)."""
+    watch = asyncio.ensure_future(_wait_disconnect(receive))
+    try:
+        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    return work.done()

@@ -103,12 +103,24 @@ def plan_batches(lengths: Sequence[int], n_batch: int, n_seq: int) -> list[list[
     return groups
 
 
+class EmbeddingStopped(Exception):
+    """The request's `stop` was set (its client left) before every batch was decoded."""
+
+
 def embed(
-    model: Model, ctx: Context, contents: Sequence[str], *, truncate: bool, enabled: bool
+    model: Model,
+    ctx: Context,
+    contents: Sequence[str],
+    *,
+    truncate: bool,
+    enabled: bool,
+    stop: threading.Event | None = None,
 ) -> tuple[Matrix, int]:
     """Embed each text; return the raw vectors (rows) and the number of tokens evaluated.
 
-    `enabled` says whether the context was created with embeddings on.
+    `enabled` says whether the context was created with embeddings on. Once `stop` is set
+    no further batch is decoded (`EmbeddingStopped`): a large request whose client left
+    ends at the next batch instead of holding the embedding thread to its end.
     """
     pooled = lc.llama_pooling_type(ctx.ptr) != lc.LLAMA_POOLING_TYPE_NONE
     if not enabled or not pooled:
@@ -116,11 +128,16 @@ def embed(
         # engine owns; embedding on it would race the generation loop.
         raise BadRequestError("this model does not support embeddings")
     with _LOCK:
-        return _embed_locked(model, ctx, contents, truncate=truncate)
+        return _embed_locked(model, ctx, contents, truncate=truncate, stop=stop)
 
 
 def _embed_locked(
-    model: Model, ctx: Context, contents: Sequence[str], *, truncate: bool
+    model: Model,
+    ctx: Context,
+    contents: Sequence[str],
+    *,
+    truncate: bool,
+    stop: threading.Event | None = None,
 ) -> tuple[Matrix, int]:
     pooled = lc.llama_pooling_type(ctx.ptr) != lc.LLAMA_POOLING_TYPE_NONE
     n_batch = int(lc.llama_n_batch(ctx.ptr))
@@ -144,6 +161,8 @@ def _embed_locked(
     capacity = max((sum(lengths[i] for i in group) for group in groups), default=1)
     with Batch(capacity) as batch:
         for group in groups:
+            if stop is not None and stop.is_set():
+                raise EmbeddingStopped()
             _decode_group(ctx, batch, [inputs[i] for i in group], pooled, vectors, group)
     return vectors, sum(lengths)
 
@@ -195,10 +214,13 @@ class DecoderEmbedder:
             )
         return self._ctx
 
-    def embed(self, contents: Sequence[str], *, truncate: bool) -> tuple[Matrix, int]:
+    def embed(
+        self, contents: Sequence[str], *, truncate: bool, stop: threading.Event | None = None
+    ) -> tuple[Matrix, int]:
         """Like `embed`, on this model's embeddings context (made now if needed)."""
         with _LOCK:
-            return _embed_locked(self._model, self._context(), contents, truncate=truncate)
+            context = self._context()
+            return _embed_locked(self._model, context, contents, truncate=truncate, stop=stop)
 
     def close(self) -> None:
         with _LOCK:

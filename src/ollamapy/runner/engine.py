@@ -102,7 +102,7 @@ class Slot:
     num_predict: int = -1
     decoder: Utf8Decoder = field(default_factory=Utf8Decoder)
     stops: StopMatcher = field(default_factory=lambda: StopMatcher(()))
-    prompt_eval_count: int = 0
+    prompt_cached_count: int = 0  # prompt tokens whose KV was reused, not evaluated
     t_prompt_start: int = 0
     t_prompt_end: int = 0
 
@@ -294,7 +294,7 @@ class Engine:
         slot.num_keep, slot.num_predict = num_keep, options.num_predict
         slot.decoder = Utf8Decoder()
         slot.stops = StopMatcher(options.stop)
-        slot.prompt_eval_count = len(slot.pending)
+        slot.prompt_cached_count = reuse
         slot.t_prompt_start = slot.t_prompt_end = 0
 
     def _best_donor(self, slot: Slot, prompt: list[int]) -> tuple[Slot | None, int]:
@@ -406,11 +406,12 @@ class Engine:
         end_prompt = slot.t_prompt_end or now
         done = CompletionDone(
             done_reason=reason,
-            prompt_eval_count=slot.prompt_eval_count,
+            prompt_eval_count=len(slot.prompt),
             prompt_eval_duration=max(end_prompt - slot.t_prompt_start, 0),
             eval_count=len(slot.generated),
             eval_duration=max(now - end_prompt, 0),
             tokens=slot.prompt + slot.generated,
+            prompt_cached_count=slot.prompt_cached_count,
         )
         self._emit(slot, done)
         self._release(slot)

@@ -204,6 +204,11 @@ class CompletionDone:
 
     `tokens` holds the prompt tokens followed by every generated token (the EOG token
     excluded), so a client can send them back as Ollama's `context`.
+
+    `prompt_eval_count` is the whole prompt (after truncation to the context), as
+    Ollama's runner reports it, whether or not a prefix came from the KV cache: clients
+    bill and budget by it. `prompt_cached_count` says how many of those tokens were
+    reused from the cache, and `prompt_eval_duration` is the time spent on the rest.
     """
 
     done_reason: DoneReason
@@ -212,6 +217,7 @@ class CompletionDone:
     eval_count: int
     eval_duration: int
     tokens: list[int] = field(default_factory=list)
+    prompt_cached_count: int = 0
 
     def to_json(self) -> dict[str, Any]:
         # Not dataclasses.asdict: it deep-copies `tokens` item by item (ms for a long chat).
@@ -223,6 +229,7 @@ class CompletionDone:
             "eval_count": self.eval_count,
             "eval_duration": self.eval_duration,
             "tokens": self.tokens,
+            "prompt_cached_count": self.prompt_cached_count,
         }
 
 
@@ -255,6 +262,7 @@ def parse_completion_line(raw: object) -> CompletionEvent:
             eval_count=json_field(data, "eval_count", int, 0),
             eval_duration=json_field(data, "eval_duration", int, 0),
             tokens=_int_list(data, "tokens"),
+            prompt_cached_count=json_field(data, "prompt_cached_count", int, 0),
         )
     return CompletionChunk(content=json_field(data, "content", str, ""))
 

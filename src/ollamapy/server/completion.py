@@ -160,6 +160,7 @@ def final(done: CompletionDone, timing: Timing) -> Final:
         done_reason=done.done_reason,
         prompt_eval_count=done.prompt_eval_count,
         prompt_eval_duration=done.prompt_eval_duration,
+        prompt_cached_count=done.prompt_cached_count,
         eval_count=done.eval_count,
         eval_duration=done.eval_duration,
         load_duration=timing.load_duration,

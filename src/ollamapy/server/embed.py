@@ -28,7 +28,7 @@ from ollamapy.api.types import EmbeddingsRequest, EmbedRequest
 from ollamapy.errors import BadRequestError, RunnerError
 from ollamapy.llm import ProcessRunner
 from ollamapy.server.completion import Prepared, prepare
-from ollamapy.server.http import FloatsResponse, read_request
+from ollamapy.server.http import FloatsResponse, read_request, unless_client_leaves
 from ollamapy.server.state import ServerState, state_of
 
 Event = dict[str, Any]
@@ -114,7 +114,7 @@ async def embed(state: ServerState, body: EmbedRequest) -> Event:
 
 async def embed_route(request: Request) -> Response:
     body = await read_request(request, EmbedRequest)
-    return FloatsResponse(await embed(state_of(request), body))
+    return FloatsResponse(await unless_client_leaves(request, embed(state_of(request), body)))
 
 
 async def embeddings_route(request: Request) -> Response:

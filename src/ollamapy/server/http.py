@@ -6,6 +6,7 @@ has started, an error is sent as a final `{"error": ...}` line, as Ollama does.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -15,9 +16,10 @@ import orjson
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive
 
 from ollamapy.api.types import WireModel, accept_name_alias
-from ollamapy.errors import BadRequestError, OllamaError
+from ollamapy.errors import BadRequestError, ClientGoneError, OllamaError
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ MAX_JSON_BODY = 256 * 1024 * 1024
 """Largest JSON body accepted; images travel base64-encoded inside chat requests."""
 
 ModelT = TypeVar("ModelT", bound=WireModel)
+T = TypeVar("T")
 Event = dict[str, Any]
 
 
@@ -99,10 +102,16 @@ def ndjson_line(event: Event) -> bytes:
         return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
-async def stream_events(events: AsyncIterator[Event]) -> Response:
-    """Stream events as NDJSON, failing with a status if the first event is an error."""
+async def stream_events(events: AsyncIterator[Event], request: Request | None = None) -> Response:
+    """Stream events as NDJSON, failing with a status if the first event is an error.
+
+    With `request`, a client that leaves before the first event (while the model loads or
+    the prompt is evaluated) cancels the work at once instead of at the first token."""
+    first_event: Awaitable[Event] = anext(events)
+    if request is not None:
+        first_event = unless_client_leaves(request, first_event)
     try:
-        first = await anext(events)
+        first = await first_event
     except StopAsyncIteration:
         return error_response(500, "no response")
     return StreamingResponse(_continue(first, events), media_type="application/x-ndjson")
@@ -135,6 +144,44 @@ async def last_event(events: AsyncIterator[Event]) -> Response:
     async for event in events:
         last = event
     return JSONResponse(last)
+
+
+async def unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
+    """Await `work` (e.g. collecting a whole completion for `stream: false`) while watching
+    for the client to disconnect; if it does first, cancel `work` and raise `ClientGoneError`.
+
+    Starlette never cancels a handler whose client went away, and nothing is written to
+    the client before the answer is complete, so without this a non-streamed request ran
+    its generation to the end for nobody. Cancelling `work` unwinds the runner stream it
+    is reading (closing that connection, which is how the runner learns to stop the job)
+    and leaves the scheduler entry it holds. Call it once the request body has been read:
+    it takes over `receive`.
+    """
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_wait_disconnect(request.receive))
+    try:
+        done, _ = await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when this handler is itself cancelled (server shutdown)
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+        await asyncio.wait((task, watch))  # let the work unwind: its cleanup closes the stream
+    _settled(watch)
+    if task in done:
+        return task.result()
+    _settled(task)  # what it raised while unwinding is no longer anyone's concern
+    raise ClientGoneError()
+
+
+def _settled(task: asyncio.Future[Any]) -> None:
+    """Take what an ended task raised (asyncio warns about exceptions nobody retrieved)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("ignored after the request ended", exc_info=task.exception())
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def handle_errors(request: Request, exc: Exception) -> Response:

@@ -25,7 +25,7 @@ from ollamapy.llm import Runner
 from ollamapy.scheduler import LoadedModel
 from ollamapy.server import native, prompts
 from ollamapy.server.completion import Prepared, check_format, complete, load_or_unload, prepare
-from ollamapy.server.http import read_request, stream_events
+from ollamapy.server.http import read_request, stream_events, unless_client_leaves
 from ollamapy.server.resolved import ResolvedModel
 from ollamapy.server.state import ServerState, state_of
 
@@ -47,11 +47,10 @@ async def generate(request: Request) -> Response:
     events = generate_events(state, prepared, body)
     if body.stream:
         return await stream_events(
-            native.generate_stream(body.model, events, with_context=not body.raw)
+            native.generate_stream(body.model, events, with_context=not body.raw), request
         )
-    return JSONResponse(
-        await native.collect_generate(body.model, events, with_context=not body.raw)
-    )
+    collected = native.collect_generate(body.model, events, with_context=not body.raw)
+    return JSONResponse(await unless_client_leaves(request, collected))
 
 
 async def prepare_generate(state: ServerState, body: GenerateRequest) -> Prepared:
@@ -89,8 +88,10 @@ async def chat(request: Request) -> Response:
         return JSONResponse(native.chat_json(body.model, final))
     events = chat_events(state, prepared, body)
     if body.stream:
-        return await stream_events(native.chat_stream(body.model, events))
-    return JSONResponse(await native.collect_chat(body.model, events))
+        return await stream_events(native.chat_stream(body.model, events), request)
+    return JSONResponse(
+        await unless_client_leaves(request, native.collect_chat(body.model, events))
+    )
 
 
 async def prepare_chat(state: ServerState, body: ChatRequest) -> Prepared:

@@ -43,7 +43,12 @@ from ollamapy.openai import (
     to_generate_request,
 )
 from ollamapy.server import embed, inference
-from ollamapy.server.http import FloatsResponse, describe_validation_error, read_json
+from ollamapy.server.http import (
+    FloatsResponse,
+    describe_validation_error,
+    read_json,
+    unless_client_leaves,
+)
 from ollamapy.server.state import state_of
 from ollamapy.types import ModelName
 
@@ -81,10 +86,11 @@ async def read_body(request: Request, model: type[RequestT]) -> RequestT:
         raise BadRequestError(describe_validation_error(exc)) from None
 
 
-async def sse_response(chunks: AsyncIterator[Event]) -> Response:
-    """Stream chunks as SSE; the first is pulled now, so an early failure keeps its status."""
+async def sse_response(request: Request, chunks: AsyncIterator[Event]) -> Response:
+    """Stream chunks as SSE; the first is pulled now, so an early failure keeps its status
+    (and a client that leaves before it cancels the work)."""
     try:
-        first = await anext(chunks)
+        first = await unless_client_leaves(request, anext(chunks))
     except StopAsyncIteration:
         raise OllamaError("no response from the model") from None
     return StreamingResponse(sse_body(first, chunks), media_type=SSE_MEDIA_TYPE)
@@ -103,8 +109,8 @@ async def chat_completions(request: Request) -> Response:
     events = inference.chat_events(state, prepared, native)
     if body.stream:
         usage = include_usage(body.stream_options)
-        return await sse_response(chat_chunks(meta, events, include_usage=usage))
-    return JSONResponse(await collect_chat(meta, events))
+        return await sse_response(request, chat_chunks(meta, events, include_usage=usage))
+    return JSONResponse(await unless_client_leaves(request, collect_chat(meta, events)))
 
 
 # ----------------------------------------------------------------------------- completions
@@ -121,8 +127,10 @@ async def completions(request: Request) -> Response:
     echo = native.prompt if body.echo else ""
     if body.stream:
         usage = include_usage(body.stream_options)
-        return await sse_response(completion_chunks(meta, events, include_usage=usage, echo=echo))
-    return JSONResponse(await collect_completion(meta, events, echo=echo))
+        chunks = completion_chunks(meta, events, include_usage=usage, echo=echo)
+        return await sse_response(request, chunks)
+    collected = collect_completion(meta, events, echo=echo)
+    return JSONResponse(await unless_client_leaves(request, collected))
 
 
 # ----------------------------------------------------------------------------- models
@@ -153,7 +161,7 @@ async def retrieve_model(request: Request) -> Response:
 async def embeddings(request: Request) -> Response:
     body = await read_body(request, EmbeddingRequest)
     native = to_embed_request(body)
-    result = await embed.embed(state_of(request), native)
+    result = await unless_client_leaves(request, embed.embed(state_of(request), native))
     return FloatsResponse(embedding_list(body.model, result, body.encoding_format))
 
 
