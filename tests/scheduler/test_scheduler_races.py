@@ -11,14 +11,25 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from ollamapy.errors import RunnerError
-from ollamapy.scheduler import LoadedModel, ModelLoad, Scheduler
+from ollamapy.scheduler import (
+    InsufficientMemoryError,
+    LoadedModel,
+    MemoryEstimate,
+    MemoryPool,
+    MemorySnapshot,
+    ModelLoad,
+    Scheduler,
+)
 from ollamapy.types import RunnerOptions
+
+MIB = 1 << 20
+GIB = 1 << 30
 
 
 class Process:
@@ -28,6 +39,7 @@ class Process:
         self.load = load
         self.closed = False
         self.close_s = close_s
+        self.exit: asyncio.Event | None = None
 
     @property
     def alive(self) -> bool:
@@ -35,6 +47,8 @@ class Process:
 
     async def close(self) -> None:
         await asyncio.sleep(self.close_s)
+        if self.exit is not None:
+            await self.exit.wait()
         self.closed = True
 
 
@@ -66,6 +80,20 @@ class Machine:
             await process.close()  # a failed or cancelled start leaves no process
             raise
         return process
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Let the loop run until `predicate()` holds; fail after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.001)
+
+
+async def steps(count: int) -> None:
+    """Let every ready task run `count` times over."""
+    for _ in range(count):
+        await asyncio.sleep(0)
 
 
 def load(name: str, num_ctx: int) -> ModelLoad:
@@ -129,11 +157,11 @@ async def test_requests_for_the_loaded_options_queue_behind_a_waiting_reload() -
                 await hold.wait()
 
     holder = asyncio.create_task(request(2048, release))
-    await asyncio.sleep(0.01)
+    await until(lambda: order == [2048])
     reload = asyncio.create_task(request(4096))
-    await asyncio.sleep(0.01)
+    await until(lambda: scheduler.loaded()[0].waiting_for_reload == 1)
     later = asyncio.create_task(request(2048))  # could use the runner, but it is draining
-    await asyncio.sleep(0.01)
+    await steps(50)
     assert order == [2048]
     release.set()
     await asyncio.wait_for(asyncio.gather(holder, reload, later), 2.0)
@@ -146,11 +174,10 @@ async def test_a_start_nobody_waits_for_any_more_is_cancelled_and_closed() -> No
     machine.gate = asyncio.Event()
     scheduler = scheduler_for(machine)
     waiter = asyncio.create_task(scheduler.load(load("a", 2048)))
-    await asyncio.sleep(0.01)
-    assert len(machine.live()) == 1  # spawned, still loading
+    await until(lambda: len(machine.live()) == 1)  # spawned, still loading
     waiter.cancel()
-    await asyncio.sleep(0.02)
-    assert machine.live() == [] and scheduler.loaded() == []
+    await until(lambda: machine.live() == [] and scheduler.starting() == [])
+    assert scheduler.loaded() == []
     machine.gate.set()
     async with scheduler.use(load("a", 2048)) as entry:  # a later request starts afresh
         assert entry.runner is machine.spawned[1]
@@ -163,9 +190,9 @@ async def test_a_start_goes_on_while_another_request_still_waits_for_it() -> Non
     scheduler = scheduler_for(machine)
     first = asyncio.create_task(scheduler.load(load("a", 2048)))
     second = asyncio.create_task(scheduler.load(load("a", 2048)))
-    await asyncio.sleep(0.01)
+    await until(lambda: len(machine.live()) == 1)
     first.cancel()
-    await asyncio.sleep(0.01)
+    await steps(50)
     machine.gate.set()
     entry = await asyncio.wait_for(second, 1.0)
     assert entry.runner is machine.spawned[0] and len(machine.spawned) == 1
@@ -183,9 +210,8 @@ async def test_a_request_cancelled_as_its_load_finishes_gives_its_turn_back() ->
                 await asyncio.sleep(0)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-    await asyncio.sleep(0.05)
-    assert all(entry.idle for entry in scheduler.loaded())
-    assert unlisted(machine, scheduler) == [] and machine.overlaps == []
+    await until(lambda: not scheduler.starting() and unlisted(machine, scheduler) == [])
+    assert all(entry.idle for entry in scheduler.loaded()) and machine.overlaps == []
     await scheduler.shutdown()
     assert machine.live() == []
 
@@ -194,12 +220,32 @@ async def test_a_runner_being_stopped_is_listed_until_it_has_exited() -> None:
     machine = Machine()
     scheduler = scheduler_for(machine)
     entry = await scheduler.load(load("a", 2048))
-    entry.runner.close_s = 0.05
+    entry.runner.exit = asyncio.Event()
     stopping = asyncio.create_task(scheduler.unload(entry.load.model_path))
-    await asyncio.sleep(0.01)
+    await steps(50)
     assert entry.runner.alive and scheduler.loaded() == [entry]
+    entry.runner.exit.set()
     await stopping
     assert not entry.runner.alive and scheduler.loaded() == []
+
+
+async def test_a_reload_that_can_never_fit_leaves_the_working_runner_alone() -> None:
+    def by_context(wanted: ModelLoad, num_parallel: int) -> MemoryEstimate:
+        return MemoryEstimate(weights=GIB, kv_cache=wanted.options.num_ctx * num_parallel * MIB)
+
+    machine = Machine()
+    scheduler = Scheduler(
+        machine.start,
+        default_keep_alive=300.0,
+        estimator=by_context,
+        memory=lambda: MemorySnapshot(MemoryPool(16 * GIB, 16 * GIB)),
+    )
+    working = await scheduler.load(load("a", 2048))
+    with pytest.raises(InsufficientMemoryError):
+        await scheduler.load(load("a", 100_000))
+    assert scheduler.loaded() == [working] and working.runner.alive
+    assert len(machine.spawned) == 1
+    await scheduler.shutdown()
 
 
 # -- stress -----------------------------------------------------------------------------
@@ -241,8 +287,7 @@ async def test_many_requests_with_mixed_options_and_cancellations(seed: int) -> 
     assert outcomes["NoneType"] >= 50, outcomes
     assert not any(isinstance(r, asyncio.CancelledError) for r in _uncancelled(results, cancelled))
     assert held == [] and machine.overlaps == []
-    await asyncio.sleep(0.02)  # keep_alive 0 unloads and cancelled starts finish closing
-    assert unlisted(machine, scheduler) == []
+    await until(lambda: not scheduler.starting() and unlisted(machine, scheduler) == [])
     assert all(entry.idle and entry.runner.alive for entry in scheduler.loaded())
     assert len(scheduler.loaded()) <= 2
     await scheduler.shutdown()

@@ -384,10 +384,9 @@ class Scheduler(Generic[RunnerT]):
     # -- loading ----------------------------------------------------------------------------
 
     def _begin_load(self, load: ModelLoad, replacing: LoadedModel[RunnerT] | None = None) -> None:
-        """Start loading `load` (after stopping `replacing`, this file's runner for other
-        options); from now on requests for this file wait for this load."""
-        if replacing is not None:
-            self._stop_task(replacing)
+        """Start loading `load` (after stopping `replacing`, this file's idle runner for
+        other options); from now on requests for this file wait for this load, so no request
+        takes `replacing` meanwhile."""
         task = asyncio.get_running_loop().create_task(self._load(load, replacing))
         loading: _Loading[RunnerT] = _Loading(load, task)
         self._loading[load.key] = loading
@@ -405,10 +404,12 @@ class Scheduler(Generic[RunnerT]):
     async def _load(
         self, load: ModelLoad, replacing: LoadedModel[RunnerT] | None
     ) -> LoadedModel[RunnerT]:
+        choices = await asyncio.to_thread(self._estimates, load)
         if replacing is not None:
+            await self._check_machine(choices)  # never unload a runner for a load that cannot fit
             await self._stop(replacing)
         try:
-            placement = await self._make_room(load)
+            placement = await self._make_room(load, choices)
             started = self._clock()
             runner = await self._factory(placement.load)
         finally:
@@ -432,18 +433,26 @@ class Scheduler(Generic[RunnerT]):
             self._release(entry, None)
         return entry
 
-    async def _make_room(self, load: ModelLoad) -> Placement:
+    async def _check_machine(self, choices: list[tuple[int, MemoryEstimate]]) -> MemorySnapshot:
+        """The memory now; `InsufficientMemoryError` if even the smallest choice is larger
+        than the whole machine (no eviction or wait could make it fit)."""
+        snapshot = await self._snapshot()
+        smallest = choices[-1][1]
+        if smallest.total > snapshot.total:
+            raise InsufficientMemoryError(smallest.total, snapshot.total)
+        return snapshot
+
+    async def _make_room(
+        self, load: ModelLoad, choices: list[tuple[int, MemoryEstimate]]
+    ) -> Placement:
         """Evict least recently used idle runners until `load` fits; reserve its memory.
 
         Fails at once when the smallest choice exceeds the machine's total memory, or when
         nothing is left to unload or wait for and it still does not fit.
         """
-        choices = await asyncio.to_thread(self._estimates, load)
         smallest = choices[-1][1]
         while True:
-            snapshot = await self._snapshot()
-            if smallest.total > snapshot.total:
-                raise InsufficientMemoryError(smallest.total, snapshot.total)
+            snapshot = await self._check_machine(choices)
             placement = self._place(load, choices, snapshot)
             if placement is not None:
                 self._reserved[load.key] = placement.memory
