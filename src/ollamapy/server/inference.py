@@ -30,7 +30,7 @@ from ollamapy.llm import ProcessRunner, RunnerSpec, start_runner
 from ollamapy.runner.protocol import CompletionDone, CompletionRequest
 from ollamapy.scheduler import LoadedModel, ModelLoad, Scheduler
 from ollamapy.scheduler.memory import GGUFEstimator, probe_memory
-from ollamapy.server import prompts
+from ollamapy.server import loads, prompts
 from ollamapy.server.http import aclose, read_request, stream_events
 from ollamapy.server.models import details
 from ollamapy.server.resolved import ResolvedModel, resolve
@@ -100,7 +100,7 @@ def prepare(state: ServerState, model_name: str, options: object, keep_alive: ob
         raise BadRequestError(f"model '{model_name}' has no model layer")
     merged = {**validate_options(model.parameters), **validate_options(options)}
     merged.setdefault("num_ctx", state.config.context_length)
-    runner_options = RunnerOptions.from_options(merged)
+    runner_options = loads.fit_to_model(RunnerOptions.from_options(merged), model.model_path)
     load = ModelLoad(
         name=model.name.display,
         model_path=model.model_path,
@@ -211,6 +211,9 @@ async def collect_generate(events: AsyncIterator[Event]) -> Event:
 async def generate(request: Request) -> Response:
     body = await read_request(request, GenerateRequest)
     state = state_of(request)
+    if loads.is_unload(bool(body.prompt or body.images or body.context), body.keep_alive):
+        await loads.unload(state, body.model)
+        return JSONResponse({**_generate_event(body, True), "done_reason": "unload"})
     prepared = await prepare_generate(state, body)
     if body.debug_render_only:
         prompt = await prompts.render_generate(prepared, body, detokenize=None)
@@ -283,6 +286,9 @@ def _debug(model: str, prompt: str, images: int) -> Event:
 async def chat(request: Request) -> Response:
     body = await read_request(request, ChatRequest)
     state = state_of(request)
+    if loads.is_unload(bool(body.messages), body.keep_alive):
+        await loads.unload(state, body.model)
+        return JSONResponse({**_chat_event(body, True), "done_reason": "unload"})
     prepared = await prepare_chat(state, body)
     if body.debug_render_only:
         prompt = await prompts.render_chat(prepared, body, count_tokens=None)
