@@ -10,13 +10,15 @@ by model path, as Ollama keys them): two runners of one file would hold its weig
 KV cache twice for no gain, and the memory fit would have to plan for both. So requests
 for one file that want different load options take turns: a request that needs a reload
 waits for the runner to go idle (requests that the runner could serve queue behind it
-meanwhile, so it is not starved), then unloads it and starts its own load; requests that
-want the same new options share that one load.
+meanwhile, so it is not starved), then starts its load, which unloads the old runner
+first (unless the new one could never fit: then the old one stays); requests that want
+the same new options share that one load and are all granted its runner at once.
 
-Every runner is owned: a starting one by its load task (cancelled when every request
-waiting for it has gone, and a factory leaves no process behind when it fails or is
-cancelled), a started one by `_loaded` until its process has exited. A runner being
-stopped stays listed by `loaded()` (and counted against memory) until `close()` returns.
+Every runner is owned: a starting one by its load task (listed by `starting()`; cancelled
+once every request waiting for it has gone, and a factory leaves no process behind when
+it fails or is cancelled), a started one by `_loaded` until its process has exited. A
+runner being stopped stays listed by `loaded()` (and counted against memory) until
+`close()` returns.
 
 A new load must fit twice over: in the count (`OLLAMA_MAX_LOADED_MODELS`) and in memory
 (an injected `Estimator` against an injected `MemoryProbe`). When it does not, idle runners
@@ -158,7 +160,7 @@ class _Loading(Generic[RunnerT]):
     """
 
     load: ModelLoad
-    task: asyncio.Task[LoadedModel[RunnerT]]
+    task: asyncio.Task[LoadedModel[RunnerT]] = field(init=False)
     waiters: int = 0
     abandoned: bool = False
 
@@ -387,10 +389,10 @@ class Scheduler(Generic[RunnerT]):
         """Start loading `load` (after stopping `replacing`, this file's idle runner for
         other options); from now on requests for this file wait for this load, so no request
         takes `replacing` meanwhile."""
-        task = asyncio.get_running_loop().create_task(self._load(load, replacing))
-        loading: _Loading[RunnerT] = _Loading(load, task)
+        loading: _Loading[RunnerT] = _Loading(load)
+        loading.task = asyncio.get_running_loop().create_task(self._load(loading, replacing))
+        loading.task.add_done_callback(lambda _: self._load_done(loading))
         self._loading[load.key] = loading
-        task.add_done_callback(lambda _: self._load_done(loading))
 
     def _load_done(self, loading: _Loading[RunnerT]) -> None:
         """Forget a finished load (also one cancelled before it ran) and mark its error as
@@ -402,8 +404,9 @@ class Scheduler(Generic[RunnerT]):
         self._changed.set()
 
     async def _load(
-        self, load: ModelLoad, replacing: LoadedModel[RunnerT] | None
+        self, loading: _Loading[RunnerT], replacing: LoadedModel[RunnerT] | None
     ) -> LoadedModel[RunnerT]:
+        load = loading.load
         choices = await asyncio.to_thread(self._estimates, load)
         if replacing is not None:
             await self._check_machine(choices)  # never unload a runner for a load that cannot fit
@@ -417,18 +420,17 @@ class Scheduler(Generic[RunnerT]):
         if self._closed:  # a factory that finished after shutdown: leave no process
             await runner.close()
             raise ServiceUnavailableError(SHUTTING_DOWN)
-        return self._register(load, placement, runner, started)
+        return self._register(loading, placement, runner, started)
 
     def _register(
-        self, load: ModelLoad, placement: Placement, runner: RunnerT, started: float
+        self, loading: _Loading[RunnerT], placement: Placement, runner: RunnerT, started: float
     ) -> LoadedModel[RunnerT]:
         """Record a started runner, granted to every request waiting for it."""
-        loading = self._loading[load.key]
         entry = LoadedModel(placement.load, runner, started, self._default_keep_alive)
         entry.memory, entry.size_vram = placement.memory, placement.size_vram
-        entry.requested, entry.active = load, loading.waiters
+        entry.requested, entry.active = loading.load, loading.waiters
         entry.last_used = self._clock()
-        self._loaded[load.key] = entry
+        self._loaded[loading.load.key] = entry
         if entry.idle:  # nobody left to use it: it expires like any idle runner
             self._release(entry, None)
         return entry
