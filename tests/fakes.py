@@ -26,6 +26,8 @@ from tests.scheduler.live import CHATML, LiveApp, create_model, serve_app
 from tests.server.conftest import free_port
 
 BOS = 1
+TRAINED_CONTEXT = 131_072
+"""The scripted model's trained context: long conversations fit (num_ctx is capped to it)."""
 
 TOOLS_TEMPLATE_TEXT = (
     "{{- if .Tools }}<tools>{{ range .Tools }}{{ . }}{{ end }}</tools>{{ end }}"
@@ -80,7 +82,9 @@ class ScriptedRunner:
     @property
     def info(self) -> RunnerInfo:
         n_ctx = self.load.options.num_ctx
-        return RunnerInfo(n_ctx, 2048, 1, 16, 8, True, "scripted", 0, 0, False, False, False, 0)
+        return RunnerInfo(
+            n_ctx, TRAINED_CONTEXT, 1, 16, 8, True, "scripted", 0, 0, False, False, False, 0
+        )
 
     async def completion(
         self, request: CompletionRequest
@@ -152,7 +156,7 @@ def serve_scripted(
 ) -> Iterator[ScriptedServer]:
     """A real server (real store, scheduler, routes) with a model whose runners are scripted."""
     config = Config(host=parse_host(f"127.0.0.1:{free_port()}"), models_dir=tmp_path / "models")
-    gguf_path = write_tiny_gguf(tmp_path / "tiny.gguf")
+    gguf_path = write_tiny_gguf(tmp_path / "tiny.gguf", context_length=TRAINED_CONTEXT)
     for live in serve_app(config, scripted_scheduler(script)):
         create_model(live.url, MODEL, gguf_path, modelfile_extra)
         yield ScriptedServer(live.url, script, live)

@@ -14,10 +14,16 @@ CHATML_JINJA = (
 )
 
 
-def write_tiny_gguf(path: Path, *, arch: str = "llama", chat_template: str | None = None) -> Path:
+def write_tiny_gguf(
+    path: Path,
+    *,
+    arch: str = "llama",
+    chat_template: str | None = None,
+    context_length: int = 2048,
+) -> Path:
     """A valid GGUF with a couple of tensors and the metadata the server reads."""
     writer = gguf.GGUFWriter(str(path), arch)
-    writer.add_context_length(2048)
+    writer.add_context_length(context_length)
     writer.add_embedding_length(8)
     writer.add_block_count(1)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)

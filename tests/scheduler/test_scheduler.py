@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -400,22 +401,49 @@ async def test_dead_runner_is_closed_to_reap_it() -> None:
     assert started[0].closed
 
 
-async def test_load_finishing_after_shutdown_is_stopped() -> None:
-    gate = asyncio.Event()
-    runners: list[FakeRunner] = []
+async def test_load_in_progress_at_shutdown_is_cancelled() -> None:
+    gate, entered = asyncio.Event(), asyncio.Event()
+    cancelled: list[str] = []
 
     async def slow_factory(load: ModelLoad) -> FakeRunner:
-        await gate.wait()
-        runners.append(FakeRunner(load))
-        return runners[-1]
+        entered.set()
+        try:
+            await gate.wait()
+        except asyncio.CancelledError:
+            cancelled.append(load.name)  # a real factory closes its process here
+            raise
+        return FakeRunner(load)
 
     scheduler = Scheduler(slow_factory, default_keep_alive=300.0)
     loading = asyncio.create_task(scheduler.load(model("a")))
-    await asyncio.sleep(0)
+    await entered.wait()
     await scheduler.shutdown()
+    assert cancelled == ["a"] and scheduler.loaded() == []
+    with pytest.raises(ServiceUnavailableError, match="shutting down"):
+        await loading
+    with pytest.raises(ServiceUnavailableError, match="shutting down"):
+        await scheduler.load(model("a"))
+
+
+async def test_load_finishing_after_shutdown_is_stopped() -> None:
+    gate, entered = asyncio.Event(), asyncio.Event()
+    runners: list[FakeRunner] = []
+
+    async def stubborn_factory(load: ModelLoad) -> FakeRunner:
+        entered.set()
+        while not gate.is_set():  # ignores cancellation, as a factory might
+            with contextlib.suppress(asyncio.CancelledError):
+                await gate.wait()
+        runners.append(FakeRunner(load))
+        return runners[-1]
+
+    scheduler = Scheduler(stubborn_factory, default_keep_alive=300.0)
+    loading = asyncio.create_task(scheduler.load(model("a")))
+    await entered.wait()
+    stopping = asyncio.create_task(scheduler.shutdown())
+    await asyncio.sleep(0)
     gate.set()
+    await stopping
     with pytest.raises(ServiceUnavailableError, match="shutting down"):
         await loading
     assert runners[0].closed and scheduler.loaded() == []
-    with pytest.raises(ServiceUnavailableError, match="shutting down"):
-        await scheduler.load(model("a"))

@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,6 +155,37 @@ def test_generate_is_refused(server: LiveServer) -> None:
     )
     assert response.status_code == 400
     assert "does not support generate" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [("/api/generate", {}), ("/api/chat", {"messages": []})],
+    ids=["generate", "chat"],
+)
+def test_keep_alive_zero_unloads_an_embedding_model(
+    server: LiveServer, client: ollama.Client, route: str, body: dict[str, Any]
+) -> None:
+    client.embed(model=MODEL, input="load it")
+    assert [m.model for m in client.ps().models] == [f"{MODEL}:latest"]
+    response = httpx.post(
+        f"{server.url}{route}", json={"model": MODEL, "keep_alive": 0, **body}, timeout=60
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["done_reason"] == "unload"
+    assert client.ps().models == []
+
+
+def test_ollama_stop_unloads_an_embedding_model(server: LiveServer, client: ollama.Client) -> None:
+    client.embed(model=MODEL, input="load it")
+    stopped = subprocess.run(
+        [sys.executable, "-m", "ollamapy", "stop", MODEL],
+        env={**os.environ, "OLLAMA_HOST": server.url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert stopped.returncode == 0, stopped.stderr
+    assert client.ps().models == []
 
 
 # --------------------------------------------------------------- against sentence-transformers

@@ -5,6 +5,21 @@ It sees runners only through `ManagedRunner` and creates them through an injecte
 loaded model never wait for another model's load; requests for a model being loaded wait
 for that load; a load-time option change (num_ctx, num_gpu, ...) reloads the runner.
 
+One model file has at most one runner, loaded or starting, at any time (runners are keyed
+by model path, as Ollama keys them): two runners of one file would hold its weights and a
+KV cache twice for no gain, and the memory fit would have to plan for both. So requests
+for one file that want different load options take turns: a request that needs a reload
+waits for the runner to go idle (requests that the runner could serve queue behind it
+meanwhile, so it is not starved), then starts its load, which unloads the old runner
+first (unless the new one could never fit: then the old one stays); requests that want
+the same new options share that one load and are all granted its runner at once.
+
+Every runner is owned: a starting one by its load task (listed by `starting()`; cancelled
+once every request waiting for it has gone, and a factory leaves no process behind when
+it fails or is cancelled), a started one by `_loaded` until its process has exited. A
+runner being stopped stays listed by `loaded()` (and counted against memory) until
+`close()` returns.
+
 A new load must fit twice over: in the count (`OLLAMA_MAX_LOADED_MODELS`) and in memory
 (an injected `Estimator` against an injected `MemoryProbe`). When it does not, idle runners
 are unloaded least recently used first, then the load waits for busy ones to go idle; a
@@ -23,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-from ollamapy.errors import RunnerError, ServiceUnavailableError
+from ollamapy.errors import ServiceUnavailableError
 from ollamapy.scheduler.memory import (
     UNLIMITED,
     InsufficientMemoryError,
@@ -81,6 +96,8 @@ class ModelLoad:
 
 
 RunnerFactory = Callable[[ModelLoad], Awaitable[RunnerT]]
+"""Starts a runner and returns it once its model is loaded. A factory that fails or is
+cancelled must leave no process behind (`llm.start_runner` closes its process)."""
 Estimator = Callable[[ModelLoad, int], MemoryEstimate]
 """The memory a load would need with a given `num_parallel` (blocking is fine: it runs in a
 worker thread)."""
@@ -107,7 +124,9 @@ class LoadedModel(Generic[RunnerT]):
     """A loaded runner and its bookkeeping.
 
     `load` is what was started (with `num_parallel` chosen); `requested` is the load that
-    asked for it, which later requests are matched against.
+    asked for it, which later requests are matched against. `waiting_for_reload` counts the
+    requests that want this file with other options: while any waits, the runner takes no
+    new requests, so that it goes idle and they get their turn.
     """
 
     load: ModelLoad
@@ -120,6 +139,8 @@ class LoadedModel(Generic[RunnerT]):
     memory: MemoryEstimate = field(default_factory=MemoryEstimate)
     size_vram: int = 0
     requested: ModelLoad | None = None
+    waiting_for_reload: int = 0
+    stopping: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def serves(self, load: ModelLoad) -> bool:
         """Whether a request for `load` can use this runner without a reload."""
@@ -128,6 +149,20 @@ class LoadedModel(Generic[RunnerT]):
     @property
     def idle(self) -> bool:
         return self.active == 0
+
+
+@dataclass(eq=False)
+class _Loading(Generic[RunnerT]):
+    """A runner starting for `load`, and how many requests are waiting for it.
+
+    When the load succeeds, every request still waiting is granted the runner at once (its
+    `active` count is set to theirs), so no other request can unload it in between.
+    """
+
+    load: ModelLoad
+    task: asyncio.Task[LoadedModel[RunnerT]] = field(init=False)
+    waiters: int = 0
+    abandoned: bool = False
 
 
 class Scheduler(Generic[RunnerT]):
@@ -152,7 +187,7 @@ class Scheduler(Generic[RunnerT]):
         self._estimator = estimator
         self._memory = memory
         self._loaded: dict[Path, LoadedModel[RunnerT]] = {}
-        self._loading: dict[Path, asyncio.Future[LoadedModel[RunnerT]]] = {}
+        self._loading: dict[Path, _Loading[RunnerT]] = {}
         self._reserved: dict[Path, MemoryEstimate] = {}
         """Loads past the fit check whose runner is still starting: counted as loaded."""
         self._pending = 0
@@ -173,10 +208,9 @@ class Scheduler(Generic[RunnerT]):
             raise ServiceUnavailableError(QUEUE_FULL)
         self._pending += 1
         try:
-            entry = await self._acquire(load)
+            entry = await self._acquire(load, keep_alive)
         finally:
             self._pending -= 1
-        entry.active += 1
         try:
             yield entry
         finally:
@@ -200,9 +234,14 @@ class Scheduler(Generic[RunnerT]):
         return True
 
     def loaded(self) -> list[LoadedModel[RunnerT]]:
-        """Loaded models, most recently used first (for /api/ps)."""
+        """Loaded models, most recently used first (for /api/ps); a runner being stopped is
+        listed until its process has exited."""
         self._drop_dead()
         return sorted(self._loaded.values(), key=lambda e: e.last_used, reverse=True)
+
+    def starting(self) -> list[ModelLoad]:
+        """Loads whose runner is still starting (not yet listed by `loaded()`)."""
+        return [loading.load for loading in self._loading.values()]
 
     def wall_clock_expiry(self, entry: LoadedModel[RunnerT]) -> float:
         """`expires_at` as a Unix timestamp (inf for forever)."""
@@ -211,12 +250,18 @@ class Scheduler(Generic[RunnerT]):
         return time.time() + (entry.expires_at - self._clock())
 
     async def shutdown(self) -> None:
-        """Stop every runner; a load still starting is stopped as soon as it finishes."""
+        """Stop every runner: loads still starting are cancelled (or stopped as soon as a
+        factory that ignores cancellation returns), loaded runners are closed."""
         self._closed = True
+        self._changed.set()
         if self._reaper is not None:
             self._reaper.cancel()
-        for entry in list(self._loaded.values()):
-            await self._stop(entry)
+        starting = list(self._loading.values())
+        for loading in starting:
+            self._abandon(loading)
+        await asyncio.gather(*(loading.task for loading in starting), return_exceptions=True)
+        stops = [self._stop(entry) for entry in list(self._loaded.values())]
+        await asyncio.gather(*stops, return_exceptions=True)
 
     # -- keep_alive -------------------------------------------------------------------------
 
@@ -225,7 +270,7 @@ class Scheduler(Generic[RunnerT]):
         self._drop_dead()
         now = self._clock()
         for entry in list(self._loaded.values()):
-            if entry.idle and entry.expires_at <= now:
+            if entry.idle and entry.stopping is None and entry.expires_at <= now:
                 await self._stop(entry)
 
     def _release(self, entry: LoadedModel[RunnerT], keep_alive: float | None) -> None:
@@ -234,12 +279,13 @@ class Scheduler(Generic[RunnerT]):
         entry.last_used = self._clock()
         entry.expires_at = entry.last_used + entry.keep_alive
         if entry.idle and entry.keep_alive <= 0:
-            task = asyncio.get_running_loop().create_task(self._stop(entry))
-            task.add_done_callback(_log_failure)
+            self._stop_task(entry)
         self._ensure_reaper()
         self._changed.set()
 
     def _ensure_reaper(self) -> None:
+        if self._closed:
+            return
         if self._reaper is None or self._reaper.done():
             self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
 
@@ -250,72 +296,170 @@ class Scheduler(Generic[RunnerT]):
             await asyncio.sleep(delay)
             await self.sweep()
 
+    # -- acquiring --------------------------------------------------------------------------
+
+    async def _acquire(self, load: ModelLoad, keep_alive: float | None) -> LoadedModel[RunnerT]:
+        """A runner serving `load`, already counted active for the caller.
+
+        Each turn of the loop decides on the current state with no await in between, so two
+        requests never both start a load or both stop a runner.
+        """
+        while True:
+            if self._closed:
+                raise ServiceUnavailableError(SHUTTING_DOWN)
+            self._drop_dead()
+            loading = self._loading.get(load.key)
+            if loading is not None and not loading.task.done():
+                granted = await self._await_load(loading, load, keep_alive)
+                if granted is not None:
+                    return granted
+                continue
+            entry = self._loaded.get(load.key)
+            if entry is None:
+                self._begin_load(load)
+            elif entry.stopping is not None:
+                await self._wait_for_change()
+            elif entry.serves(load):
+                if entry.waiting_for_reload == 0:
+                    return self._grant(entry)
+                await self._wait_for_change()  # queue behind the reload that waits
+            elif entry.idle:
+                self._begin_load(load, replacing=entry)
+            else:
+                await self._wait_for_reload(entry)
+
+    def _grant(self, entry: LoadedModel[RunnerT]) -> LoadedModel[RunnerT]:
+        entry.active += 1
+        entry.last_used = self._clock()
+        return entry
+
+    async def _wait_for_reload(self, entry: LoadedModel[RunnerT]) -> None:
+        """Wait, as a request for other options, for `entry` to change; meanwhile it takes
+        no new requests."""
+        entry.waiting_for_reload += 1
+        try:
+            await self._wait_for_change()
+        finally:
+            entry.waiting_for_reload -= 1
+            if entry.waiting_for_reload == 0:  # requests queued behind it look again
+                self._changed.set()
+
+    async def _await_load(
+        self, loading: _Loading[RunnerT], load: ModelLoad, keep_alive: float | None
+    ) -> LoadedModel[RunnerT] | None:
+        """Wait for a load to finish: its runner when it was started for `load` and
+        succeeded; None to look again (it was for other options, or it was cancelled)."""
+        if loading.load != load or loading.abandoned:
+            await asyncio.wait([loading.task])
+            return None
+        loading.waiters += 1
+        try:
+            await asyncio.wait([loading.task])
+        except asyncio.CancelledError:
+            self._leave_load(loading, keep_alive)
+            raise
+        loading.waiters -= 1
+        if loading.task.cancelled():
+            return None
+        return loading.task.result()  # raises the load's error for every waiter
+
+    def _leave_load(self, loading: _Loading[RunnerT], keep_alive: float | None) -> None:
+        """A waiting request has gone: give back its grant, or cancel a load nobody wants."""
+        loading.waiters -= 1
+        task = loading.task
+        if task.done():
+            if not task.cancelled() and task.exception() is None:
+                entry = task.result()  # granted just before the cancellation arrived
+                entry.active -= 1
+                self._release(entry, keep_alive)
+        elif loading.waiters == 0:
+            log.info("cancelling the load of %s: no request waits for it", loading.load.name)
+            self._abandon(loading)
+
+    def _abandon(self, loading: _Loading[RunnerT]) -> None:
+        """Cancel a load, once: a second cancellation could interrupt the factory while it
+        closes the process it spawned."""
+        if not loading.abandoned:
+            loading.abandoned = True
+            loading.task.cancel()
+
     # -- loading ----------------------------------------------------------------------------
 
-    async def _acquire(self, load: ModelLoad) -> LoadedModel[RunnerT]:
-        while True:
-            self._drop_dead()
-            entry = self._loaded.get(load.key)
-            if entry is not None and entry.serves(load):
-                entry.last_used = self._clock()
-                return entry
-            pending = self._loading.get(load.key)
-            if pending is not None:
-                await asyncio.shield(pending)
-                continue
-            if entry is not None and not entry.idle:
-                await self._wait_for_change()
-                continue
-            if entry is not None:
-                await self._stop(entry)
-            return await self._start(load)
+    def _begin_load(self, load: ModelLoad, replacing: LoadedModel[RunnerT] | None = None) -> None:
+        """Start loading `load` (after stopping `replacing`, this file's idle runner for
+        other options); from now on requests for this file wait for this load, so no request
+        takes `replacing` meanwhile."""
+        loading: _Loading[RunnerT] = _Loading(load)
+        loading.task = asyncio.get_running_loop().create_task(self._load(loading, replacing))
+        loading.task.add_done_callback(lambda _: self._load_done(loading))
+        self._loading[load.key] = loading
 
-    async def _start(self, load: ModelLoad) -> LoadedModel[RunnerT]:
-        future: asyncio.Future[LoadedModel[RunnerT]] = asyncio.get_running_loop().create_future()
-        self._loading[load.key] = future
+    def _load_done(self, loading: _Loading[RunnerT]) -> None:
+        """Forget a finished load (also one cancelled before it ran) and mark its error as
+        seen: every request that waited for it has been told."""
+        if self._loading.get(loading.load.key) is loading:
+            del self._loading[loading.load.key]
+        if not loading.task.cancelled():
+            loading.task.exception()
+        self._changed.set()
+
+    async def _load(
+        self, loading: _Loading[RunnerT], replacing: LoadedModel[RunnerT] | None
+    ) -> LoadedModel[RunnerT]:
+        load = loading.load
+        choices = await asyncio.to_thread(self._estimates, load)
+        if replacing is not None:
+            await self._check_machine(choices)  # never unload a runner for a load that cannot fit
+            await self._stop(replacing)
         try:
-            placement = await self._make_room(load)
+            placement = await self._make_room(load, choices)
             started = self._clock()
             runner = await self._factory(placement.load)
-            if self._closed:  # shut down while loading: leave no process behind
-                await runner.close()
-                raise ServiceUnavailableError(SHUTTING_DOWN)
-            entry = LoadedModel(placement.load, runner, started, self._default_keep_alive)
-            entry.memory, entry.size_vram, entry.requested = (
-                placement.memory,
-                placement.size_vram,
-                load,
-            )
-            entry.last_used = self._clock()
-            self._loaded[load.key] = entry
-            future.set_result(entry)
-            return entry
-        except BaseException as exc:
-            future.set_exception(exc if isinstance(exc, Exception) else RunnerError("cancelled"))
-            future.exception()  # mark retrieved; requests waiting on this load get the error too
-            raise
         finally:
-            del self._loading[load.key]
             self._reserved.pop(load.key, None)
-            self._changed.set()
+        if self._closed:  # a factory that finished after shutdown: leave no process
+            await runner.close()
+            raise ServiceUnavailableError(SHUTTING_DOWN)
+        return self._register(loading, placement, runner, started)
 
-    async def _make_room(self, load: ModelLoad) -> Placement:
+    def _register(
+        self, loading: _Loading[RunnerT], placement: Placement, runner: RunnerT, started: float
+    ) -> LoadedModel[RunnerT]:
+        """Record a started runner, granted to every request waiting for it."""
+        entry = LoadedModel(placement.load, runner, started, self._default_keep_alive)
+        entry.memory, entry.size_vram = placement.memory, placement.size_vram
+        entry.requested, entry.active = loading.load, loading.waiters
+        entry.last_used = self._clock()
+        self._loaded[loading.load.key] = entry
+        if entry.idle:  # nobody left to use it: it expires like any idle runner
+            self._release(entry, None)
+        return entry
+
+    async def _check_machine(self, choices: list[tuple[int, MemoryEstimate]]) -> MemorySnapshot:
+        """The memory now; `InsufficientMemoryError` if even the smallest choice is larger
+        than the whole machine (no eviction or wait could make it fit)."""
+        snapshot = await self._snapshot()
+        smallest = choices[-1][1]
+        if smallest.total > snapshot.total:
+            raise InsufficientMemoryError(smallest.total, snapshot.total)
+        return snapshot
+
+    async def _make_room(
+        self, load: ModelLoad, choices: list[tuple[int, MemoryEstimate]]
+    ) -> Placement:
         """Evict least recently used idle runners until `load` fits; reserve its memory.
 
         Fails at once when the smallest choice exceeds the machine's total memory, or when
         nothing is left to unload or wait for and it still does not fit.
         """
-        choices = await asyncio.to_thread(self._estimates, load)
         smallest = choices[-1][1]
         while True:
-            snapshot = await self._snapshot()
-            if smallest.total > snapshot.total:
-                raise InsufficientMemoryError(smallest.total, snapshot.total)
+            snapshot = await self._check_machine(choices)
             placement = self._place(load, choices, snapshot)
             if placement is not None:
                 self._reserved[load.key] = placement.memory
                 return placement
-            idle = [e for e in self._loaded.values() if e.idle]
+            idle = [e for e in self._loaded.values() if e.idle and e.stopping is None]
             if idle:
                 await self._stop(min(idle, key=lambda e: e.last_used))
             elif self._loaded or self._reserved:
@@ -358,25 +502,38 @@ class Scheduler(Generic[RunnerT]):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout)
 
+    # -- stopping ---------------------------------------------------------------------------
+
     async def _stop(self, entry: LoadedModel[RunnerT]) -> None:
-        if self._loaded.get(entry.load.key) is entry:
-            del self._loaded[entry.load.key]
+        """Stop a runner and wait until it has exited; a caller that is cancelled meanwhile
+        does not interrupt the close."""
+        await asyncio.shield(self._stop_task(entry))
+
+    def _stop_task(self, entry: LoadedModel[RunnerT]) -> asyncio.Task[None]:
+        """The one task that closes `entry` (started on first call)."""
+        if entry.stopping is None:
+            entry.stopping = asyncio.get_running_loop().create_task(self._close(entry))
+            entry.stopping.add_done_callback(_log_failure)
+        return entry.stopping
+
+    async def _close(self, entry: LoadedModel[RunnerT]) -> None:
         log.info("unloading %s", entry.load.name)
         try:
             await entry.runner.close()
         finally:
+            if self._loaded.get(entry.load.key) is entry:
+                del self._loaded[entry.load.key]
             self._changed.set()
 
     def _drop_dead(self) -> None:
         """Forget runners whose process exited; closing them reaps the process and its client."""
         for key, entry in list(self._loaded.items()):
-            if not entry.runner.alive:
+            if not entry.runner.alive and entry.stopping is None:
                 log.warning("runner for %s exited; it will be restarted on demand", entry.load.name)
                 del self._loaded[key]
                 self._changed.set()
                 with contextlib.suppress(RuntimeError):  # no loop: nothing to reap with
-                    task = asyncio.get_running_loop().create_task(entry.runner.close())
-                    task.add_done_callback(_log_failure)
+                    self._stop_task(entry)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -25,6 +25,7 @@ from ollamapy.chat.tools import ToolCallParser
 from ollamapy.errors import BadRequestError
 from ollamapy.llm import CompletionDone, CompletionRequest, Runner
 from ollamapy.scheduler import ModelLoad
+from ollamapy.server import loads
 from ollamapy.server.models import details
 from ollamapy.server.resolved import ResolvedModel, resolve
 from ollamapy.server.state import ServerState
@@ -60,7 +61,7 @@ def prepare(state: ServerState, model_name: str, options: object, keep_alive: ob
         name=model.name.display,
         model_path=model.model_path,
         digest=str(model.digest),
-        options=RunnerOptions.from_options(merged),
+        options=loads.fit_to_model(RunnerOptions.from_options(merged), model.model_path),
         adapters=model.adapters,
         projectors=model.projectors,
         num_parallel=state.config.num_parallel,  # 0: the scheduler picks 4 or 1 by memory
@@ -169,12 +170,10 @@ def final(done: CompletionDone, timing: Timing) -> Final:
     )
 
 
-async def load_or_unload(state: ServerState, prepared: Prepared) -> Final:
-    """An empty prompt loads the model; with keep_alive 0 it unloads it."""
+async def load(state: ServerState, prepared: Prepared) -> Final:
+    """An empty prompt loads the model (unloading, with keep_alive 0, is `loads.unload`:
+    it needs no prepared request, so any model, an embedding model too, can be stopped)."""
     timing = Timing()
-    if prepared.keep_alive == 0:
-        await state.scheduler.unload(prepared.load.model_path)
-        return Final("unload", total_duration=timing.total())
     await state.scheduler.load(prepared.load, prepared.keep_alive)
     return Final("load", total_duration=timing.total())
 

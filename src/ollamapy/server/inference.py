@@ -19,12 +19,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ollamapy.api.types import ChatRequest, GenerateRequest
-from ollamapy.chat.events import Event
+from ollamapy.chat.events import Event, Final
 from ollamapy.chat.messages import Prompt
 from ollamapy.llm import Runner
 from ollamapy.scheduler import LoadedModel
-from ollamapy.server import native, prompts
-from ollamapy.server.completion import Prepared, check_format, complete, load_or_unload, prepare
+from ollamapy.server import loads, native, prompts
+from ollamapy.server.completion import Prepared, check_format, complete, load, prepare
 from ollamapy.server.http import read_request, stream_events, unless_client_leaves
 from ollamapy.server.resolved import ResolvedModel
 from ollamapy.server.state import ServerState, state_of
@@ -37,12 +37,15 @@ Json = dict[str, Any]
 async def generate(request: Request) -> Response:
     body = await read_request(request, GenerateRequest)
     state = state_of(request)
+    if loads.is_unload(bool(body.prompt or body.images or body.context), body.keep_alive):
+        await loads.unload(state, body.model)
+        return JSONResponse(native.generate_json(body.model, Final("unload"), with_context=False))
     prepared = await prepare_generate(state, body)
     if body.debug_render_only:
         prompt = await prompts.generate_prompt(prepared, body, None)
         return JSONResponse(_debug(body.model, prompt.text, len(body.images or [])))
     if not body.prompt and not body.images and not body.context:
-        final = await load_or_unload(state, prepared)
+        final = await load(state, prepared)
         return JSONResponse(native.generate_json(body.model, final, with_context=False))
     events = generate_events(state, prepared, body)
     if body.stream:
@@ -79,12 +82,15 @@ def generate_events(
 async def chat(request: Request) -> Response:
     body = await read_request(request, ChatRequest)
     state = state_of(request)
+    if loads.is_unload(bool(body.messages), body.keep_alive):
+        await loads.unload(state, body.model)
+        return JSONResponse(native.chat_json(body.model, Final("unload")))
     prepared = await prepare_chat(state, body)
     if body.debug_render_only:
         prompt = await prompts.chat_prompt(prepared, body, None)
         return JSONResponse(_debug(body.model, prompt.text, prompts.image_count(body)))
     if not body.messages:
-        final = await load_or_unload(state, prepared)
+        final = await load(state, prepared)
         return JSONResponse(native.chat_json(body.model, final))
     events = chat_events(state, prepared, body)
     if body.stream:

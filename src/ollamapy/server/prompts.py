@@ -9,10 +9,8 @@ that would otherwise stall every other stream on the event loop).
 from __future__ import annotations
 
 import asyncio
-import functools
 from pathlib import Path
 
-from ollamapy import gguf
 from ollamapy.api.types import ChatRequest, GenerateRequest
 from ollamapy.chat import prompt as rules
 from ollamapy.chat.messages import (
@@ -26,6 +24,7 @@ from ollamapy.chat.messages import (
 from ollamapy.chat.tools import ToolCallParser
 from ollamapy.errors import BadRequestError
 from ollamapy.llm import Runner
+from ollamapy.server import loads
 from ollamapy.server.completion import Prepared, tokenizer_of
 from ollamapy.server.resolved import ResolvedModel
 from ollamapy.template import Template
@@ -42,13 +41,10 @@ def template_of(model: ResolvedModel, override: str | None = None) -> Template:
 # ----------------------------------------------------------------------------- checks
 
 
-@functools.lru_cache(maxsize=64)
 def _has_pooling(path: Path) -> bool:
-    """Whether a model file declares a pooling type (blobs never change: cached by path)."""
-    try:
-        return gguf.read_gguf(path, keep_arrays=0).pooling_type is not None
-    except Exception:  # not readable as GGUF: let the runner report it
-        return False
+    """Whether a model file declares a pooling type (an embedding model)."""
+    header = loads.model_header(path)
+    return header is not None and header.pooling_type is not None
 
 
 def check_completion(model: ResolvedModel, action: str) -> None:

@@ -62,6 +62,17 @@ OPTION_SPECS: dict[str, OptionSpec] = {
 
 _TYPE_WORDS = {"int": "integer", "float": "float", "bool": "boolean", "strings": "string array"}
 
+LOAD_MINIMUMS: dict[str, tuple[int, str]] = {
+    "num_ctx": (1, "a positive number"),
+    "num_batch": (1, "a positive number"),
+    "num_thread": (0, "0 (automatic) or more"),
+    "num_gpu": (-1, "-1 (automatic) or more"),
+    "main_gpu": (0, "0 or more"),
+}
+"""The smallest value of each numeric load option that a runner can start with. Below it
+the runner would crash while loading (a 500 after unloading whatever ran before), so such
+a value is a 400 up front, on every route, before the scheduler sees the load."""
+
 
 def validate_options(raw: object) -> dict[str, Any]:
     """Check a JSON `options` object; return the known keys with normalised values."""
@@ -78,7 +89,16 @@ def validate_options(raw: object) -> dict[str, Any]:
         if value is None:
             continue
         result[key] = _coerce_json(key, spec.kind, value)
+    check_load_limits(result)
     return result
+
+
+def check_load_limits(options: Mapping[str, Any]) -> None:
+    """A 400 naming the first load option a runner cannot start with (see LOAD_MINIMUMS)."""
+    for key, (minimum, words) in LOAD_MINIMUMS.items():
+        value = options.get(key)
+        if isinstance(value, int) and value < minimum:
+            raise BadRequestError(f"option {key!r} must be {words}, got {value}")
 
 
 def _coerce_json(key: str, kind: Kind, value: object) -> Any:
@@ -147,6 +167,8 @@ class RunnerOptions:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> RunnerOptions:
+        """The load options among `options`; a 400 for a value no runner can start with."""
+        check_load_limits(options)
         return cls(**_pick(cls, options))
 
 

@@ -1,0 +1,48 @@
+"""Option checks: types, and the load options no runner can start with (a 400 up front)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ollamapy.errors import BadRequestError
+from ollamapy.types import RunnerOptions, validate_options
+
+IMPOSSIBLE = {
+    "num_ctx=0": {"num_ctx": 0},
+    "num_ctx<0": {"num_ctx": -1},
+    "num_batch=0": {"num_batch": 0},
+    "num_thread<0": {"num_thread": -1},
+    "num_gpu<-1": {"num_gpu": -2},
+    "main_gpu<0": {"main_gpu": -1},
+}
+
+POSSIBLE = {
+    "smallest num_ctx": {"num_ctx": 1},
+    "automatic threads": {"num_thread": 0},
+    "automatic offload": {"num_gpu": -1},
+    "no offload": {"num_gpu": 0},
+    "sampling options are not load options": {"seed": -1, "num_predict": -2, "top_k": 0},
+}
+
+
+@pytest.mark.parametrize("options", IMPOSSIBLE.values(), ids=IMPOSSIBLE.keys())
+def test_impossible_load_options_are_a_bad_request(options: dict[str, Any]) -> None:
+    (key,) = options
+    with pytest.raises(BadRequestError, match=f"option '{key}' must be"):
+        validate_options(options)
+    with pytest.raises(BadRequestError, match=f"option '{key}' must be"):
+        RunnerOptions.from_options(options)
+
+
+@pytest.mark.parametrize("options", POSSIBLE.values(), ids=POSSIBLE.keys())
+def test_possible_options_pass(options: dict[str, Any]) -> None:
+    assert validate_options(options) == options
+    RunnerOptions.from_options(options)
+
+
+def test_the_message_names_the_value_and_what_is_allowed() -> None:
+    with pytest.raises(BadRequestError) as caught:
+        validate_options({"num_ctx": 0})
+    assert caught.value.message == "option 'num_ctx' must be a positive number, got 0"
