@@ -190,3 +190,23 @@ def test_impossible_load_options_are_a_400_that_keeps_the_runner(
     assert response.status_code == 400, response.text
     assert named in response.json()["error"]
     assert runner_pids() == pids and len(ps(server.url)) == 1
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("num_ctx", [4, 16, 32])
+def test_a_prompt_longer_than_a_tiny_context_is_truncated_not_a_crash(
+    server: LiveApp, num_ctx: int
+) -> None:
+    """llama.cpp lowers a context's batch size to its context size, and a decode of more
+    tokens aborts the whole runner: the engine batches no more than the context takes."""
+    prompt = " ".join(f"word{i}" for i in range(40))
+    body = {
+        "model": MODEL,
+        "prompt": prompt,
+        "raw": True,
+        "stream": False,
+        "options": {"num_ctx": num_ctx, "num_predict": 3, "temperature": 0},
+    }
+    response = httpx.post(f"{server.url}/api/generate", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    assert response.json()["done"] is True

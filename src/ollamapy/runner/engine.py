@@ -153,7 +153,7 @@ class Engine:
         self._n_ctx = ctx.n_ctx_seq
         self._min_copy = min_copied_prefix(ctx.n_ctx_seq)
         self._slots = [Slot(seq) for seq in range(ctx.n_seq_max)]
-        self._batch = Batch(max(n_batch, ctx.n_seq_max))
+        self._batch = Batch(max(min(n_batch, ctx.n_batch), ctx.n_seq_max))
         self._queue: collections.deque[Job] = collections.deque()
         self._wake = threading.Condition()
         self._closing = False

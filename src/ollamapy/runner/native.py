@@ -335,6 +335,9 @@ class Context(_Owned):
             raise NativeError(f"failed to create the context: {NATIVE_LOG.reason('unknown error')}")
         self._memory = lc.llama_get_memory(self._ptr)
         self.n_ctx_seq = int(lc.llama_n_ctx_seq(self._ptr))
+        self.n_batch = int(lc.llama_n_batch(self._ptr))
+        """The most tokens one decode may take: llama.cpp lowers the asked `n_batch` to the
+        context size, and a larger batch aborts the process."""
         self.n_seq_max = n_seq_max
         self.can_shift = bool(lc.llama_memory_can_shift(self._memory))
 
