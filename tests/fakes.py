@@ -10,9 +10,10 @@ Its tokenizer counts one token per whitespace-separated word, plus a BOS.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -50,7 +51,7 @@ class Script:
     """What the scripted model writes, and what the runners were asked."""
 
     chunks: list[str] = field(default_factory=lambda: ["Hello", " there"])
-    done_reason: str = "stop"
+    done_reason: Literal["stop", "length"] = "stop"
     hold: asyncio.Event | None = None
     """When set, the runner waits for it before each chunk (a slow model)."""
     fail_after: int | None = None
@@ -88,7 +89,7 @@ class ScriptedRunner:
 
     async def completion(
         self, request: CompletionRequest
-    ) -> AsyncIterator[CompletionChunk | CompletionDone]:
+    ) -> AsyncGenerator[CompletionChunk | CompletionDone, None]:
         self.script.requests.append(request)
         prompt = list(request.tokens) if request.tokens is not None else word_tokens(request.prompt)
         generated: list[int] = []
@@ -103,8 +104,9 @@ class ScriptedRunner:
         except (asyncio.CancelledError, GeneratorExit):
             self.script.cancelled += 1
             raise
-        reason = "length" if self.script.done_reason == "length" else "stop"
-        yield CompletionDone(reason, len(prompt), 1000, len(generated), 2000, prompt + generated)
+        yield CompletionDone(
+            self.script.done_reason, len(prompt), 1000, len(generated), 2000, prompt + generated
+        )
 
     async def tokenize(self, content: str, *, add_special: bool = True) -> list[int]:
         self.script.tokenized.append(content)

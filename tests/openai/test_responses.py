@@ -100,7 +100,7 @@ async def test_chat_chunks_shape() -> None:
 
 
 @pytest.mark.parametrize("reason", ["stop", "length"])
-async def test_chat_finish_reason_follows_done_reason(reason: str) -> None:
+async def test_chat_finish_reason_follows_done_reason(reason: DoneReason) -> None:
     chunks = await drain(chat_chunks(META, Events(done(reason)).stream(), include_usage=False))
     assert choice(chunks[-1])["finish_reason"] == reason
 
