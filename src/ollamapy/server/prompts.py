@@ -23,6 +23,7 @@ from ollamapy.chat.messages import (
     decode_image,
     from_wire,
 )
+from ollamapy.chat.thinking import ThinkingTags, tags_for_text
 from ollamapy.chat.tools import ToolCallParser
 from ollamapy.errors import BadRequestError
 from ollamapy.llm import Runner
@@ -100,9 +101,50 @@ def _check_images(model: ResolvedModel, images: list[str] | None) -> None:
         decode_image(image)
 
 
+THINK_LEVELS = ("high", "medium", "low", "max")
+"""The levels `think` accepts besides true/false (Ollama's api.ThinkValue)."""
+
+
 def _check_think(template: Template, think: object, name: str) -> None:
-    if think not in (None, False) and not template.uses("Think"):
+    """A level Ollama does not know is its 400; so is thinking asked of a model whose
+    template has no thinking tags (`think: false` is always accepted)."""
+    if isinstance(think, str) and think not in THINK_LEVELS:
+        raise BadRequestError(
+            f'invalid think value: "{think}" '
+            '(must be "high", "medium", "low", "max", true, or false)'
+        )
+    if think not in (None, False) and thinking_tags(template) is None:
         raise BadRequestError(f'"{name}" does not support thinking')
+
+
+def thinking_tags(template: Template) -> ThinkingTags | None:
+    """The template's thinking tags; a template with them makes the model thinking-capable."""
+    return tags_for_text(template.text)
+
+
+def effective_think(template: Template, think: object) -> Think:
+    """`think` as the template sees it: unset on a thinking-capable model means on
+    (Ollama's default); otherwise as given."""
+    value = _think(think)
+    if value is None and thinking_tags(template) is not None:
+        return True
+    return value
+
+
+def trace_tags(template: Template, think: object) -> ThinkingTags | None:
+    """The tags to split the output by: only when thinking is on (with `think: false`,
+    Ollama passes whatever the model writes through as content)."""
+    if effective_think(template, think) in (None, False):
+        return None
+    return thinking_tags(template)
+
+
+def chat_thinking(prepared: Prepared, body: ChatRequest) -> ThinkingTags | None:
+    return trace_tags(template_of(prepared.model), body.think)
+
+
+def generate_thinking(prepared: Prepared, body: GenerateRequest) -> ThinkingTags | None:
+    return trace_tags(template_of(prepared.model, body.template), body.think)
 
 
 def image_count(body: ChatRequest) -> int:
@@ -134,7 +176,7 @@ async def chat_prompt(prepared: Prepared, body: ChatRequest, runner: Runner | No
         num_ctx=prepared.load.options.num_ctx,
         tokenize=tokenize,
         tools=body.tools,
-        think=_think(body.think),
+        think=effective_think(template_of(prepared.model), body.think),
         image_tokens=IMAGE_TOKENS if prepared.model.projectors else 0,
     )
 
@@ -157,7 +199,7 @@ async def generate_prompt(
         model_messages=[from_wire(m) for m in model.messages],
         images=[decode_image(i) for i in body.images or []],
         suffix=body.suffix or "",
-        think=_think(body.think),
+        think=effective_think(template_of(model, body.template), body.think),
         has_context=bool(body.context),
     )
     return Prompt(prefix + prompt.text, prompt.images)
