@@ -6,7 +6,15 @@ import itertools
 
 import pytest
 
-from ollamapy.chat.thinking import ThinkingParser, ThinkingTags, thinking_tags
+from ollamapy.chat.messages import Message, ToolCall
+from ollamapy.chat.render import render
+from ollamapy.chat.thinking import (
+    THINK_TAGS,
+    ThinkingParser,
+    ThinkingTags,
+    thinking_tags,
+    without_old_traces,
+)
 from ollamapy.template import Template
 from tests.conftest import TESTDATA
 
@@ -169,3 +177,79 @@ def test_go_whitespace_rules() -> None:
     """Ollama trims with Go's unicode.IsSpace: U+001F is not space there."""
     assert parse(["\x1f<think>a</think>b"]) == ("", "\x1f<think>a</think>b")
     assert parse(["\u3000<think>a</think>\xa0b"]) == ("a", "b")
+
+
+# ----------------------------------------------------------------------------- Qwen 3's template
+
+
+def qwen3(messages: list[Message], think: bool | str | None) -> str:
+    return render(Template.parse(QWEN3), messages, think=think)
+
+
+HISTORY = [
+    Message("user", "2+2?"),
+    Message("assistant", "4", thinking="Add them."),
+    Message("user", "3+3?"),
+]
+
+
+@pytest.mark.parametrize(
+    ("think", "tail"),
+    [
+        (True, "3+3? /think<|im_end|>\n<|im_start|>assistant\n"),
+        ("high", "3+3? /think<|im_end|>\n<|im_start|>assistant\n"),
+        (False, "3+3? /no_think<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"),
+        (None, "3+3?<|im_end|>\n<|im_start|>assistant\n"),
+    ],
+    ids=["on", "level", "off", "unset"],
+)
+def test_qwen3_renders_the_think_switch(think: bool | str | None, tail: str) -> None:
+    """Qwen 3's soft switch: `/think` or `/no_think` on the last user turn; with thinking
+    off the template closes an empty trace so the model answers at once."""
+    prompt = qwen3(HISTORY, think)
+    assert prompt.endswith(tail)
+    assert "<think>Add them.</think>" not in prompt, "a trace before the last question is dropped"
+
+
+def test_qwen3_renders_the_trace_of_the_current_turn() -> None:
+    """An assistant turn after the last user message (a tool round) keeps its trace."""
+    messages = [
+        Message("user", "Weather?"),
+        Message("assistant", thinking="Call the tool.", tool_calls=(ToolCall("weather", {}),)),
+        Message("tool", "sunny", tool_name="weather"),
+    ]
+    prompt = qwen3(messages, True)
+    assert prompt == (
+        "<|im_start|>user\nWeather? /think<|im_end|>\n"
+        "<|im_start|>assistant\n<think>Call the tool.</think>\n"
+        '<tool_call>\n{"name": "weather", "arguments": {}}\n</tool_call><|im_end|>\n'
+        "<|im_start|>user\n<tool_response>\nsunny\n</tool_response><|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    tags = thinking_tags(Template.parse(QWEN3))
+    assert tags is not None
+    assert ThinkingParser.for_prompt(tags, prompt).feed(
+        "<think>\nSunny.</think>\n\nIt is sunny."
+    ) == (
+        "Sunny.",
+        "It is sunny.",
+    )
+
+
+def test_old_traces_are_cut_from_earlier_answers() -> None:
+    """Ollama's filterThinkTags: answers before the last question lose their trace."""
+    messages = [
+        Message("user", "2+2?"),
+        Message("assistant", "<think>\nAdd.</think>\n\n4"),
+        Message("assistant", "Not <think>a trace</think>"),
+        Message("user", "3+3?"),
+        Message("assistant", "<think>Add again.</think>6"),
+    ]
+    kept = without_old_traces(messages, THINK_TAGS)
+    assert [m.content for m in kept] == [
+        "2+2?",
+        "4",
+        "Not <think>a trace</think>",
+        "3+3?",
+        "<think>Add again.</think>6",
+    ]

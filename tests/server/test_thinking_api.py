@@ -287,3 +287,19 @@ def test_official_client_think_true(server: ScriptedServer) -> None:
         "Count the rs: three.\n",
         "There are three.",
     )
+
+
+def test_deepseek_r1_history_loses_its_old_traces(server: ScriptedServer) -> None:
+    """As Ollama does for Qwen 3 and DeepSeek R1: a trace a client sent back inside an
+    earlier answer's content is cut before rendering."""
+    create(server, "deepseek-r1", QWEN3)
+    messages = [
+        *ASK,
+        {"role": "assistant", "content": "<think>Count.</think>\n\nThree."},
+        {"role": "user", "content": "And in raspberry?"},
+    ]
+    body = {"model": "deepseek-r1", "messages": messages, "stream": False}
+    assert httpx.post(f"{server.url}/api/chat", json=body, timeout=30).status_code == 200
+    prompt = server.script.requests[0].prompt
+    assert "<|im_start|>assistant\nThree.<|im_end|>" in prompt
+    assert "Count." not in prompt

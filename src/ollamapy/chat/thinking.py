@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum, auto
 
+from ollamapy.chat.messages import Message
 from ollamapy.template import Template
 from ollamapy.template import nodes as n
 
@@ -194,3 +195,27 @@ def _partial_suffix(text: str, tag: str) -> int:
         if text.endswith(tag[:size]):
             return size
     return 0
+
+
+# ----------------------------------------------------------------------------- history
+
+THINK_TAGS = ThinkingTags("<think>", "</think>")
+"""Qwen 3's and DeepSeek R1's tags."""
+
+
+def without_old_traces(messages: Sequence[Message], tags: ThinkingTags) -> list[Message]:
+    """Assistant turns before the last user message with any trace cut from their content.
+
+    Clients often send an answer back as they got it, trace included; Ollama drops those
+    traces for Qwen 3 and DeepSeek R1 (they cost context and the models were trained
+    without them). Turns after the last user message (a tool round) keep theirs.
+    """
+    last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+    out: list[Message] = []
+    for i, message in enumerate(messages):
+        if message.role == "assistant" and i < last_user:
+            parser = ThinkingParser(tags)
+            content = parser.feed(message.content)[1] + parser.finish()[1]
+            message = replace(message, content=content)
+        out.append(message)
+    return out

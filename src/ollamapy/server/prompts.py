@@ -23,7 +23,7 @@ from ollamapy.chat.messages import (
     decode_image,
     from_wire,
 )
-from ollamapy.chat.thinking import ThinkingTags, tags_for_text
+from ollamapy.chat.thinking import THINK_TAGS, ThinkingTags, tags_for_text, without_old_traces
 from ollamapy.chat.tools import ToolCallParser
 from ollamapy.errors import BadRequestError
 from ollamapy.llm import Runner
@@ -85,7 +85,10 @@ def chat_conversation(model: ResolvedModel, body: ChatRequest) -> tuple[Message,
     """The model's MESSAGEs then the request's, as chat messages (the Modelfile's SYSTEM
     first unless the request starts with one)."""
     messages = [from_wire(m) for m in model.messages] + [from_wire(m) for m in body.messages]
-    return tuple(rules.with_model_system(messages, model.system))
+    messages = rules.with_model_system(messages, model.system)
+    if model.config.model_family == "qwen3" or model.name.model == "deepseek-r1":
+        messages = without_old_traces(messages, THINK_TAGS)  # Ollama's filterThinkTags
+    return tuple(messages)
 
 
 def _check_vision(model: ResolvedModel) -> None:
