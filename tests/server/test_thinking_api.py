@@ -20,6 +20,8 @@ import pytest
 
 from tests.conftest import TESTDATA
 from tests.fakes import MODEL, Script, ScriptedServer, serve_scripted
+from tests.ggufs import write_tiny_gguf
+from tests.scheduler.live import create_model
 
 QWEN3_TEMPLATE = (TESTDATA / "qwen3.gotmpl").read_text()
 QWEN3 = f'TEMPLATE """{QWEN3_TEMPLATE}"""\nPARAMETER stop "<|im_end|>"\n'
@@ -303,3 +305,57 @@ def test_deepseek_r1_history_loses_its_old_traces(server: ScriptedServer) -> Non
     prompt = server.script.requests[0].prompt
     assert "<|im_start|>assistant\nThree.<|im_end|>" in prompt
     assert "Count." not in prompt
+
+
+# ----------------------------------------------------------------------------- gpt-oss (harmony)
+
+HARMONY = (
+    'TEMPLATE """<|start|>system<|message|>Reasoning: {{ .ThinkLevel }}<|end|>'
+    "{{- if .Tools }}<|start|>developer<|message|>"
+    "{{ range .Tools }}{{ .Function.Name }} {{ end }}<|end|>{{ end }}"
+    "{{- range .Messages }}<|start|>{{ .Role }}<|message|>{{ .Content }}<|end|>{{ end }}"
+    '<|start|>assistant"""'
+)
+
+
+@pytest.fixture
+def gpt_oss(server: ScriptedServer, tmp_path: Path) -> str:
+    """A gpt-oss model (its GGUF says so) with a harmony template."""
+    path = write_tiny_gguf(tmp_path / "gptoss.gguf", arch="gptoss")
+    create_model(server.url, "gpt-oss", path, HARMONY)
+    return "gpt-oss"
+
+
+def test_gpt_oss_channels_become_thinking_and_content(server: ScriptedServer, gpt_oss: str) -> None:
+    server.script.chunks = [
+        "<|channel|>analysis<|message|>Two plus",
+        " two.<|end|><|start|>assistant<|channel|>final<|message|>",
+        "Four.",
+    ]
+    body = {"model": gpt_oss, "messages": ASK, "think": "max"}
+    got = lines(httpx.post(f"{server.url}/api/chat", json=body, timeout=30))
+    assert "".join(line["message"].get("thinking", "") for line in got) == "Two plus two."
+    assert "".join(line["message"]["content"] for line in got) == "Four."
+    assert "Reasoning: high<|end|>" in server.script.requests[0].prompt, "max reads as high"
+
+
+def test_gpt_oss_calls_a_tool_from_its_commentary_channel(
+    server: ScriptedServer, gpt_oss: str
+) -> None:
+    server.script.chunks = [
+        "<|channel|>analysis<|message|>Need the tool.<|end|><|start|>assistant",
+        "<|channel|>commentary to=functions.count <|constrain|>json<|message|>",
+        '{"letter": "r"}',
+    ]
+    tool = {"type": "function", "function": {"name": "count", "parameters": {"type": "object"}}}
+    body = {"model": gpt_oss, "messages": ASK, "tools": [tool], "stream": False}
+    message = httpx.post(f"{server.url}/api/chat", json=body, timeout=30).json()["message"]
+    assert message["thinking"] == "Need the tool."
+    assert message["content"] == ""
+    assert message["tool_calls"][0]["function"] == {
+        "index": 0,
+        "name": "count",
+        "arguments": {"letter": "r"},
+    }
+    shown = httpx.post(f"{server.url}/api/show", json={"model": gpt_oss}, timeout=30).json()
+    assert "thinking" in shown["capabilities"]

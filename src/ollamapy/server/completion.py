@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ollamapy.chat.events import Delta, Event, Final
+from ollamapy.chat.harmony import HarmonyParser
 from ollamapy.chat.messages import Message, Prompt, ToolCall
 from ollamapy.chat.thinking import ThinkingParser, ThinkingTags
 from ollamapy.chat.tools import ToolCallParser
@@ -105,13 +106,13 @@ async def complete(
     format: Format,
     stream: bool,
     parser: ToolCallParser | None = None,
-    thinking: ThinkingTags | None = None,
+    thinking: ThinkingTags | HarmonyParser | None = None,
 ) -> AsyncIterator[Event]:
     """Hold a runner, render the prompt with it, and yield the completion's events.
 
     Unless `stream`, the runner sends the text in one piece at the end. With `thinking`
-    tags, the reasoning trace is split off first; with a `parser`, tool calls are then
-    taken out of the answer text as they complete.
+    tags (or gpt-oss's harmony parser), the reasoning trace is split off first; with a
+    `parser`, tool calls are then taken out of the answer text as they complete.
     """
     timing = Timing()
     async with state.scheduler.use(prepared.load, prepared.keep_alive) as entry:
@@ -125,9 +126,7 @@ async def complete(
             format=format,
             stream=stream,
         )
-        split = _Splitter(
-            None if thinking is None else ThinkingParser.for_prompt(thinking, prompt.text), parser
-        )
+        split = _Splitter(_trace_parser(thinking, prompt.text), parser)
         # Closed here, before the runner is released: a client that leaves mid-answer
         # stops the generation now, not when the stream is garbage-collected.
         async with contextlib.aclosing(runner.completion(request)) as chunks:
@@ -144,11 +143,19 @@ async def complete(
                         yield delta
 
 
+def _trace_parser(
+    thinking: ThinkingTags | HarmonyParser | None, prompt: str
+) -> ThinkingParser | HarmonyParser | None:
+    if isinstance(thinking, ThinkingTags):
+        return ThinkingParser.for_prompt(thinking, prompt)
+    return thinking
+
+
 @dataclass
 class _Splitter:
     """The output parsers in Ollama's order: the trace first, tool calls from the rest."""
 
-    thinking: ThinkingParser | None
+    thinking: ThinkingParser | HarmonyParser | None
     tools: ToolCallParser | None
 
     def feed(self, text: str) -> Delta | None:
@@ -158,8 +165,13 @@ class _Splitter:
 
     def finish(self) -> Delta | None:
         """What the parsers held back for a tag or a call that never completed."""
-        thought, content = ("", "") if self.thinking is None else self.thinking.finish()
-        content, calls = self._calls(content)
+        thought, content = "", ""
+        calls: list[ToolCall] = []
+        if isinstance(self.thinking, HarmonyParser):
+            thought, content, calls = self.thinking.finish()
+        elif self.thinking is not None:
+            thought, content = self.thinking.finish()
+            content, calls = self._calls(content)
         if self.tools is not None:
             rest, more = self.tools.finish()
             content, calls = content + rest, [*calls, *more]
