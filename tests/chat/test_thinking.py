@@ -58,6 +58,16 @@ QWEN3 = (TESTDATA / "qwen3.gotmpl").read_text()
             "{{ range .Messages }}<think>{{ .Thinking }}{{ .Content }}{{ end }}",
             None,
         ),
+        (
+            "a parenthesized pipe is looked into",
+            "{{ range .Messages }}<think>{{ (.Thinking) }}</think>{{ end }}",
+            THINK,
+        ),
+        (
+            "a chain on a pipe is not (as Go's walk)",
+            "{{ range .Messages }}<think>{{ (.Thinking).Text }}</think>{{ end }}",
+            None,
+        ),
         ("qwen3", QWEN3, THINK),
         (
             "deepseek r1 style",

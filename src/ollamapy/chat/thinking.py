@@ -72,7 +72,7 @@ class _TagSearch:
         path = [*ancestors, node]
         if isinstance(node, n.FieldNode) and node.idents and node.idents[0] == "Thinking":
             self._found(path)
-        for child in node.children():
+        for child in _visited_children(node):
             self.visit(child, path)
 
     def _found(self, path: Sequence[n.Node]) -> None:
@@ -89,8 +89,23 @@ class _TagSearch:
             self.closing = nodes[-1].text.strip(GO_SPACE)
 
 
+def _visited_children(node: n.Node) -> list[n.Node]:
+    """The children Ollama's walk visits: not into `(pipe).Field` chains or declarations."""
+    if isinstance(node, n.ChainNode):
+        return []
+    if isinstance(node, n.PipeNode):
+        return list(node.cmds)
+    return node.children()
+
+
 def _pipe_uses_field(pipe: n.PipeNode, name: str) -> bool:
-    return any(isinstance(x, n.FieldNode) and x.idents[0] == name for x in n.walk(pipe))
+    stack: list[n.Node] = [pipe]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, n.FieldNode) and node.idents[0] == name:
+            return True
+        stack.extend(_visited_children(node))
+    return False
 
 
 # ----------------------------------------------------------------------------- the parser
