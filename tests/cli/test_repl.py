@@ -354,4 +354,5 @@ def test_a_level_the_server_refuses_is_reported(fake: FakeOllama) -> None:
     fake.routes[("POST", "/api/chat")] = httpx.Response(400, json={"error": error})
     repl = make_repl(fake, ["/set think loud", "hello"])
     repl.run()
-    assert f"error: {error}\n" in out(repl)
+    assert fake.bodies("POST", "/api/chat")[0]["think"] == "loud"
+    assert out(repl) == f"Set 'think' mode to 'loud'.\nerror: {error}\n\n"
