@@ -98,13 +98,15 @@ def test_tool_prints_as_json() -> None:
     ("think", "want"),
     [
         (None, "false||false"),
-        (True, "true||true"),
+        (True, "true|medium|true"),
         (False, "false||true"),
         ("high", "true|high|true"),
+        ("max", "true|max|true"),
     ],
-    ids=["unset", "on", "off", "level"],
+    ids=["unset", "on", "off", "level", "max"],
 )
 def test_think_values(think: bool | str | None, want: str) -> None:
+    """As Ollama's api.ThinkValue: `true` alone reads as the level "medium"."""
     template = Template.parse("{{ .Think }}|{{ .ThinkLevel }}|{{ .IsThinkSet }}{{ .Messages }}")
     assert render(template, [], think=think).startswith(want)
 

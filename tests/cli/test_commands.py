@@ -542,7 +542,10 @@ def test_run_flags_reach_the_request(fake: FakeOllama, invoke: Invoke) -> None:
 
 
 def test_run_rejects_bad_think_and_keepalive(invoke: Invoke) -> None:
-    assert "invalid value for --think" in invoke("run", "m", "hi", "--think=maybe").err
+    assert (
+        'invalid value for --think: "maybe" (must be true, false, high, medium, low, or max)'
+        in invoke("run", "m", "hi", "--think=maybe").err
+    )
     assert "invalid duration" in invoke("run", "m", "hi", "--keepalive", "soon").err
 
 
@@ -574,6 +577,18 @@ def test_run_thinking_model_shows_thinking(fake: FakeOllama, invoke: Invoke) -> 
     assert outcome.out == "Thinking...\nhmm\n...done thinking.\n\nyes\n\n"
     assert fake.bodies("POST", "/api/generate")[0]["think"] is True
     assert invoke("run", "m", "q", "--hidethinking").out.endswith("yes\n\n")
+
+
+@pytest.mark.parametrize(
+    ("flag", "think"),
+    [("--think", True), ("--think=false", False), ("--think=max", "max"), ("--think=high", "high")],
+)
+def test_run_think_flag_reaches_the_request(
+    fake: FakeOllama, invoke: Invoke, flag: str, think: bool | str
+) -> None:
+    run_routes(fake, ("completion", "thinking"))
+    assert invoke("run", "m", "q", flag).exit_code == 0
+    assert fake.bodies("POST", "/api/generate")[-1]["think"] == think
 
 
 def test_run_embedding_model_prints_vector(fake: FakeOllama, invoke: Invoke) -> None:

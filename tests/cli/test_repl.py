@@ -316,3 +316,43 @@ def test_prompt_reader_history_file(tmp_path: Any) -> None:
     history.store_string("kept")
     assert "kept" in (tmp_path / "h" / "history").read_text()
     assert "secret" not in (tmp_path / "h" / "history").read_text()
+
+
+@pytest.mark.parametrize(
+    ("line", "said", "think"),
+    [
+        ("/set think", "Set 'think' mode.\n", True),
+        ("/set think max", "Set 'think' mode to 'max'.\n", "max"),
+        ("/set think low", "Set 'think' mode to 'low'.\n", "low"),
+        ("/set nothink", "Set 'nothink' mode.\n", False),
+    ],
+)
+def test_set_think_reaches_the_next_turn(
+    fake: FakeOllama, line: str, said: str, think: bool | str
+) -> None:
+    fake.routes[("POST", "/api/show")] = httpx.Response(
+        200, json={**SHOW, "capabilities": ["completion", "thinking"]}
+    )
+    repl = make_repl(fake, [line, "hello"])
+    repl.run()
+    assert out(repl).startswith(said)
+    assert fake.bodies("POST", "/api/chat")[0]["think"] == think
+    assert "warning" not in err(repl)
+
+
+def test_set_think_warns_when_the_model_cannot_think(fake: FakeOllama) -> None:
+    """As Ollama's ensureThinkingSupport: the setting is kept, with a warning on stderr."""
+    repl = make_repl(fake)
+    repl.handle("/set think")
+    assert err(repl) == 'warning: model "m" does not support thinking output\n'
+    assert repl.opts.think is True
+
+
+def test_a_level_the_server_refuses_is_reported(fake: FakeOllama) -> None:
+    """The level is checked by the server (as Ollama's REPL leaves it), its 400 printed."""
+    error = 'invalid think value: "loud" (must be "high", "medium", "low", "max", true, or false)'
+    fake.routes[("POST", "/api/chat")] = httpx.Response(400, json={"error": error})
+    repl = make_repl(fake, ["/set think loud", "hello"])
+    repl.run()
+    assert fake.bodies("POST", "/api/chat")[0]["think"] == "loud"
+    assert out(repl) == f"Set 'think' mode to 'loud'.\nerror: {error}\n\n"

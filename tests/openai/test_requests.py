@@ -95,15 +95,25 @@ def test_unknown_response_format_is_400() -> None:
         ({"reasoning": {"effort": "low"}}, "low"),
         ({"reasoning_effort": "none"}, False),
         ({"reasoning": {"effort": "medium"}, "reasoning_effort": "high"}, "medium"),
+        ({"reasoning_effort": "max"}, "max"),
+        ({"reasoning_effort": "minimal"}, "low"),
+        ({"reasoning_effort": "xhigh"}, "max"),
+        ({"reasoning_effort": "ultra"}, "max"),
+        ({}, None),
     ],
+    ids=["effort", "object", "none", "object-first", "max", "minimal", "xhigh", "ultra", "unset"],
 )
 def test_reasoning_effort_is_think(fields: dict[str, Any], think: object) -> None:
     assert chat(**fields).think == think
 
 
 def test_bad_reasoning_effort_is_400() -> None:
-    with pytest.raises(BadRequestError, match="reasoning"):
+    with pytest.raises(BadRequestError) as caught:
         chat(reasoning_effort="extreme")
+    assert caught.value.message == (
+        'invalid reasoning value: "extreme" (must be "minimal", "low", "medium", "high", '
+        '"xhigh", "ultra", "max", or "none")'
+    )
 
 
 @pytest.mark.parametrize(

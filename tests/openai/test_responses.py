@@ -138,6 +138,17 @@ async def test_thinking_is_streamed_as_reasoning() -> None:
     assert "reasoning" not in choice(chunks[1])["delta"]
 
 
+async def test_a_delta_with_reasoning_and_content_is_two_chunks() -> None:
+    """Ollama's ToStreamChunks: the reasoning chunk first, then the answer's."""
+    source = Events(Delta("Four.", thinking="2+2"), done())
+    chunks = await drain(chat_chunks(META, source.stream(), include_usage=False))
+    deltas = [choice(c)["delta"] for c in chunks]
+    assert deltas[0]["reasoning"] == "2+2" and not deltas[0]["content"]
+    assert deltas[1]["content"] == "Four." and "reasoning" not in deltas[1]
+    assert "role" not in deltas[1]
+    assert len(chunks) == 3
+
+
 async def test_closing_the_chunks_early_closes_the_native_stream() -> None:
     source = Events(Delta("a"), Delta("b"), done())
     chunks = chat_chunks(META, source.stream(), include_usage=False)

@@ -36,9 +36,12 @@ def collate(messages: Sequence[Message]) -> tuple[str, list[Message]]:
 
 
 def _think_values(think: Think) -> dict[str, object]:
-    level = think if isinstance(think, str) else ""
-    enabled = bool(think) if not isinstance(think, str) else think not in ("", "false")
-    return {"Think": enabled, "ThinkLevel": level, "IsThinkSet": think is not None}
+    """`.Think`, `.ThinkLevel`, `.IsThinkSet` as Ollama's api.ThinkValue gives them: a
+    level turns thinking on, and `true` alone reads as the level "medium"."""
+    if isinstance(think, str):
+        return {"Think": bool(think), "ThinkLevel": think, "IsThinkSet": True}
+    level = "medium" if think else ""
+    return {"Think": bool(think), "ThinkLevel": level, "IsThinkSet": think is not None}
 
 
 def render(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Any, Protocol
 
-from ollamapy.api.client import JSON, ResponseError
+from ollamapy.api.client import JSON, ClientError, ResponseError
 from ollamapy.api.types import CreateRequest, ShowRequest
 from ollamapy.cli.format import render_table
 from ollamapy.cli.run import RunOptions, Session, wire_messages
@@ -324,17 +324,29 @@ def _history(enabled: bool) -> Callable[[Repl, list[str]], None]:
 
 
 def _set_think(value: bool) -> Callable[[Repl, list[str]], None]:
+    """`/set think [level]` and `/set nothink`. As Ollama's, the level is not checked here:
+    the server answers a bad one with its 400, which the next turn prints."""
+
     def handler(repl: Repl, args: list[str]) -> None:
         level = args[0] if args and value else None
-        if level is not None and level not in ("high", "medium", "low"):
-            repl.say(f"Invalid think level '{level}'. Use high, medium, or low.")
-            return
         repl.opts.think = level or value
         repl.opts.think_explicit = True
+        _warn_without_thinking(repl)
         label = f"Set 'think' mode to '{level}'." if level else None
         repl.say(label or ("Set 'think' mode." if value else "Set 'nothink' mode."))
 
     return handler
+
+
+def _warn_without_thinking(repl: Repl) -> None:
+    """Ollama's ensureThinkingSupport: a warning on stderr when the model does not list the
+    `thinking` capability (nothing when it cannot be asked)."""
+    try:
+        shown = repl.session.client.show(ShowRequest(model=repl.opts.model))
+    except ClientError:
+        return
+    if "thinking" not in (shown.get("capabilities") or []):
+        repl.usage(f'warning: model "{repl.opts.model}" does not support thinking output\n')
 
 
 SET_COMMANDS: dict[str, Callable[[Repl, list[str]], None]] = {

@@ -30,6 +30,7 @@ THINK_VALUES: dict[str, bool | str] = {
     "high": "high",
     "medium": "medium",
     "low": "low",
+    "max": "max",
 }
 
 
@@ -39,7 +40,7 @@ def parse_think(value: str | None) -> bool | str | None:
         return None
     if value not in THINK_VALUES:
         raise OllamaError(
-            f'invalid value for --think: "{value}" (must be true, false, high, medium, or low)'
+            f'invalid value for --think: "{value}" (must be true, false, high, medium, low, or max)'
         )
     return THINK_VALUES[value]
 

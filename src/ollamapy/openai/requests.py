@@ -35,7 +35,18 @@ _IMAGE_PREFIXES = tuple(
 )
 """Data URLs Ollama accepts; a bare `data:;base64,` matches /api/chat's unadorned base64."""
 
-_EFFORTS = ("high", "medium", "low", "max", "none")
+_EFFORTS: dict[str, bool | str] = {
+    "none": False,
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "max": "max",
+    "xhigh": "max",
+    "ultra": "max",
+}
+"""OpenAI's efforts (and clients' extra tiers) as think values: Ollama clamps the ones past
+either end of its scale to its nearest level rather than refusing them."""
 
 Options = dict[str, Any]
 
@@ -122,15 +133,18 @@ def to_format(response_format: ResponseFormat | None) -> str | dict[str, Any] | 
 
 
 def to_think(request: ChatCompletionRequest) -> bool | str | None:
-    """`reasoning.effort` (or `reasoning_effort`) picks the thinking level; "none" turns it off."""
-    effort = request.reasoning.effort if request.reasoning is not None else None
-    effort = effort or request.reasoning_effort
+    """`reasoning.effort` (else `reasoning_effort`) picks the thinking level; "none" turns it
+    off; no effort leaves the model's default (a thinking model thinks)."""
+    reasoning = request.reasoning
+    effort = reasoning.effort if reasoning is not None else request.reasoning_effort
     if not effort:
         return None
     if effort not in _EFFORTS:
-        choices = ", ".join(f'"{e}"' for e in _EFFORTS)
-        raise BadRequestError(f"invalid reasoning value: {effort!r} (must be one of {choices})")
-    return False if effort == "none" else effort
+        raise BadRequestError(
+            f'invalid reasoning value: "{effort}" (must be "minimal", "low", "medium", '
+            '"high", "xhigh", "ultra", "max", or "none")'
+        )
+    return _EFFORTS[effort]
 
 
 # ----------------------------------------------------------------------------- messages

@@ -13,7 +13,7 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ollamapy.chat.events import Delta, Final
@@ -96,6 +96,16 @@ def usage_chunk(meta: ResponseMeta, kind: str, final: Final) -> Event:
 CHAT_CHUNK = "chat.completion.chunk"
 
 
+def _reasoning_apart(event: CompletionEvent) -> tuple[CompletionEvent, ...]:
+    """As Ollama streams it: a delta with both reasoning and an answer goes out as two
+    chunks, the reasoning first (clients show one or the other per chunk)."""
+    if not isinstance(event, Delta) or not event.thinking:
+        return (event,)
+    if not event.content and not event.tool_calls:
+        return (event,)
+    return Delta(thinking=event.thinking), replace(event, thinking="")
+
+
 @dataclass
 class ChatStream:
     """Turns completion events into chunks; remembers what earlier chunks already said."""
@@ -134,7 +144,8 @@ async def chat_chunks(
     stream = ChatStream(meta)
     try:
         async for event in events:
-            yield stream.chunk(event)
+            for part in _reasoning_apart(event):
+                yield stream.chunk(part)
             if isinstance(event, Final):
                 if include_usage:
                     yield usage_chunk(meta, CHAT_CHUNK, event)

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ollamapy.chat.events import Delta, Event, Final
+from ollamapy.chat.harmony import HarmonyParser
 from ollamapy.chat.messages import Message, Prompt, ToolCall
+from ollamapy.chat.thinking import ThinkingParser, ThinkingTags
 from ollamapy.chat.tools import ToolCallParser
 from ollamapy.errors import BadRequestError
 from ollamapy.llm import CompletionDone, CompletionRequest, Runner
@@ -105,11 +107,13 @@ async def complete(
     format: Format,
     stream: bool,
     parser: ToolCallParser | None = None,
+    thinking: ThinkingTags | HarmonyParser | None = None,
 ) -> AsyncIterator[Event]:
     """Hold a runner, render the prompt with it, and yield the completion's events.
 
-    Unless `stream`, the runner sends the text in one piece at the end. With a `parser`,
-    tool calls are taken out of the text as they complete.
+    Unless `stream`, the runner sends the text in one piece at the end. With `thinking`
+    tags (or gpt-oss's harmony parser), the reasoning trace is split off first; with a
+    `parser`, tool calls are then taken out of the answer text as they complete.
     """
     timing = Timing()
     async with state.scheduler.use(prepared.load, prepared.keep_alive) as entry:
@@ -123,30 +127,67 @@ async def complete(
             format=format,
             stream=stream,
         )
+        split = _Splitter(_trace_parser(thinking, prompt.text), parser)
         # Closed here, before the runner is released: a client that leaves mid-answer
         # stops the generation now, not when the stream is garbage-collected.
         async with contextlib.aclosing(runner.completion(request)) as chunks:
             async for chunk in chunks:
                 if isinstance(chunk, CompletionDone):
-                    if parser is not None:
-                        tail = _delta(*parser.finish())
-                        if tail is not None:
-                            yield tail
+                    tail = split.finish()
+                    if tail is not None:
+                        yield tail
                     yield final(chunk, timing)
                     return
                 if chunk.content:
-                    content, calls = (
-                        (chunk.content, []) if parser is None else parser.feed(chunk.content)
-                    )
-                    delta = _delta(content, calls)
+                    delta = split.feed(chunk.content)
                     if delta is not None:
                         yield delta
 
 
-def _delta(content: str, calls: list[ToolCall]) -> Delta | None:
-    if not content and not calls:
+def _trace_parser(
+    thinking: ThinkingTags | HarmonyParser | None, prompt: str
+) -> ThinkingParser | HarmonyParser | None:
+    if isinstance(thinking, ThinkingTags):
+        return ThinkingParser.for_prompt(thinking, prompt)
+    return thinking
+
+
+@dataclass
+class _Splitter:
+    """The output parsers in Ollama's order: the trace first, tool calls from the rest."""
+
+    thinking: ThinkingParser | HarmonyParser | None
+    tools: ToolCallParser | None
+
+    def feed(self, text: str) -> Delta | None:
+        thought, content = ("", text) if self.thinking is None else self.thinking.feed(text)
+        content, calls = self._calls(content)
+        return _delta(content, calls, thought)
+
+    def finish(self) -> Delta | None:
+        """What the parsers held back for a tag or a call that never completed."""
+        thought, content = "", ""
+        calls: list[ToolCall] = []
+        if isinstance(self.thinking, HarmonyParser):
+            thought, content, calls = self.thinking.finish()
+        elif self.thinking is not None:
+            thought, content = self.thinking.finish()
+            content, calls = self._calls(content)
+        if self.tools is not None:
+            rest, more = self.tools.finish()
+            content, calls = content + rest, [*calls, *more]
+        return _delta(content, calls, thought)
+
+    def _calls(self, content: str) -> tuple[str, list[ToolCall]]:
+        if not content or self.tools is None:
+            return content, []
+        return self.tools.feed(content)
+
+
+def _delta(content: str, calls: list[ToolCall], thinking: str = "") -> Delta | None:
+    if not content and not calls and not thinking:
         return None
-    return Delta(content, tool_calls=tuple(_with_id(call) for call in calls))
+    return Delta(content, thinking, tuple(_with_id(call) for call in calls))
 
 
 def _with_id(call: ToolCall) -> ToolCall:

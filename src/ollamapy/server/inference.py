@@ -72,7 +72,12 @@ def generate_events(
         return await prompts.generate_prompt(prepared, body, runner)
 
     return complete(
-        state, prepared, prompt_of, format=check_format(body.format), stream=body.stream
+        state,
+        prepared,
+        prompt_of,
+        format=check_format(body.format),
+        stream=body.stream,
+        thinking=prompts.generate_thinking(prepared, body),
     )
 
 
@@ -126,6 +131,7 @@ def chat_events(state: ServerState, prepared: Prepared, body: ChatRequest) -> As
         format=check_format(body.format),
         stream=body.stream,
         parser=prompts.tool_parser(prepared, body),
+        thinking=prompts.chat_thinking(prepared, body),
     )
 
 

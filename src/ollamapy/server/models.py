@@ -15,6 +15,8 @@ from starlette.routing import Route
 
 from ollamapy import OLLAMA_VERSION, __version__, gguf
 from ollamapy.api.types import CopyRequest, CreateRequest, DeleteRequest, ShowRequest
+from ollamapy.chat.harmony import FAMILIES as HARMONY
+from ollamapy.chat.thinking import tags_for_text
 from ollamapy.errors import BadRequestError, ModelNotFoundError, NotFoundError
 from ollamapy.modelfile import Message, Modelfile
 from ollamapy.server.create import create_model
@@ -142,12 +144,14 @@ def capabilities(model: ResolvedModel, info: gguf.GGUFInfo | None) -> list[str]:
     if model.template:
         template = Template.parse(model.template, "capabilities")
         found += [cap for cap, field in _TEMPLATE_CAPABILITIES if template.uses(field)]
+    if tags_for_text(model.template) is not None or model.config.model_family in HARMONY:
+        found.append("thinking")  # Ollama: tags its InferTags finds, or a gpt-oss model
     if model.projectors:
         found.append("vision")
     return found
 
 
-_TEMPLATE_CAPABILITIES = (("tools", "Tools"), ("insert", "Suffix"), ("thinking", "Think"))
+_TEMPLATE_CAPABILITIES = (("tools", "Tools"), ("insert", "Suffix"))
 
 
 async def copy(request: Request) -> Response:

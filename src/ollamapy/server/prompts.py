@@ -13,6 +13,8 @@ from pathlib import Path
 
 from ollamapy.api.types import ChatRequest, GenerateRequest
 from ollamapy.chat import prompt as rules
+from ollamapy.chat.harmony import FAMILIES as HARMONY_FAMILIES
+from ollamapy.chat.harmony import HarmonyParser, harmony_level, uses_harmony
 from ollamapy.chat.messages import (
     Message,
     Prompt,
@@ -21,6 +23,7 @@ from ollamapy.chat.messages import (
     decode_image,
     from_wire,
 )
+from ollamapy.chat.thinking import THINK_TAGS, ThinkingTags, tags_for_text, without_old_traces
 from ollamapy.chat.tools import ToolCallParser
 from ollamapy.errors import BadRequestError
 from ollamapy.llm import Runner
@@ -60,7 +63,7 @@ def check_generate(model: ResolvedModel, body: GenerateRequest) -> None:
     if body.suffix and not template.uses("Suffix") and not body.raw:
         raise BadRequestError(f"registry.ollama.ai/library/{body.model} does not support insert")
     _check_images(model, body.images)
-    _check_think(template, body.think, body.model)
+    _check_think(model, template, body.think, body.model)
 
 
 def check_chat(model: ResolvedModel, body: ChatRequest) -> None:
@@ -73,14 +76,17 @@ def check_chat(model: ResolvedModel, body: ChatRequest) -> None:
         _check_vision(model)
     if body.tools and not template.uses("Tools"):
         raise BadRequestError(f"registry.ollama.ai/library/{body.model} does not support tools")
-    _check_think(template, body.think, body.model)
+    _check_think(model, template, body.think, body.model)
 
 
 def chat_conversation(model: ResolvedModel, body: ChatRequest) -> tuple[Message, ...]:
     """The model's MESSAGEs then the request's, as chat messages (the Modelfile's SYSTEM
     first unless the request starts with one)."""
     messages = [from_wire(m) for m in model.messages] + [from_wire(m) for m in body.messages]
-    return tuple(rules.with_model_system(messages, model.system))
+    messages = rules.with_model_system(messages, model.system)
+    if model.config.model_family == "qwen3" or model.name.model == "deepseek-r1":
+        messages = without_old_traces(messages, THINK_TAGS)  # Ollama's filterThinkTags
+    return tuple(messages)
 
 
 def _check_vision(model: ResolvedModel) -> None:
@@ -96,9 +102,73 @@ def _check_images(model: ResolvedModel, images: list[str] | None) -> None:
         decode_image(image)
 
 
-def _check_think(template: Template, think: object, name: str) -> None:
-    if think not in (None, False) and not template.uses("Think"):
+THINK_LEVELS = ("high", "medium", "low", "max")
+"""The levels `think` accepts besides true/false (Ollama's api.ThinkValue)."""
+
+
+def _check_think(model: ResolvedModel, template: Template, think: object, name: str) -> None:
+    """A level Ollama does not know is its 400; so is thinking asked of a model that
+    cannot think (`think: false` is always accepted)."""
+    if isinstance(think, str) and think not in THINK_LEVELS:
+        raise BadRequestError(
+            f'invalid think value: "{think}" '
+            '(must be "high", "medium", "low", "max", true, or false)'
+        )
+    if think not in (None, False) and not can_think(model, template):
         raise BadRequestError(f'"{name}" does not support thinking')
+
+
+def thinking_tags(template: Template) -> ThinkingTags | None:
+    """The template's thinking tags; a template with them makes the model thinking-capable."""
+    return tags_for_text(template.text)
+
+
+def is_harmony(model: ResolvedModel, template: Template) -> bool:
+    return uses_harmony(model.config.model_family, template.text)
+
+
+def can_think(model: ResolvedModel, template: Template) -> bool:
+    """Thinking tags in the template, or a gpt-oss model (Ollama's capabilities)."""
+    return model.config.model_family in HARMONY_FAMILIES or thinking_tags(template) is not None
+
+
+def effective_think(model: ResolvedModel, template: Template, think: object) -> Think:
+    """`think` as the template sees it: unset on a thinking-capable model means on
+    (Ollama's default); harmony has no `max` (it reads as `high`)."""
+    value = _think(think)
+    if is_harmony(model, template):
+        value = harmony_level(value)
+    if value is None and can_think(model, template):
+        return True
+    return value
+
+
+OutputSplit = ThinkingTags | HarmonyParser | None
+
+
+def output_split(
+    model: ResolvedModel, template: Template, think: object, last: Message | None
+) -> OutputSplit:
+    """How the output is split: harmony's channels always (as Ollama's built-in parser);
+    otherwise the template's tags, only when thinking is on (with `think: false`, Ollama
+    passes whatever the model writes through as content)."""
+    if is_harmony(model, template):
+        return HarmonyParser(last)
+    if effective_think(model, template, think) in (None, False):
+        return None
+    return thinking_tags(template)
+
+
+def chat_thinking(prepared: Prepared, body: ChatRequest) -> OutputSplit:
+    last = prepared.conversation[-1] if prepared.conversation else None
+    return output_split(prepared.model, template_of(prepared.model), body.think, last)
+
+
+def generate_thinking(prepared: Prepared, body: GenerateRequest) -> OutputSplit:
+    template = template_of(prepared.model, body.template)
+    if body.raw and is_harmony(prepared.model, template):
+        return None  # Ollama runs no built-in parser on raw output
+    return output_split(prepared.model, template, body.think, None)
 
 
 def image_count(body: ChatRequest) -> int:
@@ -111,9 +181,10 @@ def _think(value: object) -> Think:
 
 def tool_parser(prepared: Prepared, body: ChatRequest) -> ToolCallParser | None:
     """The tool-call parser of a chat request with tools (None without tools)."""
-    if not body.tools:
-        return None
-    return ToolCallParser.for_template(template_of(prepared.model), body.tools)
+    template = template_of(prepared.model)
+    if not body.tools or is_harmony(prepared.model, template):
+        return None  # harmony's calls come from its own channels
+    return ToolCallParser.for_template(template, body.tools)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -130,7 +201,7 @@ async def chat_prompt(prepared: Prepared, body: ChatRequest, runner: Runner | No
         num_ctx=prepared.load.options.num_ctx,
         tokenize=tokenize,
         tools=body.tools,
-        think=_think(body.think),
+        think=effective_think(prepared.model, template_of(prepared.model), body.think),
         image_tokens=IMAGE_TOKENS if prepared.model.projectors else 0,
     )
 
@@ -153,7 +224,7 @@ async def generate_prompt(
         model_messages=[from_wire(m) for m in model.messages],
         images=[decode_image(i) for i in body.images or []],
         suffix=body.suffix or "",
-        think=_think(body.think),
+        think=effective_think(model, template_of(model, body.template), body.think),
         has_context=bool(body.context),
     )
     return Prompt(prefix + prompt.text, prompt.images)
