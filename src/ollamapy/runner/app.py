@@ -30,6 +30,7 @@ from ollamapy.runner.launch import LaunchArgs
 from ollamapy.runner.loader import LoadedModel
 from ollamapy.runner.native import NativeError, SamplerChain
 from ollamapy.runner.sampling import plan_sampler_chain
+from ollamapy.runner.tokens import PromptTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class RunnerState:
     loaded: LoadedModel | None = None
     engine: Engine | None = None
     outbox: Outbox | None = None
+    prompts: PromptTokenizer | None = None
+    """Tokenizes completion prompts, reusing recent prompts' tokens (made with the engine)."""
     error: str | None = None
     info: p.RunnerInfo | None = field(default=None)
     embed_thread: ThreadPoolExecutor = field(default_factory=lambda: _one_thread("embed"))
@@ -116,8 +119,8 @@ def build_app(state: RunnerState) -> Starlette:
     async def completion(request: Request) -> Response:
         loaded, engine = state.require()
         req = p.CompletionRequest.from_json(await _json_body(request))
-        assert state.outbox is not None  # made with the engine
-        job, events = _make_job(loaded, engine, state.outbox, req)
+        assert state.outbox is not None and state.prompts is not None  # made with the engine
+        job, events = _make_job(loaded, engine, state.outbox, state.prompts, req)
         try:
             engine.submit(job)
         except EngineClosedError as exc:
@@ -181,7 +184,11 @@ def _one_thread(name: str) -> ThreadPoolExecutor:
 
 
 def _make_job(
-    loaded: LoadedModel, engine: Engine, outbox: Outbox, req: p.CompletionRequest
+    loaded: LoadedModel,
+    engine: Engine,
+    outbox: Outbox,
+    prompts: PromptTokenizer,
+    req: p.CompletionRequest,
 ) -> tuple[Job, Channel]:
     """Tokenize, build the sampler chain (bad grammars fail here, as a 400) and the job."""
     if req.images:
@@ -192,7 +199,7 @@ def _make_job(
         if any(not 0 <= token < model.n_vocab for token in tokens):
             raise BadRequestError("a prompt token is outside the model's vocabulary")
     else:
-        tokens = model.tokenize(req.prompt, add_special=True, parse_special=True)
+        tokens = prompts.tokenize(req.prompt)
     if not tokens:
         raise BadRequestError("the prompt is empty")
     grammar = format_to_grammar(req.format)

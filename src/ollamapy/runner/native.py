@@ -267,6 +267,21 @@ class Model(_Owned):
     def is_eog(self, token: int) -> bool:
         return bool(lc.llama_vocab_is_eog(self.vocab, token))
 
+    @property
+    def add_eos(self) -> bool:
+        return bool(lc.llama_vocab_get_add_eos(self.vocab))
+
+    def is_special(self, token: int) -> bool:
+        """Whether the tokenizer matches this token's text as a whole before it splits the
+        rest into words (control, user-defined and unknown tokens, as llama.cpp does)."""
+        attr = int(lc.llama_vocab_get_attr(self.vocab, token))
+        return bool(attr & _SPECIAL_ATTRS)
+
+
+_SPECIAL_ATTRS = (
+    lc.LLAMA_TOKEN_ATTR_CONTROL | lc.LLAMA_TOKEN_ATTR_USER_DEFINED | lc.LLAMA_TOKEN_ATTR_UNKNOWN
+)
+
 
 class LoraAdapter(_Owned):
     """A LoRA adapter file loaded against a model (applied to a context at scale 1)."""

@@ -31,6 +31,7 @@ from ollamapy.runner.engine import Engine
 from ollamapy.runner.launch import LaunchArgs, ListeningLine
 from ollamapy.runner.loader import load
 from ollamapy.runner.native import init_backend
+from ollamapy.runner.tokens import PromptTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ async def _load_into(state: RunnerState, server: uvicorn.Server) -> None:
         _fail_load(state, server, f"failed to start the engine: {exc}")
         return
     state.loaded, state.info, state.engine, state.outbox = loaded, loaded.info(), engine, outbox
+    state.prompts = PromptTokenizer(loaded.model)
     log.info("model loaded: %s", state.info.description)
 
 
