@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
 import pytest
 
 from ollamapy.runner.sampling import (
@@ -11,6 +13,7 @@ from ollamapy.runner.sampling import (
     SamplerStep,
     plan_sampler_chain,
     resolve_seed,
+    token_logprob,
 )
 from ollamapy.types.options import SamplingOptions
 
@@ -113,3 +116,32 @@ def test_mirostat_parameters() -> None:
 )
 def test_resolve_seed(seed: int, expected: int) -> None:
     assert resolve_seed(seed) == expected
+
+
+# ----------------------------------------------------------------------------- logprobs
+
+PIECES = [b"a", b"b", b"\xe2\x82", b"c"]
+
+
+def test_logprobs_are_a_log_softmax_over_the_whole_vocabulary() -> None:
+    logits = np.array([1.0, 3.0, 2.0, 3.0], dtype=np.float32)
+    entry = token_logprob(logits, 0, 0, PIECES.__getitem__)
+    norm = math.log(sum(math.exp(x) for x in (1.0, 3.0, 2.0, 3.0)))
+    assert entry.token == "a" and entry.bytes == (97,)
+    assert entry.logprob == pytest.approx(1.0 - norm, abs=1e-12)
+    assert entry.top_logprobs == ()
+
+
+def test_top_logprobs_are_sorted_ties_by_token_id_and_capped_at_the_vocabulary() -> None:
+    logits = np.array([1.0, 3.0, 2.0, 3.0], dtype=np.float32)
+    top = token_logprob(logits, 2, 3, PIECES.__getitem__).top_logprobs
+    assert [t.token for t in top] == ["b", "c", "\ufffd"]
+    assert top[0].logprob == top[1].logprob > top[2].logprob
+    assert top[2].bytes == (0xE2, 0x82)  # raw bytes, text with U+FFFD as Go writes it
+    assert len(token_logprob(logits, 2, 20, PIECES.__getitem__).top_logprobs) == 4
+
+
+def test_logprobs_are_stable_for_huge_logits() -> None:
+    logits = np.array([1e30, 0.0, -1e30, 1e30 - 1e24], dtype=np.float32)
+    entry = token_logprob(logits, 0, 2, PIECES.__getitem__)
+    assert math.isfinite(entry.logprob) and entry.logprob <= 0.0

@@ -22,6 +22,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import llama_cpp as lc
+import numpy as np
+import numpy.typing as npt
 
 from ollamapy.runner.sampling import SamplerStep
 
@@ -358,6 +360,14 @@ class Context(_Owned):
     def decode(self, batch: Batch) -> int:
         """Run the model on `batch` (the GIL is released meanwhile); 0 on success."""
         return int(lc.llama_decode(self._ptr, batch.struct))
+
+    def logits(self, index: int, n_vocab: int) -> npt.NDArray[np.float32]:
+        """The raw logits at batch `index` of the last decode: a view into llama.cpp's
+        buffer, valid until the next decode (copy what must outlive it)."""
+        ptr = lc.llama_get_logits_ith(self._ptr, index)
+        if not ptr:
+            raise NativeError(f"no logits at batch index {index}")
+        return np.ctypeslib.as_array(ptr, shape=(n_vocab,))
 
     def seq_rm(self, seq: int, p0: int, p1: int) -> bool:
         return bool(lc.llama_memory_seq_rm(self._memory, seq, p0, p1))

@@ -23,9 +23,14 @@ unpenalised tokens above it and cannot reach the final top `k`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
+
+from ollamapy.types.logprobs import TokenLogprob
 from ollamapy.types.options import SamplingOptions
 
 # llama.cpp's LLAMA_DEFAULT_SEED: the dist/mirostat samplers then pick a random seed.
@@ -145,3 +150,44 @@ def _mirostat(options: SamplingOptions, *, n_vocab: int, seed: int) -> list[Samp
         params = {"n_vocab": n_vocab, "seed": seed, "tau": tau, "eta": eta, "m": MIROSTAT_M}
         return [temp, SamplerStep("mirostat", params)]
     return [temp, SamplerStep("mirostat_v2", {"seed": seed, "tau": tau, "eta": eta})]
+
+
+# --------------------------------------------------------------------------- logprobs
+
+
+def token_logprob(
+    logits: npt.NDArray[np.float32],
+    token: int,
+    top: int,
+    piece: Callable[[int], bytes],
+) -> TokenLogprob:
+    """The chosen `token`'s log probability and the `top` most likely tokens', from raw
+    `logits`: a log-softmax over the whole vocabulary before any sampler (no penalties,
+    temperature or truncation), as Ollama's runners compute it. So the values depend on
+    the prompt and the tokens before, never on the sampling options.
+
+    Computed in float64 with the maximum subtracted first (stable for any logits); the
+    top list is sorted most likely first, equal values by token id.
+    """
+    values = logits.astype(np.float64)
+    shifted = values - values.max()
+    logprobs = shifted - np.log(np.exp(shifted).sum())
+    alternatives: tuple[TokenLogprob, ...] = ()
+    if top > 0:
+        k = min(top, len(logprobs))
+        candidates = np.argpartition(-logprobs, k - 1)[:k]
+        ranked = sorted(candidates.tolist(), key=lambda t: (-logprobs[t], t))
+        alternatives = tuple(_entry(t, float(logprobs[t]), piece) for t in ranked)
+    return _entry(token, float(logprobs[token]), piece, alternatives)
+
+
+def _entry(
+    token: int,
+    logprob: float,
+    piece: Callable[[int], bytes],
+    top: tuple[TokenLogprob, ...] = (),
+) -> TokenLogprob:
+    """A token as Ollama reports it: its piece as text (invalid UTF-8 shown as U+FFFD,
+    as Go's JSON encoder writes it) and its raw bytes."""
+    data = piece(token)
+    return TokenLogprob(data.decode("utf-8", errors="replace"), logprob, tuple(data), top)
