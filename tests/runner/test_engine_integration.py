@@ -16,6 +16,7 @@ import pytest
 
 from ollamapy.runner.engine import Engine, Job
 from ollamapy.runner.grammar import format_to_grammar
+from ollamapy.runner.launch import LaunchArgs
 from ollamapy.runner.loader import LoadedModel, load
 from ollamapy.runner.native import SamplerChain, init_backend
 from ollamapy.runner.protocol import (
@@ -23,7 +24,6 @@ from ollamapy.runner.protocol import (
     CompletionDone,
     CompletionError,
     CompletionEvent,
-    LaunchArgs,
 )
 from ollamapy.runner.sampling import plan_sampler_chain
 from ollamapy.types.options import SamplingOptions

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ollamapy.api.types import ChatRequest, GenerateRequest
 from ollamapy.chat.events import Delta, Event, Final
 from ollamapy.chat.messages import Message, Prompt, ToolCall
 from ollamapy.chat.tools import ToolCallParser
@@ -29,6 +30,7 @@ from ollamapy.server.models import details
 from ollamapy.server.resolved import ResolvedModel, resolve
 from ollamapy.server.state import ServerState
 from ollamapy.types import ModelName, RunnerOptions, SamplingOptions, parse_duration
+from ollamapy.types.logprobs import TokenLogprob, check_top_logprobs
 from ollamapy.types.options import validate_options
 
 Format = str | dict[str, Any] | None
@@ -76,6 +78,29 @@ def prepare(state: ServerState, model_name: str, options: object, keep_alive: ob
     )
 
 
+@dataclass(frozen=True)
+class Decoding:
+    """What a request asks of the runner besides sampling: logprobs, and whether a prompt
+    that does not fit may be cut (`truncate`) and a full context shifted (`shift`)."""
+
+    logprobs: bool = False
+    top_logprobs: int = 0
+    truncate: bool = True
+    shift: bool = True
+
+    @classmethod
+    def of(cls, body: GenerateRequest | ChatRequest) -> Decoding:
+        """The request's switches; `top_logprobs` outside 0-20 is Ollama's 400 (checked
+        whether or not `logprobs` is set, as Ollama does)."""
+        check_top_logprobs(body.top_logprobs)
+        return cls(
+            logprobs=body.logprobs,
+            top_logprobs=body.top_logprobs,
+            truncate=body.truncate is not False,
+            shift=body.shift is not False,
+        )
+
+
 def check_format(value: object) -> Format:
     """`format`: absent, "json", or a JSON schema; anything else is Ollama's 400."""
     if value is None or value == "":
@@ -104,11 +129,13 @@ async def complete(
     format: Format,
     stream: bool,
     parser: ToolCallParser | None = None,
+    decoding: Decoding = Decoding(),
 ) -> AsyncIterator[Event]:
     """Hold a runner, render the prompt with it, and yield the completion's events.
 
     Unless `stream`, the runner sends the text in one piece at the end. With a `parser`,
-    tool calls are taken out of the text as they complete.
+    tool calls are taken out of the text as they complete. Logprobs ride on the delta of
+    the chunk that brought them, even when a parser holds its text back.
     """
     timing = Timing()
     async with state.scheduler.use(prepared.load, prepared.keep_alive) as entry:
@@ -121,6 +148,10 @@ async def complete(
             options=prepared.sampling,
             format=format,
             stream=stream,
+            logprobs=decoding.logprobs,
+            top_logprobs=decoding.top_logprobs,
+            truncate=decoding.truncate,
+            shift=decoding.shift,
         )
         # Closed here, before the runner is released: a client that leaves mid-answer
         # stops the generation now, not when the stream is garbage-collected.
@@ -133,19 +164,21 @@ async def complete(
                             yield tail
                     yield final(chunk, timing)
                     return
-                if chunk.content:
+                if chunk.content or chunk.logprobs:
                     content, calls = (
                         (chunk.content, []) if parser is None else parser.feed(chunk.content)
                     )
-                    delta = _delta(content, calls)
+                    delta = _delta(content, calls, chunk.logprobs)
                     if delta is not None:
                         yield delta
 
 
-def _delta(content: str, calls: list[ToolCall]) -> Delta | None:
-    if not content and not calls:
+def _delta(
+    content: str, calls: list[ToolCall], logprobs: tuple[TokenLogprob, ...] = ()
+) -> Delta | None:
+    if not content and not calls and not logprobs:
         return None
-    return Delta(content, tool_calls=tuple(_with_id(call) for call in calls))
+    return Delta(content, tool_calls=tuple(_with_id(call) for call in calls), logprobs=logprobs)
 
 
 def _with_id(call: ToolCall) -> ToolCall:

@@ -24,7 +24,14 @@ from ollamapy.chat.messages import Prompt
 from ollamapy.llm import Runner
 from ollamapy.scheduler import LoadedModel
 from ollamapy.server import native, prompts
-from ollamapy.server.completion import Prepared, check_format, complete, load_or_unload, prepare
+from ollamapy.server.completion import (
+    Decoding,
+    Prepared,
+    check_format,
+    complete,
+    load_or_unload,
+    prepare,
+)
 from ollamapy.server.http import read_request, stream_events
 from ollamapy.server.resolved import ResolvedModel
 from ollamapy.server.state import ServerState, state_of
@@ -57,6 +64,7 @@ async def generate(request: Request) -> Response:
 async def prepare_generate(state: ServerState, body: GenerateRequest) -> Prepared:
     """Validate a generate request against its model; every 4xx is raised here, up front
     (in a worker thread: the first check of a model reads its GGUF header)."""
+    Decoding.of(body)
     check_format(body.format)
     return await run_in_threadpool(_prepare_checked, state, body, prompts.check_generate)
 
@@ -70,7 +78,12 @@ def generate_events(
         return await prompts.generate_prompt(prepared, body, runner)
 
     return complete(
-        state, prepared, prompt_of, format=check_format(body.format), stream=body.stream
+        state,
+        prepared,
+        prompt_of,
+        format=check_format(body.format),
+        stream=body.stream,
+        decoding=Decoding.of(body),
     )
 
 
@@ -96,6 +109,7 @@ async def chat(request: Request) -> Response:
 async def prepare_chat(state: ServerState, body: ChatRequest) -> Prepared:
     """Validate a chat request against its model and convert its conversation (images
     decoded) once; every 4xx is raised here, up front."""
+    Decoding.of(body)
     check_format(body.format)
     return await run_in_threadpool(_prepare_chat, state, body)
 
@@ -119,6 +133,7 @@ def chat_events(state: ServerState, prepared: Prepared, body: ChatRequest) -> As
         format=check_format(body.format),
         stream=body.stream,
         parser=prompts.tool_parser(prepared, body),
+        decoding=Decoding.of(body),
     )
 
 
