@@ -241,3 +241,22 @@ def test_native_and_openai_carry_the_same_values(server: ScriptedServer) -> None
         timeout=30,
     ).json()
     assert reply["choices"][0]["logprobs"]["content"] == native
+
+
+# ----------------------------------------------------------------------------- removed options
+
+
+def test_options_ollama_removed_are_ignored(server: ScriptedServer) -> None:
+    removed = {"mirostat": 2, "mirostat_tau": "x", "penalize_newline": 1, "use_mlock": True}
+    lines(post(server, "/api/chat", {"messages": ASK, "options": removed}))
+    options = server.script.requests[-1].options
+    assert options.repeat_penalty == 1.0  # Ollama's current default
+    assert not hasattr(options, "mirostat")
+
+
+def test_create_drops_deprecated_parameters(server: ScriptedServer) -> None:
+    body = {"model": "derived", "from": MODEL, "parameters": {"mirostat": 1, "top_k": 3}}
+    created = httpx.post(f"{server.url}/api/create", json={**body, "stream": False}, timeout=30)
+    assert created.status_code == 200, created.text
+    shown = httpx.post(f"{server.url}/api/show", json={"model": "derived"}, timeout=30).json()
+    assert "top_k" in shown["parameters"] and "mirostat" not in shown["parameters"]

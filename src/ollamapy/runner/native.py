@@ -506,12 +506,6 @@ def _init_sampler(model: Model, step: SamplerStep) -> Any:
             return lc.llama_sampler_init_min_p(p["p"], p["min_keep"])
         case "temp_ext":
             return lc.llama_sampler_init_temp_ext(p["t"], p["delta"], p["exponent"])
-        case "mirostat":
-            return lc.llama_sampler_init_mirostat(
-                p["n_vocab"], p["seed"], p["tau"], p["eta"], p["m"]
-            )
-        case "mirostat_v2":
-            return lc.llama_sampler_init_mirostat_v2(p["seed"], p["tau"], p["eta"])
         case "dist":
             return lc.llama_sampler_init_dist(p["seed"])
         case "greedy":

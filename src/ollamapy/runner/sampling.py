@@ -6,11 +6,11 @@ runs in C, once per token, with no Python loop over the vocabulary).
 
 Order, as llama.cpp's common sampler and Ollama use it:
 grammar, penalties, top_k, typical, top_p, min_p, temperature, then the final pick
-(dist with the seed, or greedy when temperature <= 0, or mirostat v1/v2).
+(dist with the seed, or greedy when temperature <= 0).
 
-Notes on options that have no native sampler:
-* `penalize_newline` is accepted and ignored: llama.cpp's penalties sampler no longer has
-  a newline exemption and current Ollama also ignores it.
+Notes:
+* Options Ollama has removed (mirostat, penalize_newline, ...) are not options any more
+  (`types.options.REMOVED_OPTIONS`): a request's are ignored before they get here.
 * `num_predict`, `num_keep` and `stop` are handled by the engine, not the chain.
 
 Speed: llama.cpp's penalties sampler does a hash lookup for every candidate, i.e. for the
@@ -33,9 +33,8 @@ import numpy.typing as npt
 from ollamapy.types.logprobs import TokenLogprob
 from ollamapy.types.options import SamplingOptions
 
-# llama.cpp's LLAMA_DEFAULT_SEED: the dist/mirostat samplers then pick a random seed.
+# llama.cpp's LLAMA_DEFAULT_SEED: the dist sampler then picks a random seed.
 RANDOM_SEED = 0xFFFFFFFF
-MIROSTAT_M = 100  # llama.cpp's fixed number of tokens used to estimate s in mirostat v1
 MIN_KEEP = 1
 
 StepName = Literal[
@@ -46,8 +45,6 @@ StepName = Literal[
     "top_p",
     "min_p",
     "temp_ext",
-    "mirostat",
-    "mirostat_v2",
     "dist",
     "greedy",
 ]
@@ -84,8 +81,6 @@ def plan_sampler_chain(
     if options.temperature <= 0:
         steps.append(SamplerStep("greedy"))
         return steps
-    if options.mirostat in (1, 2):
-        return steps + _mirostat(options, n_vocab=n_vocab, seed=seed)
     steps += _truncation(options)
     steps.append(SamplerStep("temp_ext", {"t": options.temperature, "delta": 0.0, "exponent": 1.0}))
     steps.append(SamplerStep("dist", {"seed": seed}))
@@ -121,8 +116,8 @@ def _prefilter(
         return []
     if options.temperature <= 0:
         keep = 1
-    elif options.mirostat in (1, 2) or options.top_k <= 0:
-        return []  # these need the whole distribution
+    elif options.top_k <= 0:
+        return []  # the whole distribution is sampled from
     else:
         keep = options.top_k
     k = keep + int(penalties[0].params["last_n"])
@@ -141,15 +136,6 @@ def _truncation(options: SamplingOptions) -> list[SamplerStep]:
     if options.min_p > 0.0:
         steps.append(SamplerStep("min_p", {"p": options.min_p, "min_keep": MIN_KEEP}))
     return steps
-
-
-def _mirostat(options: SamplingOptions, *, n_vocab: int, seed: int) -> list[SamplerStep]:
-    tau, eta = options.mirostat_tau, options.mirostat_eta
-    temp = SamplerStep("temp_ext", {"t": options.temperature, "delta": 0.0, "exponent": 1.0})
-    if options.mirostat == 1:
-        params = {"n_vocab": n_vocab, "seed": seed, "tau": tau, "eta": eta, "m": MIROSTAT_M}
-        return [temp, SamplerStep("mirostat", params)]
-    return [temp, SamplerStep("mirostat_v2", {"seed": seed, "tau": tau, "eta": eta})]
 
 
 # --------------------------------------------------------------------------- logprobs
