@@ -4,7 +4,9 @@ Route tests drive the real app (`create_app`, the real store, scheduler, prompt 
 encoders) with this runner in place of a llama.cpp process: the script says what text the
 "model" writes, and the runner records every request it was sent, so a test can check both
 what reached the runner and what the client got, without patching anything inside the server.
-Its tokenizer counts one token per whitespace-separated word, plus a BOS.
+Its tokenizer counts one token per whitespace-separated word, plus a BOS. Asked for logprobs,
+each chunk carries one entry (`scripted_logprob`); asked not to truncate, a prompt longer
+than num_ctx is refused as the real runner refuses it.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import numpy as np
 import numpy.typing as npt
 
 from ollamapy.config import Config, parse_host
-from ollamapy.errors import RunnerError
+from ollamapy.errors import BadRequestError, RunnerError
 from ollamapy.llm import CompletionChunk, CompletionDone, CompletionRequest, Runner, RunnerInfo
 from ollamapy.scheduler import ModelLoad, Scheduler
+from ollamapy.types.logprobs import TokenLogprob
 from tests.ggufs import write_tiny_gguf
 from tests.scheduler.live import CHATML, LiveApp, create_model, serve_app
 from tests.server.conftest import free_port
@@ -39,6 +42,21 @@ TOOLS_TEMPLATE_TEXT = (
 )
 TOOLS_TEMPLATE = f'TEMPLATE """{TOOLS_TEMPLATE_TEXT}"""\n'
 """Modelfile text for a ChatML template that supports tools (Qwen's tool-call format)."""
+
+
+def scripted_logprob(index: int, text: str, top: int) -> TokenLogprob:
+    """The entry the scripted runner sends with its `index`th chunk: the chunk's text as the
+    token, logprob -(index+1)/10, and `top` alternatives (the token itself first)."""
+    logprob = -(index + 1) / 10
+    alternatives = tuple(
+        TokenLogprob(
+            text if k == 0 else f"alt{k}",
+            logprob - k,
+            tuple((text if k == 0 else f"alt{k}").encode()),
+        )
+        for k in range(top)
+    )
+    return TokenLogprob(text, logprob, tuple(text.encode()), alternatives)
 
 
 def word_tokens(text: str) -> list[int]:
@@ -92,13 +110,18 @@ class ScriptedRunner:
     ) -> AsyncGenerator[CompletionChunk | CompletionDone, None]:
         self.script.requests.append(request)
         prompt = list(request.tokens) if request.tokens is not None else word_tokens(request.prompt)
+        if not request.truncate and len(prompt) > self.load.options.num_ctx:
+            raise BadRequestError("the input length exceeds the context length")
         generated: list[int] = []
         try:
-            for text in self.script.chunks[: self.script.fail_after]:
+            for i, text in enumerate(self.script.chunks[: self.script.fail_after]):
                 if self.script.hold is not None:
                     await self.script.hold.wait()
                 generated.append(len(text))
-                yield CompletionChunk(text)
+                logprobs = (
+                    (scripted_logprob(i, text, request.top_logprobs),) if request.logprobs else ()
+                )
+                yield CompletionChunk(text, logprobs)
             if self.script.fail_after is not None:
                 raise RunnerError("runner crashed")
         except (asyncio.CancelledError, GeneratorExit):

@@ -63,6 +63,10 @@ SAMPLES: dict[type[WireModel], WireModel] = {
         keep_alive="5m",
         think="high",
         debug_render_only=True,
+        truncate=False,
+        shift=False,
+        logprobs=True,
+        top_logprobs=3,
     ),
     ChatRequest: ChatRequest(
         model="m",
@@ -74,6 +78,10 @@ SAMPLES: dict[type[WireModel], WireModel] = {
         keep_alive=0,
         think=True,
         debug_render_only=True,
+        truncate=True,
+        shift=True,
+        logprobs=True,
+        top_logprobs=0,
     ),
     CreateRequest: CreateRequest(
         model="new",

@@ -109,8 +109,20 @@ def test_accessors(text: str, accessor: str, expected: Any) -> None:
         ),
         (["PARAMETER seed 1", "PARAMETER seed 2"], {"seed": 2}),
         (['PARAMETER stop "  spaced "'], {"stop": ["  spaced "]}),
+        (
+            ["PARAMETER mirostat 2", "PARAMETER penalize_newline maybe", "PARAMETER top_k 5"],
+            {"top_k": 5},
+        ),
     ],
-    ids=["float", "name-case-folded", "bool", "stop-accumulates", "last-wins", "stop-blanks"],
+    ids=[
+        "float",
+        "name-case-folded",
+        "bool",
+        "stop-accumulates",
+        "last-wins",
+        "stop-blanks",
+        "removed-dropped",
+    ],
 )
 def test_parameters(lines: list[str], expected: dict[str, Any]) -> None:
     assert parse("\n".join(["FROM a", *lines])).parameters == expected
@@ -126,6 +138,8 @@ def test_parameters(lines: list[str], expected: dict[str, Any]) -> None:
         ("FROM a\nPARAMETER num_ctx 4.5", "line 2: invalid integer value '4.5'"),
         ("FROM a\nPARAMETER use_mmap maybe", "line 2: invalid boolean value 'maybe'"),
         ("FROM a\nPARAMETER bogus 1", "line 2: unknown parameter 'bogus'"),
+        ("FROM a\nPARAMETER numa true", "line 2: unknown parameter 'numa'"),
+        ("FROM a\nPARAMETER tfs_z 1.0", "line 2: unknown parameter 'tfs_z'"),
         ("FROM a\nPARAMETER te-mp 1", "line 2: invalid parameter name 'te-mp'"),
         ("FROM a\nPARAMETER temperature", "line 2: PARAMETER needs a value"),
         ("FROM a\nPARAMETER\n", "line 2: PARAMETER needs a name and a value"),
@@ -148,6 +162,8 @@ def test_parameters(lines: list[str], expected: dict[str, Any]) -> None:
         "bad-int",
         "bad-bool",
         "unknown-parameter",
+        "numa-removed-but-not-deprecated",
+        "tfs_z-removed-but-not-deprecated",
         "bad-parameter-name",
         "parameter-without-value",
         "parameter-without-name",

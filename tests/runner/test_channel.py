@@ -7,6 +7,7 @@ import threading
 
 from ollamapy.runner import protocol as p
 from ollamapy.runner.channel import Channel, Outbox
+from ollamapy.types.logprobs import TokenLogprob
 
 DONE = p.CompletionDone(
     done_reason="stop",
@@ -128,7 +129,7 @@ def test_held_text_leaves_in_one_chunk_with_the_last_event_and_one_wakeup() -> N
 
         def generate() -> None:
             for piece in ("a", "b", "c"):
-                channel.put(p.CompletionChunk(piece))
+                channel.put(p.CompletionChunk(piece, (TokenLogprob(piece, -1.0),)))
                 outbox.flush()  # the engine flushes before every decode
 
         def finish() -> None:
@@ -140,7 +141,8 @@ def test_held_text_leaves_in_one_chunk_with_the_last_event_and_one_wakeup() -> N
         run_in_engine_thread(finish)
         assert loop.wakeups == 1
         batch = await asyncio.wait_for(channel.next_batch(), 5)
-        assert batch == [p.CompletionChunk("abc"), DONE]
+        logprobs = tuple(TokenLogprob(piece, -1.0) for piece in "abc")
+        assert batch == [p.CompletionChunk("abc", logprobs), DONE]
         assert channel.finished.is_set()
 
     asyncio.run(scenario())

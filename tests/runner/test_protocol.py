@@ -9,6 +9,7 @@ import pytest
 from ollamapy.errors import BadRequestError
 from ollamapy.runner import launch
 from ollamapy.runner import protocol as p
+from ollamapy.types.logprobs import TokenLogprob
 from ollamapy.types.options import SamplingOptions
 
 
@@ -22,6 +23,13 @@ def test_completion_request_round_trip() -> None:
     wire = req.to_json()
     assert wire["options"]["stop"] == ["a", "b"]
     assert p.CompletionRequest.from_json(wire) == req
+
+
+def test_completion_request_carries_logprobs_truncate_and_shift() -> None:
+    req = p.CompletionRequest(
+        prompt="hi", logprobs=True, top_logprobs=20, truncate=False, shift=False
+    )
+    assert p.CompletionRequest.from_json(req.to_json()) == req
 
 
 def test_completion_request_defaults() -> None:
@@ -41,6 +49,11 @@ def test_completion_request_defaults() -> None:
         {"prompt": "x", "format": 5},
         {"prompt": "x", "images": [1]},
         {"prompt": "x", "stream": "no"},
+        {"prompt": "x", "logprobs": 1},
+        {"prompt": "x", "top_logprobs": 21},
+        {"prompt": "x", "top_logprobs": -1},
+        {"prompt": "x", "truncate": "no"},
+        {"prompt": "x", "shift": 0},
     ],
 )
 def test_completion_request_rejects(body: Any) -> None:
@@ -52,6 +65,33 @@ def test_completion_request_rejects(body: Any) -> None:
     ("line", "event"),
     [
         ({"content": "hé"}, p.CompletionChunk("hé")),
+        (
+            {
+                "content": "é",
+                "logprobs": [
+                    {
+                        "token": "é",
+                        "logprob": -0.5,
+                        "bytes": [195, 169],
+                        "top_logprobs": [
+                            {"token": "é", "logprob": -0.5, "bytes": [195, 169]},
+                            {"token": "e", "logprob": -1.5, "bytes": [101]},
+                        ],
+                    }
+                ],
+            },
+            p.CompletionChunk(
+                "é",
+                (
+                    TokenLogprob(
+                        "é",
+                        -0.5,
+                        (195, 169),
+                        (TokenLogprob("é", -0.5, (195, 169)), TokenLogprob("e", -1.5, (101,))),
+                    ),
+                ),
+            ),
+        ),
         ({"error": "boom"}, p.CompletionError("boom")),
         (
             {
@@ -90,6 +130,9 @@ def test_completion_lines(line: dict[str, Any], event: p.CompletionEvent) -> Non
     [
         {"done": True, "done_reason": "tired"},
         {"done": True, "done_reason": "stop", "tokens": ["x"]},
+        {"content": "x", "logprobs": {"token": "x"}},
+        {"content": "x", "logprobs": [{"token": "x", "logprob": "low"}]},
+        {"content": "x", "logprobs": [{"token": "x", "logprob": -1, "bytes": [256]}]},
     ],
 )
 def test_completion_line_rejects(line: dict[str, Any]) -> None:

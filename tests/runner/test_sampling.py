@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
 import pytest
 
 from ollamapy.runner.sampling import (
@@ -11,8 +13,9 @@ from ollamapy.runner.sampling import (
     SamplerStep,
     plan_sampler_chain,
     resolve_seed,
+    token_logprob,
 )
-from ollamapy.types.options import SamplingOptions
+from ollamapy.types.options import SamplingOptions, validate_options
 
 N_VOCAB = 1000
 N_CTX = 2048
@@ -26,22 +29,22 @@ def names(**options: Any) -> list[str]:
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
-        # Ollama's defaults: penalties (1.1), top_k 40, top_p 0.9, temperature, dist,
-        # with the exact top_k(40 + 64) pre-filter in front of the penalties
-        ({}, ["top_k", "penalties", "top_k", "top_p", "temp_ext", "dist"]),
-        ({"temperature": 0}, ["top_k", "penalties", "greedy"]),
-        ({"temperature": 0, "repeat_penalty": 1.0}, ["greedy"]),
-        ({"repeat_last_n": 0}, ["top_k", "top_p", "temp_ext", "dist"]),
+        # Ollama's current defaults: no penalties (repeat_penalty 1.0), top_k 40,
+        # top_p 0.9, temperature, dist
+        ({}, ["top_k", "top_p", "temp_ext", "dist"]),
+        ({"temperature": 0}, ["greedy"]),
+        # a penalty gets the exact top_k(k + 64) pre-filter in front of it
+        ({"repeat_penalty": 1.1}, ["top_k", "penalties", "top_k", "top_p", "temp_ext", "dist"]),
+        ({"temperature": 0, "repeat_penalty": 1.1}, ["top_k", "penalties", "greedy"]),
+        ({"repeat_penalty": 1.1, "repeat_last_n": 0}, ["top_k", "top_p", "temp_ext", "dist"]),
         (
             {"top_k": 0, "top_p": 1.0, "repeat_penalty": 1.0},
             ["temp_ext", "dist"],
         ),
         (
             {"typical_p": 0.5, "min_p": 0.05},
-            ["top_k", "penalties", "top_k", "typical", "top_p", "min_p", "temp_ext", "dist"],
+            ["top_k", "typical", "top_p", "min_p", "temp_ext", "dist"],
         ),
-        ({"mirostat": 1}, ["penalties", "temp_ext", "mirostat"]),
-        ({"mirostat": 2, "repeat_penalty": 1.0}, ["temp_ext", "mirostat_v2"]),
         # presence/frequency alone still enable the penalties sampler
         (
             {"repeat_penalty": 1.0, "presence_penalty": 0.5, "temperature": 0},
@@ -50,8 +53,11 @@ def names(**options: Any) -> list[str]:
         # no pre-filter when a penalty can raise logits or the whole distribution is needed
         ({"presence_penalty": -0.5}, ["penalties", "top_k", "top_p", "temp_ext", "dist"]),
         ({"repeat_penalty": 0.9}, ["penalties", "top_k", "top_p", "temp_ext", "dist"]),
-        ({"top_k": 0}, ["penalties", "top_p", "temp_ext", "dist"]),
-        ({"repeat_last_n": -1}, ["penalties", "top_k", "top_p", "temp_ext", "dist"]),
+        ({"top_k": 0, "repeat_penalty": 1.1}, ["penalties", "top_p", "temp_ext", "dist"]),
+        (
+            {"repeat_last_n": -1, "repeat_penalty": 1.1},
+            ["penalties", "top_k", "top_p", "temp_ext", "dist"],
+        ),
     ],
 )
 def test_plan_order(options: dict[str, Any], expected: list[str]) -> None:
@@ -86,10 +92,14 @@ def test_plan_parameters() -> None:
 
 def test_prefilter_size() -> None:
     plan = plan_sampler_chain(
-        SamplingOptions(top_k=10, repeat_last_n=30), n_vocab=N_VOCAB, n_ctx=N_CTX
+        SamplingOptions(top_k=10, repeat_last_n=30, repeat_penalty=1.1),
+        n_vocab=N_VOCAB,
+        n_ctx=N_CTX,
     )
     assert plan[0] == SamplerStep("top_k", {"k": 40})
-    greedy = plan_sampler_chain(SamplingOptions(temperature=0), n_vocab=N_VOCAB, n_ctx=N_CTX)
+    greedy = plan_sampler_chain(
+        SamplingOptions(temperature=0, repeat_penalty=1.1), n_vocab=N_VOCAB, n_ctx=N_CTX
+    )
     assert greedy[0] == SamplerStep("top_k", {"k": 65})
 
 
@@ -100,12 +110,16 @@ def test_grammar_comes_first() -> None:
     assert plan[0] == SamplerStep("grammar", {"grammar": "root ::= x", "root": "root"})
 
 
-def test_mirostat_parameters() -> None:
-    options = SamplingOptions(mirostat=1, mirostat_tau=3.0, mirostat_eta=0.2, seed=5)
-    plan = plan_sampler_chain(options, n_vocab=N_VOCAB, n_ctx=N_CTX)
-    assert plan[-1] == SamplerStep(
-        "mirostat", {"n_vocab": N_VOCAB, "seed": 5, "tau": 3.0, "eta": 0.2, "m": 100}
-    )
+def test_options_ollama_removed_change_nothing() -> None:
+    removed = {"mirostat": 2, "mirostat_tau": 3.0, "mirostat_eta": 0.2, "penalize_newline": False}
+    options = SamplingOptions.from_options(validate_options({**removed, "seed": 5}))
+    assert options == SamplingOptions(seed=5)
+    assert [step.name for step in plan_sampler_chain(options, n_vocab=N_VOCAB, n_ctx=N_CTX)] == [
+        "top_k",
+        "top_p",
+        "temp_ext",
+        "dist",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -113,3 +127,32 @@ def test_mirostat_parameters() -> None:
 )
 def test_resolve_seed(seed: int, expected: int) -> None:
     assert resolve_seed(seed) == expected
+
+
+# ----------------------------------------------------------------------------- logprobs
+
+PIECES = [b"a", b"b", b"\xe2\x82", b"c"]
+
+
+def test_logprobs_are_a_log_softmax_over_the_whole_vocabulary() -> None:
+    logits = np.array([1.0, 3.0, 2.0, 3.0], dtype=np.float32)
+    entry = token_logprob(logits, 0, 0, PIECES.__getitem__)
+    norm = math.log(sum(math.exp(x) for x in (1.0, 3.0, 2.0, 3.0)))
+    assert entry.token == "a" and entry.bytes == (97,)
+    assert entry.logprob == pytest.approx(1.0 - norm, abs=1e-12)
+    assert entry.top_logprobs == ()
+
+
+def test_top_logprobs_are_sorted_ties_by_token_id_and_capped_at_the_vocabulary() -> None:
+    logits = np.array([1.0, 3.0, 2.0, 3.0], dtype=np.float32)
+    top = token_logprob(logits, 2, 3, PIECES.__getitem__).top_logprobs
+    assert [t.token for t in top] == ["b", "c", "\ufffd"]
+    assert top[0].logprob == top[1].logprob > top[2].logprob
+    assert top[2].bytes == (0xE2, 0x82)  # raw bytes, text with U+FFFD as Go writes it
+    assert len(token_logprob(logits, 2, 20, PIECES.__getitem__).top_logprobs) == 4
+
+
+def test_logprobs_are_stable_for_huge_logits() -> None:
+    logits = np.array([1e30, 0.0, -1e30, 1e30 - 1e24], dtype=np.float32)
+    entry = token_logprob(logits, 0, 2, PIECES.__getitem__)
+    assert math.isfinite(entry.logprob) and entry.logprob <= 0.0

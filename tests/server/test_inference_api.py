@@ -108,7 +108,9 @@ def test_format_json_yields_json(client: ollama.Client) -> None:
         model=MODEL,
         messages=[{"role": "user", "content": "What is 2+2? Answer as JSON with key answer."}],
         format="json",
-        options={"temperature": 0, "num_predict": 128},
+        # Ollama's default repeat_penalty is 1.0 now; without a penalty this tiny model's
+        # greedy JSON nests {"type": "json", "data": {...}} until num_predict
+        options={"temperature": 0, "num_predict": 128, "repeat_penalty": 1.1},
     )
     assert result.done_reason == "stop"
     assert isinstance(json.loads(result.message.content or ""), dict)

@@ -77,6 +77,13 @@ class GenerateRequest(WireModel):
     keep_alive: KeepAlive = None
     think: StrictBool | StrictStr | None = None
     debug_render_only: StrictBool = Field(default=False, alias="_debug_render_only")
+    truncate: StrictBool | None = None
+    """False: a prompt longer than num_ctx is a 400 instead of being cut (unset: true)."""
+    shift: StrictBool | None = None
+    """False: a generation that fills the context ends ("length") instead of shifting it."""
+    logprobs: StrictBool = False
+    top_logprobs: int = 0
+    """With `logprobs`: the most likely alternatives per token, 0-20 (else a 400)."""
 
 
 class ChatRequest(WireModel):
@@ -89,6 +96,11 @@ class ChatRequest(WireModel):
     keep_alive: KeepAlive = None
     think: StrictBool | StrictStr | None = None
     debug_render_only: StrictBool = Field(default=False, alias="_debug_render_only")
+    truncate: StrictBool | None = None
+    """False: a conversation longer than num_ctx is a 400 instead of losing its oldest turns."""
+    shift: StrictBool | None = None
+    logprobs: StrictBool = False
+    top_logprobs: int = 0
 
 
 class CreateRequest(WireModel):

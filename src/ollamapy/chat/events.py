@@ -11,17 +11,24 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
 from ollamapy.chat.messages import ToolCall
+from ollamapy.types.logprobs import TokenLogprob
 
 DoneReason = Literal["stop", "length", "load", "unload"]
 
 
 @dataclass(frozen=True, slots=True)
 class Delta:
-    """A piece of the answer: text, the reasoning trace, and the tool calls completed."""
+    """A piece of the answer: text, the reasoning trace, and the tool calls completed.
+
+    `logprobs` (when the request asked for them) are those of the tokens generated since
+    the last delta, whether their text went to `content`, `thinking` or a tool call, or is
+    still held by a parser: a delta may carry logprobs and no text.
+    """
 
     content: str = ""
     thinking: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

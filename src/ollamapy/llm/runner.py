@@ -100,7 +100,6 @@ class RunnerSpec:
             num_thread=o.num_thread,
             parallel=self.num_parallel,
             use_mmap=o.use_mmap,
-            use_mlock=o.use_mlock,
             flash_attention=self.flash_attention,
             kv_cache_type=self.kv_cache_type,
             embedding=self.embedding,

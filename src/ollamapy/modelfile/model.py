@@ -7,6 +7,7 @@ Commands keep their values as the text written in the Modelfile (after unquoting
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -14,7 +15,9 @@ from typing import Any
 
 from ollamapy.errors import ModelfileError
 from ollamapy.modelfile.values import render_value
-from ollamapy.types.options import OPTION_SPECS, parse_option_text
+from ollamapy.types.options import OPTION_SPECS, is_deprecated_parameter, parse_option_text
+
+log = logging.getLogger(__name__)
 
 MESSAGE_ROLES = ("system", "user", "assistant")
 
@@ -158,9 +161,13 @@ class Modelfile:
 
     @property
     def parameters(self) -> dict[str, Any]:
-        """Typed PARAMETER values; later ones win, except `stop`, which accumulates."""
+        """Typed PARAMETER values; later ones win, except `stop`, which accumulates.
+        Parameters Ollama has removed are dropped with a warning, as its parser does."""
         result: dict[str, Any] = {}
         for command in self._of(Instruction.PARAMETER):
+            if is_deprecated_parameter(command.key):
+                log.warning("parameter %s is deprecated", command.key)
+                continue
             value = parse_option_text(command.key, command.value)
             if isinstance(value, list):
                 result.setdefault(command.key, []).extend(value)

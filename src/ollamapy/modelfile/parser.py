@@ -13,7 +13,7 @@ import re
 from ollamapy.errors import ModelfileError
 from ollamapy.modelfile.model import MESSAGE_ROLES, Command, Instruction, Modelfile
 from ollamapy.modelfile.values import BLANKS, line_end, read_value
-from ollamapy.types.options import parse_option_text
+from ollamapy.types.options import is_deprecated_parameter, parse_option_text
 
 _KEYWORDS = {instruction.value: instruction for instruction in Instruction}
 _PARAMETER_NAME = re.compile(r"[A-Za-z0-9_]+")
@@ -136,6 +136,8 @@ def _read_value(scanner: _Scanner, instruction: Instruction, line: int) -> str:
 
 
 def _check_parameter(key: str, value: str, line: int) -> None:
+    if is_deprecated_parameter(key):
+        return  # accepted and dropped (Modelfile.parameters warns), as Ollama does
     try:
         parse_option_text(key, value)
     except ValueError as exc:

@@ -67,6 +67,8 @@ def to_chat_request(request: ChatCompletionRequest) -> ChatRequest:
         options=chat_options(request),
         think=to_think(request),
         keep_alive=None,
+        logprobs=bool(request.logprobs),
+        top_logprobs=request.top_logprobs or 0,
     )
 
 
@@ -275,6 +277,8 @@ def to_generate_request(request: CompletionRequest) -> GenerateRequest:
         stream=request.stream,
         options=options,
         keep_alive=None,
+        logprobs=request.logprobs is not None,
+        top_logprobs=request.logprobs or 0,
     )
 
 

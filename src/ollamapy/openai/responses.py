@@ -21,6 +21,7 @@ from ollamapy.chat.events import Event as CompletionEvent
 from ollamapy.chat.messages import ToolCall
 from ollamapy.errors import RunnerError
 from ollamapy.openai.stream import aclose
+from ollamapy.types.logprobs import TokenLogprob
 
 Event = dict[str, Any]
 
@@ -86,6 +87,41 @@ def tool_call(call: ToolCall, index: int) -> Event:
     }
 
 
+def token_logprob(entry: TokenLogprob) -> Event:
+    """One token as OpenAI's `ChatCompletionTokenLogprob` (`bytes` and `top_logprobs`
+    always present, as OpenAI writes them)."""
+    return {
+        **_alternative(entry),
+        "top_logprobs": [_alternative(top) for top in entry.top_logprobs],
+    }
+
+
+def _alternative(entry: TokenLogprob) -> Event:
+    return {"token": entry.token, "logprob": entry.logprob, "bytes": list(entry.bytes)}
+
+
+def chat_logprobs(entries: Sequence[TokenLogprob]) -> Event:
+    """A choice's `logprobs` object: `{"content": [...]}`."""
+    return {"content": [token_logprob(entry) for entry in entries]}
+
+
+def completion_logprobs(entries: Sequence[TokenLogprob], offset: int) -> Event:
+    """A text completion choice's `logprobs`: the legacy parallel lists (`tokens`,
+    `token_logprobs`, `top_logprobs` as token -> logprob maps, `text_offset` counted in
+    characters from `offset`), plus the `content` list Ollama's layer sends there."""
+    offsets: list[int] = []
+    for entry in entries:
+        offsets.append(offset)
+        offset += len(entry.token)
+    return {
+        "tokens": [entry.token for entry in entries],
+        "token_logprobs": [entry.logprob for entry in entries],
+        "top_logprobs": [{t.token: t.logprob for t in entry.top_logprobs} for entry in entries],
+        "text_offset": offsets,
+        **chat_logprobs(entries),
+    }
+
+
 def usage_chunk(meta: ResponseMeta, kind: str, final: Final) -> Event:
     """The extra last chunk of `stream_options.include_usage`: no choices, just usage."""
     return {**meta.envelope(kind), "choices": [], "usage": usage(final)}
@@ -129,6 +165,8 @@ class ChatStream:
             delta["content"] = ""
             reason = finish_reason(event, self.tool_calls > 0)
         choice = {"index": 0, "delta": delta, "finish_reason": reason}
+        if isinstance(event, Delta) and event.logprobs:
+            choice["logprobs"] = chat_logprobs(event.logprobs)
         return {**self.meta.envelope(CHAT_CHUNK), "choices": [choice]}
 
     def _calls(self, calls: Sequence[ToolCall]) -> list[Event]:
@@ -160,6 +198,7 @@ class _Collected:
     content: list[str] = field(default_factory=list)
     thinking: list[str] = field(default_factory=list)
     calls: list[Event] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
 
 async def collect_chat(meta: ResponseMeta, events: AsyncIterator[CompletionEvent]) -> Event:
@@ -171,6 +210,7 @@ async def collect_chat(meta: ResponseMeta, events: AsyncIterator[CompletionEvent
                 return chat_completion(meta, got, event)
             got.content.append(event.content)
             got.thinking.append(event.thinking)
+            got.logprobs.extend(event.logprobs)
             for call in event.tool_calls:
                 got.calls.append(tool_call(call, len(got.calls)))
     finally:
@@ -189,6 +229,8 @@ def chat_completion(meta: ResponseMeta, got: _Collected, final: Final) -> Event:
         "message": message,
         "finish_reason": finish_reason(final, bool(got.calls)),
     }
+    if got.logprobs:
+        choice["logprobs"] = chat_logprobs(got.logprobs)
     return {**meta.envelope("chat.completion"), "choices": [choice], "usage": usage(final)}
 
 
@@ -197,8 +239,13 @@ def chat_completion(meta: ResponseMeta, got: _Collected, final: Final) -> Event:
 TEXT_COMPLETION = "text_completion"
 
 
-def completion_choice(text: str, reason: str | None) -> Event:
-    return {"text": text, "index": 0, "logprobs": None, "finish_reason": reason}
+def completion_choice(
+    text: str, reason: str | None, logprobs: Sequence[TokenLogprob] = (), offset: int = 0
+) -> Event:
+    """One choice; `logprobs` (of the tokens in `text` after an echoed prompt of `offset`
+    characters) in the legacy shape when there are any, else null."""
+    shaped = completion_logprobs(logprobs, offset) if logprobs else None
+    return {"text": text, "index": 0, "logprobs": shaped, "finish_reason": reason}
 
 
 async def completion_chunks(
@@ -210,13 +257,17 @@ async def completion_chunks(
 ) -> AsyncIterator[Event]:
     """The chunks of a streamed text completion; `echo` is the prompt, to repeat first."""
     prefix = echo
+    sent = 0  # characters sent so far: where this chunk's tokens start
     try:
         async for event in events:
             final = event if isinstance(event, Final) else None
             reason = None if final is None else finish_reason(final, False)
             text = prefix + (event.content if isinstance(event, Delta) else "")
+            logprobs = event.logprobs if isinstance(event, Delta) else ()
+            choice = completion_choice(text, reason, logprobs, sent + len(prefix))
+            sent += len(text)
             prefix = ""
-            yield {**meta.envelope(TEXT_COMPLETION), "choices": [completion_choice(text, reason)]}
+            yield {**meta.envelope(TEXT_COMPLETION), "choices": [choice]}
             if final is not None:
                 if include_usage:
                     yield usage_chunk(meta, TEXT_COMPLETION, final)
@@ -231,13 +282,16 @@ async def collect_completion(
 ) -> Event:
     """A whole `text_completion` object from a completion's events (`stream: false`)."""
     pieces = [echo]
+    logprobs: list[TokenLogprob] = []
     try:
         async for event in events:
             if isinstance(event, Final):
-                choice = completion_choice("".join(pieces), finish_reason(event, False))
+                reason = finish_reason(event, False)
+                choice = completion_choice("".join(pieces), reason, logprobs, len(echo))
                 envelope = meta.envelope(TEXT_COMPLETION)
                 return {**envelope, "choices": [choice], "usage": usage(event)}
             pieces.append(event.content)
+            logprobs.extend(event.logprobs)
     finally:
         await aclose(events)
     raise RunnerError(NO_FINAL)

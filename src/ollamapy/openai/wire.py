@@ -100,6 +100,8 @@ class ChatCompletionRequest(OpenAIModel):
     tools: list[dict[str, Any]] | None = None
     reasoning_effort: StrictStr | None = None
     reasoning: Reasoning | None = None
+    logprobs: StrictBool | None = None
+    top_logprobs: int | None = None
 
 
 class CompletionRequest(OpenAIModel):
@@ -116,6 +118,9 @@ class CompletionRequest(OpenAIModel):
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     echo: StrictBool = False
+    logprobs: int | None = None
+    """The legacy API's switch and count in one: N returns each token's logprob with its
+    N most likely alternatives (0-20 here, as `top_logprobs`)."""
 
 
 EmbeddingInput = StrictStr | list[StrictStr] | list[int] | list[list[int]]

@@ -34,6 +34,9 @@ from ollamapy.runner.tokens import PromptTokenizer
 
 log = logging.getLogger(__name__)
 
+INPUT_TOO_LONG = "the input length exceeds the context length"
+"""Ollama's 400 for a prompt longer than the context when `truncate` is false."""
+
 
 @dataclass
 class RunnerState:
@@ -202,6 +205,8 @@ def _make_job(
         tokens = prompts.tokenize(req.prompt)
     if not tokens:
         raise BadRequestError("the prompt is empty")
+    if not req.truncate and len(tokens) > engine.n_ctx:
+        raise BadRequestError(INPUT_TOO_LONG)
     grammar = format_to_grammar(req.format)
     plan = plan_sampler_chain(
         req.options, n_vocab=model.n_vocab, n_ctx=engine.n_ctx, grammar=grammar
@@ -211,4 +216,13 @@ def _make_job(
     except NativeError as exc:
         raise BadRequestError(str(exc)) from exc
     channel = Channel(outbox, hold_text=not req.stream)
-    return Job(prompt=tokens, options=req.options, sampler=sampler, emit=channel.put), channel
+    job = Job(
+        prompt=tokens,
+        options=req.options,
+        sampler=sampler,
+        emit=channel.put,
+        logprobs=req.logprobs,
+        top_logprobs=req.top_logprobs,
+        shift=req.shift,
+    )
+    return job, channel

@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from ollamapy.runner import protocol as p
 from ollamapy.runner.engine import Job
+from ollamapy.types.logprobs import TokenLogprob
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class Channel:
         self._last_queued = False  # set by the engine thread with the done/error event
         self._hold_text = hold_text
         self._held: list[str] = []
+        self._held_logprobs: list[TokenLogprob] = []
         self._pause: asyncio.Future[None] | None = None
         self.finished = asyncio.Event()
         """Set once the last event (done or error) is queued: ends the writer's pause."""
@@ -89,6 +91,7 @@ class Channel:
         if isinstance(event, p.CompletionChunk):
             if self._hold_text:
                 self._held.append(event.content)
+                self._held_logprobs.extend(event.logprobs)
                 return
             self._items.append(event)
             if not self._scheduled:
@@ -96,8 +99,9 @@ class Channel:
                 self._outbox.mark(self)
             return
         if self._held:
-            self._items.append(p.CompletionChunk("".join(self._held)))
-            self._held = []
+            held = p.CompletionChunk("".join(self._held), tuple(self._held_logprobs))
+            self._items.append(held)
+            self._held, self._held_logprobs = [], []
         self._items.append(event)
         self._last_queued = True
         self._outbox.mark(self)  # ends a pause even while a wake-up is pending

@@ -13,7 +13,11 @@ Design (shaped after llama.cpp's server loop):
   token is always re-evaluated so there are logits to sample from).
 * Context shift: a generating sequence that reaches `n_ctx_seq` keeps its first
   `num_keep` tokens and drops half of the rest, like Ollama (unless `num_predict` is -2,
-  "fill the context", which then ends with done_reason "length").
+  "fill the context", or the request said `shift: false`: those end with done_reason
+  "length").
+* Logprobs (only for a job that asks): each sampled token's log-softmax entry waits in
+  `Slot.logprobs` until its text has been emitted, and goes out on that chunk; a token
+  whose text a stop string swallowed has no entry (see `_release_logprobs`).
 * Results leave through `Job.emit`, a thread-safe callback supplied by the HTTP layer.
   A job is cancelled by setting `Job.cancelled`; its slot is freed before the next decode.
 * `on_flush` is called once per step, just before `llama_decode`, and before the engine
@@ -42,7 +46,9 @@ from ollamapy.runner.protocol import (
     CompletionEvent,
     DoneReason,
 )
+from ollamapy.runner.sampling import token_logprob
 from ollamapy.runner.textstream import StopMatcher, Utf8Decoder
+from ollamapy.types.logprobs import TokenLogprob
 from ollamapy.types.options import SamplingOptions
 
 log = logging.getLogger(__name__)
@@ -79,6 +85,9 @@ class Job:
     sampler: SamplerChain
     emit: Emit
     cancelled: bool = False
+    logprobs: bool = False
+    top_logprobs: int = 0
+    shift: bool = True
 
     def cancel(self) -> None:
         """Ask the engine to stop this job (safe from any thread; acted on next step)."""
@@ -105,6 +114,13 @@ class Slot:
     prompt_cached_count: int = 0  # prompt tokens whose KV was reused, not evaluated
     t_prompt_start: int = 0
     t_prompt_end: int = 0
+    # logprobs: entries not sent yet, with the [start, end) of their token's text in the
+    # decoded text; `decoded` and `emitted` count characters decoded and sent so far.
+    logprobs: collections.deque[tuple[TokenLogprob, int, int]] = field(
+        default_factory=collections.deque
+    )
+    decoded: int = 0
+    emitted: int = 0
 
     @property
     def busy(self) -> bool:
@@ -296,6 +312,8 @@ class Engine:
         slot.stops = StopMatcher(options.stop)
         slot.prompt_cached_count = reuse
         slot.t_prompt_start = slot.t_prompt_end = 0
+        slot.logprobs.clear()
+        slot.decoded = slot.emitted = 0
 
     def _best_donor(self, slot: Slot, prompt: list[int]) -> tuple[Slot | None, int]:
         """The other slot whose cache shares the longest prefix with `prompt`, busy or
@@ -359,7 +377,8 @@ class Engine:
             if slot.job is not None:
                 if not slot.t_prompt_end:
                     slot.t_prompt_end = now
-                self._accept(slot, slot.job.sampler.sample(self._ctx, index))
+                token = slot.job.sampler.sample(self._ctx, index)
+                self._accept(slot, token, self._logprob(slot.job, index, token))
 
     def _make_room(self, slot: Slot) -> bool:
         """Ensure the slot's sequence can take one more token; False if it had to finish."""
@@ -367,7 +386,8 @@ class Engine:
             return True
         keep = min(slot.num_keep, len(slot.cache))
         discard = (len(slot.cache) - keep) // 2
-        if slot.num_predict == -2 or not self._ctx.can_shift or discard <= 0:
+        shift = slot.job is None or slot.job.shift
+        if slot.num_predict == -2 or not shift or not self._ctx.can_shift or discard <= 0:
             self._finish(slot, "length")
             return False
         self._ctx.seq_rm(slot.seq, keep, keep + discard)
@@ -376,7 +396,15 @@ class Engine:
         log.debug("context shift: seq=%d keep=%d discard=%d", slot.seq, keep, discard)
         return True
 
-    def _accept(self, slot: Slot, token: int) -> None:
+    def _logprob(self, job: Job, index: int, token: int) -> TokenLogprob | None:
+        """The token's logprob entry when the job asked for them (else no work at all);
+        an end-of-generation token has none (it is never emitted)."""
+        if not job.logprobs or self._model.is_eog(token):
+            return None
+        logits = self._ctx.logits(index, self._model.n_vocab)
+        return token_logprob(logits, token, job.top_logprobs, self._model.piece)
+
+    def _accept(self, slot: Slot, token: int, logprob: TokenLogprob | None = None) -> None:
         """Handle one sampled token: EOG, text (UTF-8 + stop strings), num_predict."""
         model = self._model
         if model.is_eog(token):
@@ -384,24 +412,55 @@ class Engine:
             return
         slot.generated.append(token)
         text = slot.decoder.feed(model.piece(token))
+        if logprob is not None:
+            start = slot.decoded
+            slot.decoded += len(text)
+            # A token that ends inside a character is complete once that character is.
+            slot.logprobs.append((logprob, start, slot.decoded + slot.decoder.pending))
         if text:
             out, stopped = slot.stops.feed(text)
-            if out:
-                self._emit(slot, CompletionChunk(out))
             if stopped:
+                self._send(slot, out, cut=True)
                 self._finish(slot, "stop", flush=False)
                 return
+            self._send(slot, out)
+        elif logprob is not None:
+            self._send(slot, "")
         if 0 < slot.num_predict <= len(slot.generated):
             self._finish(slot, "length")
             return
         slot.next_token = token
 
+    def _send(self, slot: Slot, text: str, *, cut: bool = False, end: bool = False) -> None:
+        """Emit `text` with the logprob entries of the tokens it completes (nothing when
+        both are empty)."""
+        slot.emitted += len(text)
+        logprobs = self._release_logprobs(slot, cut=cut, end=end)
+        if text or logprobs:
+            self._emit(slot, CompletionChunk(text, logprobs))
+
+    def _release_logprobs(self, slot: Slot, *, cut: bool, end: bool) -> tuple[TokenLogprob, ...]:
+        """The queued entries whose text is now all sent; at the `end` of the text, all
+        of them; when a stop string `cut` the text, those whose text began before the cut
+        (a token partly sent keeps its entry, as in Ollama) and none after it."""
+        queue = slot.logprobs
+        if end:
+            released = [entry for entry, _, _ in queue]
+            queue.clear()
+        elif cut:
+            released = [entry for entry, start, _ in queue if start < slot.emitted]
+            queue.clear()
+        else:
+            released = []
+            while queue and queue[0][2] <= slot.emitted:
+                released.append(queue.popleft()[0])
+        return tuple(released)
+
     def _finish(self, slot: Slot, reason: DoneReason, *, flush: bool = True) -> None:
         if flush:
             out, stopped = slot.stops.feed(slot.decoder.flush())
             out += "" if stopped else slot.stops.flush()
-            if out:
-                self._emit(slot, CompletionChunk(out))
+            self._send(slot, out, cut=stopped, end=not stopped)
         now = time.perf_counter_ns()
         end_prompt = slot.t_prompt_end or now
         done = CompletionDone(

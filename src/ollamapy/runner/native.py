@@ -22,6 +22,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import llama_cpp as lc
+import numpy as np
+import numpy.typing as npt
 
 from ollamapy.runner.sampling import SamplerStep
 
@@ -377,6 +379,14 @@ class Context(_Owned):
         """Run the model on `batch` (the GIL is released meanwhile); 0 on success."""
         return int(lc.llama_decode(self._ptr, batch.struct))
 
+    def logits(self, index: int, n_vocab: int) -> npt.NDArray[np.float32]:
+        """The raw logits at batch `index` of the last decode: a view into llama.cpp's
+        buffer, valid until the next decode (copy what must outlive it)."""
+        ptr = lc.llama_get_logits_ith(self._ptr, index)
+        if not ptr:
+            raise NativeError(f"no logits at batch index {index}")
+        return np.ctypeslib.as_array(ptr, shape=(n_vocab,))
+
     def seq_rm(self, seq: int, p0: int, p1: int) -> bool:
         return bool(lc.llama_memory_seq_rm(self._memory, seq, p0, p1))
 
@@ -514,12 +524,6 @@ def _init_sampler(model: Model, step: SamplerStep) -> Any:
             return lc.llama_sampler_init_min_p(p["p"], p["min_keep"])
         case "temp_ext":
             return lc.llama_sampler_init_temp_ext(p["t"], p["delta"], p["exponent"])
-        case "mirostat":
-            return lc.llama_sampler_init_mirostat(
-                p["n_vocab"], p["seed"], p["tau"], p["eta"], p["m"]
-            )
-        case "mirostat_v2":
-            return lc.llama_sampler_init_mirostat_v2(p["seed"], p["tau"], p["eta"])
         case "dist":
             return lc.llama_sampler_init_dist(p["seed"])
         case "greedy":

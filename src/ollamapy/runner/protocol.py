@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ollamapy.errors import BadRequestError
+from ollamapy.types.logprobs import TokenLogprob, check_top_logprobs
 from ollamapy.types.options import SamplingOptions, validate_options
 
 HEALTH_PATH = "/health"
@@ -142,6 +143,11 @@ class CompletionRequest:
     `stream` False asks for the text in one chunk just before the done line: for a
     client that waits for the whole answer anyway, the two processes then exchange
     nothing while it is generated.
+    `logprobs` asks for each emitted token's log probability (with its `top_logprobs` most
+    likely alternatives, 0-20) on the chunk lines; without it nothing is computed.
+    `truncate` False refuses (400) a prompt longer than the context instead of cutting it;
+    `shift` False ends a generation that fills the context (done_reason "length") instead
+    of shifting the context.
     """
 
     prompt: str
@@ -150,6 +156,10 @@ class CompletionRequest:
     images: tuple[str, ...] = ()
     stream: bool = True
     tokens: tuple[int, ...] | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+    truncate: bool = True
+    shift: bool = True
 
     def to_json(self) -> dict[str, Any]:
         options = dataclasses.asdict(self.options)
@@ -161,6 +171,10 @@ class CompletionRequest:
             "format": self.format,
             "images": list(self.images),
             "stream": self.stream,
+            "logprobs": self.logprobs,
+            "top_logprobs": self.top_logprobs,
+            "truncate": self.truncate,
+            "shift": self.shift,
         }
 
     @classmethod
@@ -178,6 +192,8 @@ class CompletionRequest:
             raise ProtocolError("field 'images' must be a list of strings")
         stream = json_field(data, "stream", bool, True)
         tokens = None if data.get("tokens") is None else tuple(_int_list(data, "tokens"))
+        top_logprobs = json_field(data, "top_logprobs", int, 0)
+        check_top_logprobs(top_logprobs)
         return cls(
             prompt=prompt,
             options=options,
@@ -185,17 +201,28 @@ class CompletionRequest:
             images=tuple(images),
             stream=stream,
             tokens=tokens,
+            logprobs=json_field(data, "logprobs", bool, False),
+            top_logprobs=top_logprobs,
+            truncate=json_field(data, "truncate", bool, True),
+            shift=json_field(data, "shift", bool, True),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class CompletionChunk:
-    """One NDJSON line of generated text (never splits a UTF-8 character)."""
+    """One NDJSON line of generated text (never splits a UTF-8 character).
+
+    `logprobs`, when the request asked for them, has one entry per token whose text this
+    chunk completes, in order (a token whose text a stop string swallowed has none).
+    """
 
     content: str
+    logprobs: tuple[TokenLogprob, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"content": self.content}
+        if not self.logprobs:
+            return {"content": self.content}
+        return {"content": self.content, "logprobs": [lp.to_json() for lp in self.logprobs]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +291,20 @@ def parse_completion_line(raw: object) -> CompletionEvent:
             tokens=_int_list(data, "tokens"),
             prompt_cached_count=json_field(data, "prompt_cached_count", int, 0),
         )
-    return CompletionChunk(content=json_field(data, "content", str, ""))
+    return CompletionChunk(
+        content=json_field(data, "content", str, ""), logprobs=_logprobs(data.get("logprobs"))
+    )
+
+
+def _logprobs(raw: object) -> tuple[TokenLogprob, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ProtocolError("field 'logprobs' must be a list")
+    try:
+        return tuple(TokenLogprob.from_json(item) for item in raw)
+    except ValueError as exc:
+        raise ProtocolError(f"field 'logprobs': {exc}") from None
 
 
 # --------------------------------------------------------------------------- tokens

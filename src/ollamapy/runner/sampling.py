@@ -6,11 +6,11 @@ runs in C, once per token, with no Python loop over the vocabulary).
 
 Order, as llama.cpp's common sampler and Ollama use it:
 grammar, penalties, top_k, typical, top_p, min_p, temperature, then the final pick
-(dist with the seed, or greedy when temperature <= 0, or mirostat v1/v2).
+(dist with the seed, or greedy when temperature <= 0).
 
-Notes on options that have no native sampler:
-* `penalize_newline` is accepted and ignored: llama.cpp's penalties sampler no longer has
-  a newline exemption and current Ollama also ignores it.
+Notes:
+* Options Ollama has removed (mirostat, penalize_newline, ...) are not options any more
+  (`types.options.REMOVED_OPTIONS`): a request's are ignored before they get here.
 * `num_predict`, `num_keep` and `stop` are handled by the engine, not the chain.
 
 Speed: llama.cpp's penalties sampler does a hash lookup for every candidate, i.e. for the
@@ -23,14 +23,18 @@ unpenalised tokens above it and cannot reach the final top `k`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
+
+from ollamapy.types.logprobs import TokenLogprob
 from ollamapy.types.options import SamplingOptions
 
-# llama.cpp's LLAMA_DEFAULT_SEED: the dist/mirostat samplers then pick a random seed.
+# llama.cpp's LLAMA_DEFAULT_SEED: the dist sampler then picks a random seed.
 RANDOM_SEED = 0xFFFFFFFF
-MIROSTAT_M = 100  # llama.cpp's fixed number of tokens used to estimate s in mirostat v1
 MIN_KEEP = 1
 
 StepName = Literal[
@@ -41,8 +45,6 @@ StepName = Literal[
     "top_p",
     "min_p",
     "temp_ext",
-    "mirostat",
-    "mirostat_v2",
     "dist",
     "greedy",
 ]
@@ -79,8 +81,6 @@ def plan_sampler_chain(
     if options.temperature <= 0:
         steps.append(SamplerStep("greedy"))
         return steps
-    if options.mirostat in (1, 2):
-        return steps + _mirostat(options, n_vocab=n_vocab, seed=seed)
     steps += _truncation(options)
     steps.append(SamplerStep("temp_ext", {"t": options.temperature, "delta": 0.0, "exponent": 1.0}))
     steps.append(SamplerStep("dist", {"seed": seed}))
@@ -116,8 +116,8 @@ def _prefilter(
         return []
     if options.temperature <= 0:
         keep = 1
-    elif options.mirostat in (1, 2) or options.top_k <= 0:
-        return []  # these need the whole distribution
+    elif options.top_k <= 0:
+        return []  # the whole distribution is sampled from
     else:
         keep = options.top_k
     k = keep + int(penalties[0].params["last_n"])
@@ -138,10 +138,42 @@ def _truncation(options: SamplingOptions) -> list[SamplerStep]:
     return steps
 
 
-def _mirostat(options: SamplingOptions, *, n_vocab: int, seed: int) -> list[SamplerStep]:
-    tau, eta = options.mirostat_tau, options.mirostat_eta
-    temp = SamplerStep("temp_ext", {"t": options.temperature, "delta": 0.0, "exponent": 1.0})
-    if options.mirostat == 1:
-        params = {"n_vocab": n_vocab, "seed": seed, "tau": tau, "eta": eta, "m": MIROSTAT_M}
-        return [temp, SamplerStep("mirostat", params)]
-    return [temp, SamplerStep("mirostat_v2", {"seed": seed, "tau": tau, "eta": eta})]
+# --------------------------------------------------------------------------- logprobs
+
+
+def token_logprob(
+    logits: npt.NDArray[np.float32],
+    token: int,
+    top: int,
+    piece: Callable[[int], bytes],
+) -> TokenLogprob:
+    """The chosen `token`'s log probability and the `top` most likely tokens', from raw
+    `logits`: a log-softmax over the whole vocabulary before any sampler (no penalties,
+    temperature or truncation), as Ollama's runners compute it. So the values depend on
+    the prompt and the tokens before, never on the sampling options.
+
+    Computed in float64 with the maximum subtracted first (stable for any logits); the
+    top list is sorted most likely first, equal values by token id.
+    """
+    values = logits.astype(np.float64)
+    shifted = values - values.max()
+    logprobs = shifted - np.log(np.exp(shifted).sum())
+    alternatives: tuple[TokenLogprob, ...] = ()
+    if top > 0:
+        k = min(top, len(logprobs))
+        candidates = np.argpartition(-logprobs, k - 1)[:k]
+        ranked = sorted(candidates.tolist(), key=lambda t: (-logprobs[t], t))
+        alternatives = tuple(_entry(t, float(logprobs[t]), piece) for t in ranked)
+    return _entry(token, float(logprobs[token]), piece, alternatives)
+
+
+def _entry(
+    token: int,
+    logprob: float,
+    piece: Callable[[int], bytes],
+    top: tuple[TokenLogprob, ...] = (),
+) -> TokenLogprob:
+    """A token as Ollama reports it: its piece as text (invalid UTF-8 shown as U+FFFD,
+    as Go's JSON encoder writes it) and its raw bytes."""
+    data = piece(token)
+    return TokenLogprob(data.decode("utf-8", errors="replace"), logprob, tuple(data), top)

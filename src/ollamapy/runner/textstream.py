@@ -28,6 +28,11 @@ class Utf8Decoder:
         """Decode `data`, holding back a trailing incomplete character."""
         return self._decoder.decode(data)
 
+    @property
+    def pending(self) -> int:
+        """1 while the bytes of an incomplete character are held back, else 0."""
+        return 1 if self._decoder.getstate()[0] else 0
+
     def flush(self) -> str:
         """End of stream: whatever is still held is invalid and becomes U+FFFD."""
         return self._decoder.decode(b"", final=True)

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ollamapy.api.types import ChatRequest, GenerateRequest
 from ollamapy.chat.events import Delta, Event, Final
 from ollamapy.chat.harmony import HarmonyParser
 from ollamapy.chat.messages import Message, Prompt, ToolCall
@@ -32,6 +33,7 @@ from ollamapy.server.models import details
 from ollamapy.server.resolved import ResolvedModel, resolve
 from ollamapy.server.state import ServerState
 from ollamapy.types import ModelName, RunnerOptions, SamplingOptions, parse_duration
+from ollamapy.types.logprobs import TokenLogprob, check_top_logprobs
 from ollamapy.types.options import validate_options
 
 Format = str | dict[str, Any] | None
@@ -79,6 +81,29 @@ def prepare(state: ServerState, model_name: str, options: object, keep_alive: ob
     )
 
 
+@dataclass(frozen=True)
+class Decoding:
+    """What a request asks of the runner besides sampling: logprobs, and whether a prompt
+    that does not fit may be cut (`truncate`) and a full context shifted (`shift`)."""
+
+    logprobs: bool = False
+    top_logprobs: int = 0
+    truncate: bool = True
+    shift: bool = True
+
+    @classmethod
+    def of(cls, body: GenerateRequest | ChatRequest) -> Decoding:
+        """The request's switches; `top_logprobs` outside 0-20 is Ollama's 400 (checked
+        whether or not `logprobs` is set, as Ollama does)."""
+        check_top_logprobs(body.top_logprobs)
+        return cls(
+            logprobs=body.logprobs,
+            top_logprobs=body.top_logprobs,
+            truncate=body.truncate is not False,
+            shift=body.shift is not False,
+        )
+
+
 def check_format(value: object) -> Format:
     """`format`: absent, "json", or a JSON schema; anything else is Ollama's 400."""
     if value is None or value == "":
@@ -108,12 +133,14 @@ async def complete(
     stream: bool,
     parser: ToolCallParser | None = None,
     thinking: ThinkingTags | HarmonyParser | None = None,
+    decoding: Decoding = Decoding(),
 ) -> AsyncIterator[Event]:
     """Hold a runner, render the prompt with it, and yield the completion's events.
 
     Unless `stream`, the runner sends the text in one piece at the end. With `thinking`
     tags (or gpt-oss's harmony parser), the reasoning trace is split off first; with a
-    `parser`, tool calls are then taken out of the answer text as they complete.
+    `parser`, tool calls are then taken out of the answer text as they complete. Logprobs
+    ride on the delta of the chunk that brought them, even when a parser holds its text.
     """
     timing = Timing()
     async with state.scheduler.use(prepared.load, prepared.keep_alive) as entry:
@@ -126,6 +153,10 @@ async def complete(
             options=prepared.sampling,
             format=format,
             stream=stream,
+            logprobs=decoding.logprobs,
+            top_logprobs=decoding.top_logprobs,
+            truncate=decoding.truncate,
+            shift=decoding.shift,
         )
         split = _Splitter(_trace_parser(thinking, prompt.text), parser)
         # Closed here, before the runner is released: a client that leaves mid-answer
@@ -138,8 +169,8 @@ async def complete(
                         yield tail
                     yield final(chunk, timing)
                     return
-                if chunk.content:
-                    delta = split.feed(chunk.content)
+                if chunk.content or chunk.logprobs:
+                    delta = split.feed(chunk.content, chunk.logprobs)
                     if delta is not None:
                         yield delta
 
@@ -159,10 +190,10 @@ class _Splitter:
     thinking: ThinkingParser | HarmonyParser | None
     tools: ToolCallParser | None
 
-    def feed(self, text: str) -> Delta | None:
+    def feed(self, text: str, logprobs: tuple[TokenLogprob, ...] = ()) -> Delta | None:
         thought, content = ("", text) if self.thinking is None else self.thinking.feed(text)
         content, calls = self._calls(content)
-        return _delta(content, calls, thought)
+        return _delta(content, calls, thought, logprobs)
 
     def finish(self) -> Delta | None:
         """What the parsers held back for a tag or a call that never completed."""
@@ -184,10 +215,16 @@ class _Splitter:
         return self.tools.feed(content)
 
 
-def _delta(content: str, calls: list[ToolCall], thinking: str = "") -> Delta | None:
-    if not content and not calls and not thinking:
+def _delta(
+    content: str,
+    calls: list[ToolCall],
+    thinking: str = "",
+    logprobs: tuple[TokenLogprob, ...] = (),
+) -> Delta | None:
+    if not content and not calls and not thinking and not logprobs:
         return None
-    return Delta(content, thinking, tuple(_with_id(call) for call in calls))
+    calls_with_ids = tuple(_with_id(call) for call in calls)
+    return Delta(content, thinking, calls_with_ids, logprobs)
 
 
 def _with_id(call: ToolCall) -> ToolCall:

@@ -30,7 +30,7 @@ from ollamapy.store import Layer, Manifest, MediaType, ModelConfig, Store
 from ollamapy.template import Template
 from ollamapy.template.named import named_template
 from ollamapy.types import Digest, ModelName
-from ollamapy.types.options import OPTION_SPECS, validate_options
+from ollamapy.types.options import OPTION_SPECS, is_deprecated_parameter, validate_options
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +161,8 @@ def _digests(files: dict[str, str] | None) -> dict[str, Digest]:
 
 
 def _validate_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Known parameters, typed; ones Ollama removed are dropped, other unknown ones a 400."""
+    parameters = {k: v for k, v in parameters.items() if not is_deprecated_parameter(k)}
     unknown = sorted(key for key in parameters if key not in OPTION_SPECS)
     if unknown:
         raise BadRequestError(f"unknown parameter '{unknown[0]}'")

@@ -24,7 +24,14 @@ from ollamapy.chat.messages import Prompt
 from ollamapy.llm import Runner
 from ollamapy.scheduler import LoadedModel
 from ollamapy.server import loads, native, prompts
-from ollamapy.server.completion import Prepared, check_format, complete, load, prepare
+from ollamapy.server.completion import (
+    Decoding,
+    Prepared,
+    check_format,
+    complete,
+    load,
+    prepare,
+)
 from ollamapy.server.http import read_request, stream_events, unless_client_leaves
 from ollamapy.server.resolved import ResolvedModel
 from ollamapy.server.state import ServerState, state_of
@@ -59,6 +66,7 @@ async def generate(request: Request) -> Response:
 async def prepare_generate(state: ServerState, body: GenerateRequest) -> Prepared:
     """Validate a generate request against its model; every 4xx is raised here, up front
     (in a worker thread: the first check of a model reads its GGUF header)."""
+    Decoding.of(body)
     check_format(body.format)
     return await run_in_threadpool(_prepare_checked, state, body, prompts.check_generate)
 
@@ -78,6 +86,7 @@ def generate_events(
         format=check_format(body.format),
         stream=body.stream,
         thinking=prompts.generate_thinking(prepared, body),
+        decoding=Decoding.of(body),
     )
 
 
@@ -108,6 +117,7 @@ async def chat(request: Request) -> Response:
 async def prepare_chat(state: ServerState, body: ChatRequest) -> Prepared:
     """Validate a chat request against its model and convert its conversation (images
     decoded) once; every 4xx is raised here, up front."""
+    Decoding.of(body)
     check_format(body.format)
     return await run_in_threadpool(_prepare_chat, state, body)
 
@@ -132,6 +142,7 @@ def chat_events(state: ServerState, prepared: Prepared, body: ChatRequest) -> As
         stream=body.stream,
         parser=prompts.tool_parser(prepared, body),
         thinking=prompts.chat_thinking(prepared, body),
+        decoding=Decoding.of(body),
     )
 
 

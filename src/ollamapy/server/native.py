@@ -13,6 +13,7 @@ from typing import Any
 
 from ollamapy.chat.events import Delta, Event, Final
 from ollamapy.chat.messages import ToolCall
+from ollamapy.types.logprobs import TokenLogprob
 
 Json = dict[str, Any]
 
@@ -25,6 +26,11 @@ def tool_call_json(call: ToolCall) -> Json:
     """A call as Ollama's `message.tool_calls` entry (field order as Go writes it)."""
     function = {"index": call.index, "name": call.name, "arguments": call.arguments}
     return {"id": call.id, "function": function} if call.id else {"function": function}
+
+
+def logprobs_json(logprobs: Iterable[TokenLogprob]) -> list[Json]:
+    """Ollama's `logprobs` list: `{token, logprob, bytes, top_logprobs}` per token."""
+    return [entry.to_json() for entry in logprobs]
 
 
 def stats_json(final: Final) -> Json:
@@ -51,6 +57,8 @@ def generate_json(model: str, event: Event, *, with_context: bool) -> Json:
         out = {**head, "response": event.content, "done": False}
         if event.thinking:
             out["thinking"] = event.thinking
+        if event.logprobs:
+            out["logprobs"] = logprobs_json(event.logprobs)
         return out
     out = {**head, "response": "", "done": True, "done_reason": event.done_reason}
     if with_context and event.done_reason not in ("load", "unload"):
@@ -67,19 +75,24 @@ async def generate_stream(
 
 
 async def collect_generate(model: str, events: AsyncIterator[Event], *, with_context: bool) -> Json:
-    """For `stream: false`: the final object with the whole response."""
+    """For `stream: false`: the final object with the whole response (and every token's
+    logprobs, last, where Ollama writes them)."""
     text: list[str] = []
     thinking: list[str] = []
+    logprobs: list[TokenLogprob] = []
     async for event in events:
         if isinstance(event, Final):
             out = generate_json(model, event, with_context=with_context)
             out["response"] = "".join(text)
             if thinking:
                 out = _after(out, "response", "thinking", "".join(thinking))
+            if logprobs:
+                out["logprobs"] = logprobs_json(logprobs)
             return out
         text.append(event.content)
         if event.thinking:
             thinking.append(event.thinking)
+        logprobs.extend(event.logprobs)
     raise RuntimeError("the completion ended without a final event")
 
 
@@ -101,7 +114,10 @@ def chat_json(model: str, event: Event) -> Json:
     head: Json = {"model": model, "created_at": now_rfc3339()}
     if isinstance(event, Delta):
         message = message_json(event.content, event.thinking, event.tool_calls)
-        return {**head, "message": message, "done": False}
+        out = {**head, "message": message, "done": False}
+        if event.logprobs:
+            out["logprobs"] = logprobs_json(event.logprobs)
+        return out
     return {**head, "message": message_json(""), "done": True, **stats_json(event)}
 
 
@@ -111,18 +127,23 @@ async def chat_stream(model: str, events: AsyncIterator[Event]) -> AsyncIterator
 
 
 async def collect_chat(model: str, events: AsyncIterator[Event]) -> Json:
-    """For `stream: false`: the final object with all content joined and every tool call."""
+    """For `stream: false`: the final object with all content joined and every tool call
+    (and every token's logprobs, after `done_reason`, where Ollama writes them)."""
     text: list[str] = []
     thinking: list[str] = []
     calls: list[ToolCall] = []
+    logprobs: list[TokenLogprob] = []
     async for event in events:
         if isinstance(event, Final):
             out = chat_json(model, event)
             out["message"] = message_json("".join(text), "".join(thinking), calls)
+            if logprobs:
+                out = _after(out, "done_reason", "logprobs", logprobs_json(logprobs))
             return out
         text.append(event.content)
         thinking.append(event.thinking)
         calls.extend(event.tool_calls)
+        logprobs.extend(event.logprobs)
     raise RuntimeError("the completion ended without a final event")
 
 

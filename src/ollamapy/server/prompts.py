@@ -192,8 +192,9 @@ def tool_parser(prepared: Prepared, body: ChatRequest) -> ToolCallParser | None:
 
 async def chat_prompt(prepared: Prepared, body: ChatRequest, runner: Runner | None) -> Prompt:
     """The chat prompt, the oldest turns dropped until it fits num_ctx (Ollama's rule);
-    without a runner (a debug render), nothing is dropped."""
-    tokenize = None if runner is None else tokenizer_of(runner)
+    without a runner (a debug render) or with `truncate: false`, nothing is dropped (the
+    runner then refuses a prompt that does not fit, Ollama's 400)."""
+    tokenize = None if runner is None or body.truncate is False else tokenizer_of(runner)
     return await asyncio.to_thread(
         rules.build_chat_prompt,
         template_of(prepared.model),

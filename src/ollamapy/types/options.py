@@ -3,6 +3,10 @@
 Load-time options (`RunnerOptions`) change how a runner process is started and force a
 reload when they differ; sampling options (`SamplingOptions`) travel with each request.
 Keys Ollama does not know are logged and ignored; a known key with a wrong type is a 400.
+The table and the defaults follow Ollama's current `api/types.go` (`Options`, `Runner`,
+`DefaultOptions`): the options it has removed (`REMOVED_OPTIONS`) are unknown keys now,
+ignored in a request's options, and skipped with a warning in a Modelfile as its parser
+skips them.
 """
 
 from __future__ import annotations
@@ -27,17 +31,11 @@ class OptionSpec:
 
 OPTION_SPECS: dict[str, OptionSpec] = {
     # load-time
-    "numa": OptionSpec("bool", True),
     "num_ctx": OptionSpec("int", True),
     "num_batch": OptionSpec("int", True),
     "num_gpu": OptionSpec("int", True),
     "main_gpu": OptionSpec("int", True),
-    "low_vram": OptionSpec("bool", True),
-    "f16_kv": OptionSpec("bool", True),
-    "logits_all": OptionSpec("bool", True),
-    "vocab_only": OptionSpec("bool", True),
     "use_mmap": OptionSpec("bool", True),
-    "use_mlock": OptionSpec("bool", True),
     "num_thread": OptionSpec("int", True),
     # per request
     "num_keep": OptionSpec("int", False),
@@ -46,19 +44,33 @@ OPTION_SPECS: dict[str, OptionSpec] = {
     "top_k": OptionSpec("int", False),
     "top_p": OptionSpec("float", False),
     "min_p": OptionSpec("float", False),
-    "tfs_z": OptionSpec("float", False),
     "typical_p": OptionSpec("float", False),
     "repeat_last_n": OptionSpec("int", False),
     "temperature": OptionSpec("float", False),
     "repeat_penalty": OptionSpec("float", False),
     "presence_penalty": OptionSpec("float", False),
     "frequency_penalty": OptionSpec("float", False),
-    "mirostat": OptionSpec("int", False),
-    "mirostat_tau": OptionSpec("float", False),
-    "mirostat_eta": OptionSpec("float", False),
-    "penalize_newline": OptionSpec("bool", False),
     "stop": OptionSpec("strings", False),
 }
+
+DEPRECATED_PARAMETERS = frozenset(
+    {
+        "penalize_newline",
+        "low_vram",
+        "f16_kv",
+        "logits_all",
+        "vocab_only",
+        "use_mlock",
+        "mirostat",
+        "mirostat_tau",
+        "mirostat_eta",
+    }
+)
+"""Options Ollama has removed that its Modelfile parser still accepts, with a warning, and
+drops (its `deprecatedParameters`)."""
+
+REMOVED_OPTIONS = DEPRECATED_PARAMETERS | {"numa", "tfs_z"}
+"""Every option Ollama once had and has removed: ignored in a request's options."""
 
 _TYPE_WORDS = {"int": "integer", "float": "float", "bool": "boolean", "strings": "string array"}
 
@@ -84,7 +96,7 @@ def validate_options(raw: object) -> dict[str, Any]:
     for key, value in raw.items():
         spec = OPTION_SPECS.get(key)
         if spec is None:
-            log.warning("invalid option provided: %s", key)
+            log.warning("invalid option provided: %s", key)  # Ollama's words, removed ones too
             continue
         if value is None:
             continue
@@ -122,8 +134,14 @@ def _coerce_json(key: str, kind: Kind, value: object) -> Any:
     return float(value)
 
 
+def is_deprecated_parameter(key: str) -> bool:
+    """A Modelfile PARAMETER Ollama still accepts but ignores (see DEPRECATED_PARAMETERS)."""
+    return key in DEPRECATED_PARAMETERS
+
+
 def parse_option_text(key: str, text: str) -> Any:
-    """Parse a Modelfile `PARAMETER key value` value; raises ValueError naming the problem."""
+    """Parse a Modelfile `PARAMETER key value` value; raises ValueError naming the problem
+    (callers skip `is_deprecated_parameter` keys first: they are not options any more)."""
     spec = OPTION_SPECS.get(key)
     if spec is None:
         raise ValueError(f"unknown parameter '{key}'")
@@ -160,10 +178,6 @@ class RunnerOptions:
     main_gpu: int = 0
     num_thread: int = 0
     use_mmap: bool | None = None
-    use_mlock: bool = False
-    low_vram: bool = False
-    numa: bool = False
-    vocab_only: bool = False
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> RunnerOptions:
@@ -174,7 +188,8 @@ class RunnerOptions:
 
 @dataclass(frozen=True, slots=True)
 class SamplingOptions:
-    """Per-request generation settings, with Ollama's defaults."""
+    """Per-request generation settings, with Ollama's current defaults (`DefaultOptions`:
+    `repeat_penalty` 1.0 since Ollama stopped penalising by default; it was 1.1)."""
 
     num_keep: int = 4
     seed: int = -1
@@ -185,13 +200,9 @@ class SamplingOptions:
     typical_p: float = 1.0
     repeat_last_n: int = 64
     temperature: float = 0.8
-    repeat_penalty: float = 1.1
+    repeat_penalty: float = 1.0
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
-    mirostat: int = 0
-    mirostat_tau: float = 5.0
-    mirostat_eta: float = 0.1
-    penalize_newline: bool = True
     stop: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
