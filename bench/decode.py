@@ -41,7 +41,7 @@ import httpx
 
 from bench.measure import NS, TIMEOUT
 from bench.reference import Reference
-from bench.servers import start_ours
+from bench.servers import descendants, start_ours
 from bench.stats import rate, ratio, summarize
 
 PROMPT = (
@@ -50,6 +50,49 @@ PROMPT = (
 )
 GOAL = 0.97
 MODEL = "bench"
+
+
+CLEAN = 0.10
+"""A pair is clean when other processes used at most this share of the machine's CPUs
+during each of its two runs (see `OthersCpu`)."""
+
+
+def _proc_stat_busy() -> float:
+    """Seconds of CPU time the whole machine has spent not idle (from /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process, its reaped children (llama-bench) and its live
+    descendants (our server and its runner)."""
+    t = os.times()
+    total = t.user + t.system + t.children_user + t.children_system
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in descendants(os.getpid()):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(stat[11]) + int(stat[12])) / tick  # utime, stime
+    return total
+
+
+class OthersCpu:
+    """The share of the machine's CPUs that processes other than ours used while a
+    block ran: on 2 cores, one busy neighbour stalls llama.cpp's two threads at every
+    barrier, and a run's rate then drops several-fold; this says which runs it hit."""
+
+    def __enter__(self) -> OthersCpu:
+        self.share: float | None = None
+        self._t, self._busy, self._own = time.perf_counter(), _proc_stat_busy(), _own_cpu()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        wall = time.perf_counter() - self._t
+        others = (_proc_stat_busy() - self._busy) - (_own_cpu() - self._own)
+        self.share = max(0.0, others) / (wall * (os.cpu_count() or 1)) if wall > 0 else None
 
 
 @dataclass
@@ -131,8 +174,15 @@ def llama_bench_tg(cmd: list[str]) -> float:
     return parse_tg(json.loads(proc.stdout))
 
 
-def pair_rows(streams: list[Stream], tg: list[float]) -> list[dict[str, Any]]:
-    """One row per pair: both rates of ours, llama-bench's, and the two ratios."""
+def pair_rows(
+    streams: list[Stream],
+    tg: list[float],
+    others_ours: Sequence[float | None] | None = None,
+    others_ref: Sequence[float | None] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per pair: both rates of ours, llama-bench's, the two ratios, and the
+    share of the CPUs other processes took during each side's run (None: not known)."""
+    unknown = [None] * len(streams)
     return [
         {
             "engine_tps": s.engine_tps,
@@ -141,17 +191,29 @@ def pair_rows(streams: list[Stream], tg: list[float]) -> list[dict[str, Any]]:
             "engine_ratio": ratio(s.engine_tps, t),
             "client_ratio": ratio(s.client_tps, t),
             "eval_count": s.eval_count,
+            "others_cpu_ours": a,
+            "others_cpu_ref": b,
         }
-        for s, t in zip(streams, tg, strict=True)
+        for s, t, a, b in zip(
+            streams, tg, others_ours or unknown, others_ref or unknown, strict=True
+        )
     ]
 
 
+def _clean(row: dict[str, Any]) -> bool:
+    shares = (row.get("others_cpu_ours"), row.get("others_cpu_ref"))
+    return all(v is not None and v <= CLEAN for v in shares)
+
+
 def summarize_pairs(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Medians and ranges over the pairs, and the goal check on the engine ratio."""
-    out: dict[str, Any] = {
-        key: summarize(r[key] for r in rows)
-        for key in ("engine_ratio", "client_ratio", "engine_tps", "client_tps", "llama_bench_tps")
-    }
+    """Medians and ranges over the pairs (and over the clean pairs alone), and the goal
+    check on the engine ratio."""
+    keys = ("engine_ratio", "client_ratio", "engine_tps", "client_tps", "llama_bench_tps")
+    out: dict[str, Any] = {key: summarize(r[key] for r in rows) for key in keys}
+    clean = [r for r in rows if _clean(r)]
+    out["clean_pairs"] = len(clean)
+    out["clean_engine_ratio"] = summarize(r["engine_ratio"] for r in clean)
+    out["clean_client_ratio"] = summarize(r["client_ratio"] for r in clean)
     engine = out["engine_ratio"]
     out["meets_goal"] = bool(engine and engine["median"] >= GOAL)
     return out
@@ -191,17 +253,21 @@ def measure(
         warm = generate(client, base, prompt, 8, threads)
         streams: list[Stream] = []
         tg: list[float] = []
+        others: dict[str, list[float | None]] = {"ours": [], "ref": []}
         for i in range(pairs):
             for side in ("ours", "ref") if i % 2 == 0 else ("ref", "ours"):
-                if side == "ours":
-                    streams.append(generate(client, base, prompt, n_predict, threads))
-                else:
-                    tg.append(tg_rate(warm.prompt_eval_count))
+                with OthersCpu() as cpu:
+                    if side == "ours":
+                        streams.append(generate(client, base, prompt, n_predict, threads))
+                    else:
+                        tg.append(tg_rate(warm.prompt_eval_count))
+                others[side].append(cpu.share)
             _log(
                 f"decode pair {i + 1}: ours {_f(streams[-1].engine_tps)} t/s engine, "
-                f"{_f(streams[-1].client_tps)} client; llama-bench {tg[-1]:.1f}"
+                f"{_f(streams[-1].client_tps)} client; llama-bench {tg[-1]:.1f}; "
+                f"others' CPU {_f(others['ours'][-1], 2)} / {_f(others['ref'][-1], 2)}"
             )
-    rows = pair_rows(streams, tg)
+    rows = pair_rows(streams, tg, others["ours"], others["ref"])
     return {
         "pairs": rows,
         "summary": summarize_pairs(rows),
@@ -221,6 +287,9 @@ def run(
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="ollamapy-bench-decode-") as tmp:
         server = start_ours(Path(tmp) / "models", 1, Path(tmp))
+        # No memory figure here: the sampler's /proc walk 5 times a second would take
+        # CPU from the two decode threads on a 2-core machine.
+        server.sampler.stop()
         try:
             body = {"model": MODEL, "modelfile": f"FROM {model_path}", "stream": False}
             httpx.post(
@@ -251,22 +320,29 @@ def table(result: dict[str, Any]) -> str:
     section = result.get("decode") or {}
     lines = [
         "| Pair | ours engine t/s | ours client t/s | llama-bench tg t/s "
-        "| engine / tg | client / tg | tokens |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| engine / tg | client / tg | tokens | others' CPU (ours / tg) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for i, row in enumerate(section.get("pairs") or [], 1):
         lines.append(
             f"| {i} | {_f(row['engine_tps'])} | {_f(row['client_tps'])} "
             f"| {_f(row['llama_bench_tps'])} | {_f(row['engine_ratio'], 3)} "
-            f"| {_f(row['client_ratio'], 3)} | {row['eval_count']} |"
+            f"| {_f(row['client_ratio'], 3)} | {row['eval_count']} "
+            f"| {_f(row.get('others_cpu_ours'), 2)} / {_f(row.get('others_cpu_ref'), 2)} |"
         )
     summary = section.get("summary") or {}
     med = {k: (v or {}).get("median") for k, v in summary.items() if isinstance(v, dict)}
     lines.append(
         f"| median | {_f(med.get('engine_tps'))} | {_f(med.get('client_tps'))} "
         f"| {_f(med.get('llama_bench_tps'))} | **{_f(med.get('engine_ratio'), 3)}** "
-        f"| **{_f(med.get('client_ratio'), 3)}** | |"
+        f"| **{_f(med.get('client_ratio'), 3)}** | | |"
     )
+    if summary.get("clean_pairs"):
+        lines.append(
+            f"| median of the {summary['clean_pairs']} clean pairs (others <= {CLEAN:.0%}) "
+            f"| | | | **{_f(med.get('clean_engine_ratio'), 3)}** "
+            f"| **{_f(med.get('clean_client_ratio'), 3)}** | | |"
+        )
     if summary:
         met = "met" if summary.get("meets_goal") else "NOT met"
         lines.append(f"\nGoal ({section.get('goal')}): {met}.")

@@ -114,6 +114,20 @@ class Parts:
             raise RuntimeError(f"engine: {final}")
         return final.eval_count / (final.eval_duration / 1e9)
 
+    def sample_cost(self, options: SamplingOptions, calls: int = 200, tries: int = 5) -> float:
+        """Seconds per `llama_sampler_sample` on the same logits (no decode between):
+        the best of `tries` batches of `calls`, so a busy machine's preemptions drop out."""
+        plan = plan_sampler_chain(options, n_vocab=self.model.n_vocab, n_ctx=NUM_CTX)
+        self._prefill()
+        best = float("inf")
+        with SamplerChain(self.model, plan, history=self.prompt) as chain:
+            for _ in range(tries):
+                start = time.perf_counter()
+                for _ in range(calls):
+                    chain.sample(self.ctx, -1)
+                best = min(best, (time.perf_counter() - start) / calls)
+        return best
+
     def run_mode(self, mode: str, n: int) -> float:
         if mode == "decode":
             return self.decode(n)
@@ -142,6 +156,27 @@ def measure(model_path: Path, threads: int, rounds: int, n: int) -> dict[str, li
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="decode-parts") as worker:
             return worker.submit(_rounds, parts, rounds, n).result()
+    finally:
+        parts.close()
+
+
+SAMPLERS = {
+    "greedy": SamplingOptions(temperature=0, repeat_penalty=1.0),
+    "ollama defaults": SamplingOptions(),
+    "ollama defaults, repeat_penalty 1.0": SamplingOptions(repeat_penalty=1.0),
+}
+"""Sampler chains whose cost per token `sampler_costs` measures alone."""
+
+
+def sampler_costs(model_path: Path, threads: int) -> dict[str, float]:
+    """Microseconds per sampled token for each chain in `SAMPLERS` (no decode timed)."""
+    parts = Parts(model_path, threads)
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="decode-parts") as worker:
+            return {
+                name: worker.submit(parts.sample_cost, options).result() * 1e6
+                for name, options in SAMPLERS.items()
+            }
     finally:
         parts.close()
 
@@ -185,7 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = ap.parse_args(argv)
     threads = ns.threads or default_threads()
     print(f"[bench] decode parts: threads {threads}, n {ns.n_predict}", file=sys.stderr)
-    print(table(measure(model_path(ns.model), threads, max(1, ns.rounds), ns.n_predict)))
+    path = model_path(ns.model)
+    print(table(measure(path, threads, max(1, ns.rounds), ns.n_predict)))
+    print("| Sampler chain alone | us/token (best of 5x200) |\n|---|---|")
+    for name, us in sampler_costs(path, threads).items():
+        print(f"| {name} | {us:.1f} |")
     return 0
 
 

@@ -151,7 +151,10 @@ def measure_variant(
     for n in sizes:
         if log is not None:
             log(f"overhead: {n} messages, num_ctx {num_ctx}")
-        rows.append(measure_size(ours.client, ours.base, ours.model, n, num_ctx, repeat))
+        row = measure_size(ours.client, ours.base, ours.model, n, num_ctx, repeat)
+        rows.append(row)
+        if log is not None:
+            log(f"overhead: {n} messages, num_ctx {num_ctx}: {_ms(row['overhead_s'])} ms")
     return {"num_ctx": num_ctx, "rows": rows, "verdict": verdict(rows)}
 
 
@@ -183,6 +186,9 @@ def run(
     """Start our server, create the model, measure both variants; the `overhead` section."""
     with tempfile.TemporaryDirectory(prefix="ollamapy-bench-overhead-") as tmp:
         server = start_ours(Path(tmp) / "models", 1, Path(tmp))
+        # No memory figure here: the sampler's /proc walk 5 times a second would take
+        # CPU from the two decode threads on a 2-core machine.
+        server.sampler.stop()
         ours = Ours(server.base_url, "bench", num_ctx, 0)
         load_before = os.getloadavg()
         try:

@@ -212,7 +212,12 @@ def decode_rows(result: dict[str, Any]) -> list[list[str]]:
     section = result.get("decode") or {}
     summary = section.get("summary") or {}
     rows = []
-    for key, label in (("engine_ratio", "eval_count/eval_duration"), ("client_ratio", "client")):
+    labels = (
+        ("engine_ratio", "eval_count/eval_duration"),
+        ("client_ratio", "client"),
+        ("clean_engine_ratio", "eval_count/eval_duration, clean pairs only"),
+    )
+    for key, label in labels:
         value = summary.get(key)
         if value is not None:
             rows.append(

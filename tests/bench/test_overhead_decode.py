@@ -125,16 +125,16 @@ def test_the_suite_takes_both_as_opt_in_flags() -> None:
 @pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_overhead_command_runs_both_variants(tmp_path: Path) -> None:
-    """`python -m bench overhead` end to end on tiny conversations; 30 messages outgrow
+    """`python -m bench overhead` end to end on tiny conversations; 20 messages outgrow
     a 256-token context, so the truncating variant walks back."""
     out = tmp_path / "overhead.json"
-    argv = ["overhead", "--model", str(bundled_model_file("smollm2")), "--sizes", "2,30"]
-    argv += ["--repeat", "1", "--num-ctx", "1024", "--truncating-ctx", "256", "--json", str(out)]
+    argv = ["overhead", "--model", str(bundled_model_file("smollm2")), "--sizes", "2,20"]
+    argv += ["--repeat", "1", "--num-ctx", "512", "--truncating-ctx", "256", "--json", str(out)]
     assert run.main(argv) == 0
     variants = json.loads(out.read_text())["overhead"]["variants"]
-    assert [v["num_ctx"] for v in variants.values()] == [1024, 256]
+    assert [v["num_ctx"] for v in variants.values()] == [512, 256]
     for variant in variants.values():
-        assert [row["messages"] for row in variant["rows"]] == [2, 30]
+        assert [row["messages"] for row in variant["rows"]] == [2, 20]
         for row in variant["rows"]:
             assert row["ttft_s"]["median"] > 0 and row["overhead_s"]["n"] == 1
     fits, cut = variants["fits"]["rows"][1], variants["truncating"]["rows"][1]
@@ -165,3 +165,25 @@ def test_decode_pairs_alternate_with_the_reference_at_the_prompt_depth(tmp_path:
     for row in section["pairs"]:
         assert 0 < row["eval_count"] <= 4 and row["llama_bench_tps"] == 100.0
         assert row["engine_ratio"] == pytest.approx(row["engine_tps"] / 100.0)
+
+
+def test_only_pairs_both_of_whose_runs_were_quiet_count_as_clean() -> None:
+    streams = [decode.Stream(128, 1.28 / f, 20, 0.1, 1.0) for f in (0.5, 0.95, 0.99)]
+    rows = decode.pair_rows(streams, [100.0] * 3, [0.4, 0.02, 0.05], [0.01, 0.03, None])
+    summary = decode.summarize_pairs(rows)
+    assert summary["clean_pairs"] == 1  # the first had a busy neighbour, the last unknown
+    assert summary["clean_engine_ratio"]["median"] == pytest.approx(0.95)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_decode_parts_measures_every_layer_and_the_samplers() -> None:
+    from bench import decode_parts
+
+    model = bundled_model_file("smollm2")
+    samples = decode_parts.measure(model, threads=1, rounds=1, n=2)
+    assert set(samples) == set(decode_parts.MODES)
+    assert all(len(v) == 1 and v[0] > 0 for v in samples.values())
+    assert "| engine |" in decode_parts.table(samples)
+    costs = decode_parts.sampler_costs(model, threads=1)
+    assert set(costs) == set(decode_parts.SAMPLERS) and all(c > 0 for c in costs.values())
