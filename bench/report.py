@@ -175,8 +175,58 @@ def detail_rows(result: dict[str, Any]) -> list[list[str]]:
     if pulled:
         rows.append(["Pull: ours / skopeo", fmt_ratio(pulled.get("ours_over_skopeo"))])
         rows.append(["Pull: ours / file copy", fmt_ratio(pulled.get("ours_over_file_copy"))])
+    rows += overhead_rows(result) + decode_rows(result)
     for name, state in (result.get("not_measured") or {}).items():
         rows.append([name.replace("_", " "), state])
+    return rows
+
+
+def _ms(summary: Summary | None) -> str:
+    """A summary of seconds as `median (min–max)` in milliseconds."""
+    if summary is None:
+        return "—"
+    return " ".join(
+        [
+            fmt(summary["median"] * 1000),
+            f"({fmt(summary['min'] * 1000)}–{fmt(summary['max'] * 1000)})",
+        ]
+    )
+
+
+def overhead_rows(result: dict[str, Any]) -> list[list[str]]:
+    """`bench.overhead`: TTFT minus the engine's prompt time, per variant and size."""
+    variants = (result.get("overhead") or {}).get("variants") or {}
+    return [
+        [
+            f"Server overhead before the first token, {row['messages']} messages, "
+            f"{name} (num_ctx {variant['num_ctx']}) (ms)",
+            _ms(row.get("overhead_s")),
+        ]
+        for name, variant in variants.items()
+        for row in variant.get("rows", [])
+    ]
+
+
+def decode_rows(result: dict[str, Any]) -> list[list[str]]:
+    """`bench.decode`: the median ratio of interleaved pairs, engine and client clocks."""
+    section = result.get("decode") or {}
+    summary = section.get("summary") or {}
+    rows = []
+    labels = (
+        ("engine_ratio", "eval_count/eval_duration"),
+        ("client_ratio", "client"),
+        ("clean_engine_ratio", "eval_count/eval_duration, clean pairs only"),
+    )
+    for key, label in labels:
+        value = summary.get(key)
+        if value is not None:
+            rows.append(
+                [
+                    f"Streamed decode / llama-bench tg{section.get('n_predict', '')}, "
+                    f"{label}, median of {value['n']} pairs (range)",
+                    f"{fmt_ratio(value['median'])} ({value['min']:.2f}–{value['max']:.2f})",
+                ]
+            )
     return rows
 
 

@@ -1,6 +1,10 @@
 """`python -m bench`: ollamapy against raw llama.cpp and llama-server on this machine.
 
     python -m bench [--quick] [--model smollm2] [--clients 1,2,4] [--repeat 3] [--no-reference]
+                    [--overhead] [--decode]
+    python -m bench overhead [...]   (bench.overhead: server overhead before the first token)
+    python -m bench decode [...]     (bench.decode: streamed decode against llama-bench tg)
+    python -m bench decode-parts [...]  (bench.decode_parts: decode's cost layer by layer)
 
 Writes bench/results/<date>-<host>.json and .md (plus PNG plots when matplotlib is
 installed) and prints the Markdown table.
@@ -79,6 +83,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--pull", action="store_true", help="also measure pull against skopeo and a file copy"
+    )
+    ap.add_argument(
+        "--overhead",
+        action="store_true",
+        help="also measure the server overhead before the first token (bench.overhead)",
+    )
+    ap.add_argument(
+        "--decode",
+        action="store_true",
+        help="also measure streamed decode against llama-bench tg in pairs (bench.decode)",
     )
     ap.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
     ns = ap.parse_args(argv)
@@ -403,32 +417,51 @@ def outputs(result: dict[str, Any], out: Path, want_plots: bool) -> list[Path]:
     return written
 
 
-def extra_benchmarks(run: Run) -> None:
-    """The opt-in embedding and pull comparisons, merged into the same results file."""
-    from bench import embeddings, pull
+def extra_benchmarks(run: Run, model: Path, ref_bins: reference.Reference | None) -> None:
+    """The opt-in comparisons, each with its own server, merged into the same results file."""
+    from bench import decode, embeddings, overhead, pull
 
-    chosen = (
+    def decode_run(n: int) -> dict[str, Any]:
+        if ref_bins is None:
+            raise RuntimeError("needs llama-bench (the reference build)")
+        return decode.run(model, ref_bins, pairs=max(5, n), threads=run.ns.threads)
+
+    chosen: tuple[tuple[str, bool, Callable[[int], dict[str, Any]]], ...] = (
         (
             "embeddings_vs_sentence_transformers",
             run.ns.embeddings,
             lambda n: embeddings.run(runs=n),
         ),
         ("pull_vs_skopeo", run.ns.pull, lambda n: pull.run(repeat=n)),
+        ("server_overhead", run.ns.overhead, lambda n: overhead.run(model, repeat=n)),
+        ("decode_vs_llama_bench", run.ns.decode, decode_run),
     )
     for name, wanted, measure in chosen:
         if not wanted:
             continue
 
-        def merge(measure: Any = measure, name: str = name) -> None:
+        def merge(measure: Callable[[int], dict[str, Any]] = measure, name: str = name) -> None:
             run.result.update(measure(run.ns.repeat))
             run.result["not_measured"].pop(name, None)
 
         run.phase(name.replace("_", " "), merge)
 
 
+COMMANDS = {"overhead": "overhead", "decode": "decode", "decode-parts": "decode_parts"}
+"""Sub-commands: `python -m bench <command> ...` runs that `bench` module's own CLI alone."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the whole suite and print the Markdown table."""
-    ns = parse_args(argv)
+    """Run the whole suite (or one sub-command) and print the Markdown table."""
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in COMMANDS:
+        import importlib
+
+        command: Callable[[list[str]], int] = importlib.import_module(
+            f"bench.{COMMANDS[args[0]]}"
+        ).main
+        return command(list(args[1:]))
+    ns = parse_args(args)
     ns.threads = ns.threads or default_threads()
     model = model_path(ns.model)
     ref_bins = find_reference(ns)
@@ -446,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         run.phase("raw engine (llama-bench)", lambda: run.raw_engine(ref_bins, model))
     with tempfile.TemporaryDirectory(prefix="ollamapy-bench-") as tmp:
         measure_servers(run, model, ref_bins, Path(tmp))
-    extra_benchmarks(run)
+    extra_benchmarks(run, model, ref_bins)
     run.result["ratios"] = results.compute_ratios(run.result)
     start_load = run.result["machine"]["load_avg_at_start"][0]
     run.note(
