@@ -32,6 +32,7 @@ from ollamapy.runner.protocol import (
     CompletionRequest,
 )
 from ollamapy.runner.sampling import plan_sampler_chain
+from ollamapy.runner.tokens import PromptTokenizer
 from ollamapy.types.logprobs import TokenLogprob
 from ollamapy.types.options import SamplingOptions
 
@@ -187,9 +188,16 @@ def test_truncate_false_refuses_a_prompt_longer_than_the_context(tiny: Engine1) 
         long_prompt = chat("word " * 400)
         with pytest.raises(BadRequestError, match=r"^the input length exceeds the context length$"):
             _make_job(
-                tiny.loaded, tiny.engine, outbox, CompletionRequest(long_prompt, truncate=False)
+                tiny.loaded,
+                tiny.engine,
+                outbox,
+                PromptTokenizer(tiny.loaded.model),
+                CompletionRequest(long_prompt, truncate=False),
             )
-        job, _ = _make_job(tiny.loaded, tiny.engine, outbox, CompletionRequest(long_prompt))
+        prompts = PromptTokenizer(tiny.loaded.model)
+        job, _ = _make_job(
+            tiny.loaded, tiny.engine, outbox, prompts, CompletionRequest(long_prompt)
+        )
         job.sampler.close()  # truncating (the default) accepts it
     finally:
         loop.close()
