@@ -108,7 +108,10 @@ def build_app(state: RunnerState) -> Starlette:
     async def tokenize(request: Request) -> Response:
         loaded, _ = state.require()
         req = p.TokenizeRequest.from_json(await _json_body(request))
-        tokens = loaded.model.tokenize(req.content, add_special=req.add_special)
+        if req.add_special and state.prompts is not None:  # a prompt the server is fitting
+            tokens = state.prompts.tokenize(req.content)
+        else:
+            tokens = loaded.model.tokenize(req.content, add_special=req.add_special)
         return JSONResponse(p.TokenizeResponse(tokens).to_json())
 
     async def detokenize(request: Request) -> Response:
