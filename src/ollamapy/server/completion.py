@@ -23,7 +23,7 @@ from ollamapy.chat.events import Delta, Event, Final
 from ollamapy.chat.messages import Message, Prompt, ToolCall
 from ollamapy.chat.tools import ToolCallParser
 from ollamapy.errors import BadRequestError
-from ollamapy.llm import CompletionDone, CompletionRequest, Runner
+from ollamapy.llm import CompletionDone, CompletionRequest, Runner, ToolCallGrammar
 from ollamapy.scheduler import ModelLoad
 from ollamapy.server.models import details
 from ollamapy.server.resolved import ResolvedModel, resolve
@@ -104,11 +104,13 @@ async def complete(
     format: Format,
     stream: bool,
     parser: ToolCallParser | None = None,
+    tool_grammar: ToolCallGrammar | None = None,
 ) -> AsyncIterator[Event]:
     """Hold a runner, render the prompt with it, and yield the completion's events.
 
     Unless `stream`, the runner sends the text in one piece at the end. With a `parser`,
-    tool calls are taken out of the text as they complete.
+    tool calls are taken out of the text as they complete; with a `tool_grammar`, the
+    runner may only write tool calls.
     """
     timing = Timing()
     async with state.scheduler.use(prepared.load, prepared.keep_alive) as entry:
@@ -121,6 +123,7 @@ async def complete(
             options=prepared.sampling,
             format=format,
             stream=stream,
+            tool_grammar=tool_grammar,
         )
         # Closed here, before the runner is released: a client that leaves mid-answer
         # stops the generation now, not when the stream is garbage-collected.

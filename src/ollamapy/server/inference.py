@@ -119,6 +119,7 @@ def chat_events(state: ServerState, prepared: Prepared, body: ChatRequest) -> As
         format=check_format(body.format),
         stream=body.stream,
         parser=prompts.tool_parser(prepared, body),
+        tool_grammar=prompts.tool_grammar(prepared.model, body),
     )
 
 
