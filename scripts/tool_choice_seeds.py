@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bundle_models import BUNDLED, fetch, own_template  # noqa: E402
+from bundle_models import BUNDLED, fetch, own_template
 
 MODEL = "smollm2:135m"
 TOOLS: list[dict[str, Any]] = [

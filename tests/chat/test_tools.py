@@ -272,7 +272,7 @@ def splits(text: str) -> list[list[str]]:
 
 
 def run_parser(parser: ToolCallParser, chunks: list[str]) -> tuple[str, list[ToolCall]]:
-    content, calls = "", []
+    content, calls = "", list[ToolCall]()
     for chunk in chunks:
         text, found = parser.feed(chunk)
         content, calls = content + text, calls + found
@@ -356,3 +356,10 @@ def test_deeply_nested_json_is_content_never_an_error(depth: int) -> None:
         f"<tool_call>{text}",
         [],
     )
+
+
+def test_a_bare_array_of_calls_is_emitted_call_by_call() -> None:
+    parser = family_parser("llama3.2")
+    assert parser.feed(f"[{LLAMA_CALL}, ") == ("", [TORONTO])
+    assert parser.feed(f"{LLAMA_CALL2}]") == ("", [PARIS])
+    assert parser.finish() == ("", [])

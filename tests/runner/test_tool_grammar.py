@@ -11,9 +11,9 @@ import pytest
 
 from ollamapy.errors import BadRequestError
 from ollamapy.runner.grammar import tool_calls_to_grammar
+from ollamapy.runner.launch import LaunchArgs
 from ollamapy.runner.loader import LoadedModel, load
 from ollamapy.runner.native import SamplerChain, init_backend
-from ollamapy.runner.launch import LaunchArgs
 from ollamapy.runner.protocol import ToolCallGrammar
 from ollamapy.runner.sampling import plan_sampler_chain
 from ollamapy.types.options import SamplingOptions

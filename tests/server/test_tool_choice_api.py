@@ -32,8 +32,8 @@ TIME: dict[str, Any] = {
     "type": "function",
     "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},
 }
-TOOLS = [WEATHER, TIME]
-ASK = [{"role": "user", "content": "Weather in Toronto?"}]
+TOOLS: Any = [WEATHER, TIME]
+ASK: Any = [{"role": "user", "content": "Weather in Toronto?"}]
 TORONTO = '{"name":"get_weather","arguments":{"city":"Toronto"}}'
 PARIS = '{"name":"get_weather","arguments":{"city":"Paris"}}'
 
@@ -169,7 +169,8 @@ def test_openai_sdk_tool_choice_reaches_the_runner(server: ScriptedServer) -> No
     )
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls"
-    (call,) = choice.message.tool_calls or []
+    calls: Any = choice.message.tool_calls
+    (call,) = calls
     assert call.function.arguments == '{"city":"Toronto"}'
     grammar = sent_grammar(server.script)
     assert grammar is not None and call_names(grammar.schema) == ["get_weather"]

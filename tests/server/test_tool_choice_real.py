@@ -13,18 +13,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import openai
 import pytest
-
 from scripts.bundle_models import BUNDLED, own_template
+
 from tests.conftest import bundled_model_file
 from tests.server.conftest import LiveServer, serve_with_model
 
 pytestmark = pytest.mark.integration
 
 MODEL = "smollm2:135m"
-SEEDS = 12
+SEEDS = 6
 """Seeds per test run (each a few tenths of a second); `bench/tool_choice_seeds.py` runs 100."""
 
 WEATHER: dict[str, Any] = {
@@ -54,9 +54,9 @@ ADD: dict[str, Any] = {
         },
     },
 }
-TOOLS = [WEATHER, ADD]
+TOOLS: Any = [WEATHER, ADD]
 SCHEMAS = {tool["function"]["name"]: tool["function"]["parameters"] for tool in TOOLS}
-ASK = [{"role": "user", "content": "What is the weather like in Paris today?"}]
+ASK: Any = [{"role": "user", "content": "What is the weather like in Paris today?"}]
 
 
 def smollm2_modelfile() -> str:
@@ -125,7 +125,8 @@ def test_openai_sdk_with_a_forced_function(server: LiveServer) -> None:
     )
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls"
-    (call,) = choice.message.tool_calls or []
+    calls: Any = choice.message.tool_calls
+    (call,) = calls
     assert call.type == "function" and call.function.name == "get_weather"
     jsonschema.validate(json.loads(call.function.arguments), SCHEMAS["get_weather"])
 
@@ -141,4 +142,6 @@ def test_openai_sdk_streams_a_required_call(server: LiveServer) -> None:
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
     for delta in deltas:
         assert delta.function is not None and delta.function.name in SCHEMAS
-        jsonschema.validate(json.loads(delta.function.arguments or ""), SCHEMAS[delta.function.name])
+        jsonschema.validate(
+            json.loads(delta.function.arguments or ""), SCHEMAS[delta.function.name]
+        )
