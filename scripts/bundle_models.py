@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -154,14 +155,33 @@ def create(model: Bundled) -> None:
     ollama = shutil.which("ollama") or str(Path(sys.executable).with_name("ollama"))
     listed = subprocess.run([ollama, "list"], check=True, capture_output=True, text=True)
     if any(line.split()[:1] == [model.name] for line in listed.stdout.splitlines()):
-        print(f"{model.name} is already in the store")
-        return
+        if _has_current_template(ollama, model):
+            print(f"{model.name} is already in the store")
+            return
+        print(f"{model.name} is in the store with an older template: creating it again")
     with tempfile.TemporaryDirectory() as tmp:
         modelfile = Path(tmp) / "Modelfile"
-        body = model.modelfile.replace("{chatml-tools}", own_template("chatml-tools"))
-        body = body.replace("{gemma3-instruct}", named_template("gemma3-instruct"))
-        modelfile.write_text(f"FROM {fetch(model)}\n{body}")
+        modelfile.write_text(f"FROM {fetch(model)}\n{_modelfile_body(model)}")
         subprocess.run([ollama, "create", model.name, "-f", str(modelfile)], check=True)
+
+
+def _template_text(model: Bundled) -> str:
+    match = re.search(r'TEMPLATE """(.*?)"""', _modelfile_body(model), re.DOTALL)
+    return match.group(1) if match else ""
+
+
+def _has_current_template(ollama: str, model: Bundled) -> bool:
+    """Whether the stored model already has the template this script would give it (the
+    default model's template changed when it gained tools)."""
+    shown = subprocess.run(
+        [ollama, "show", model.name, "--template"], capture_output=True, text=True, check=False
+    )
+    return shown.returncode != 0 or shown.stdout.strip() == _template_text(model).strip()
+
+
+def _modelfile_body(model: Bundled) -> str:
+    body = model.modelfile.replace("{chatml-tools}", own_template("chatml-tools"))
+    return body.replace("{gemma3-instruct}", named_template("gemma3-instruct"))
 
 
 def main(argv: list[str]) -> None:

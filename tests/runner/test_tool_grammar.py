@@ -3,6 +3,7 @@ and llama.cpp's own grammar parser accepts what we build (checked on the real Sm
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from ollamapy.runner.grammar import tool_calls_to_grammar
 from ollamapy.runner.launch import LaunchArgs
 from ollamapy.runner.loader import LoadedModel, load
 from ollamapy.runner.native import SamplerChain, init_backend
-from ollamapy.runner.protocol import ToolCallGrammar
+from ollamapy.runner.protocol import CompletionRequest, ProtocolError, ToolCallGrammar
 from ollamapy.runner.sampling import plan_sampler_chain
 from ollamapy.types.options import SamplingOptions
 
@@ -94,3 +95,18 @@ def test_llama_cpp_accepts_the_grammar(loaded: LoadedModel, spec: ToolCallGramma
         grammar=tool_calls_to_grammar(spec),
     )
     SamplerChain(loaded.model, plan, [1])  # llama.cpp refuses a bad grammar here
+
+
+def test_completion_request_carries_the_tool_grammar_over_the_wire() -> None:
+    request = CompletionRequest(prompt="hi", tool_grammar=QWEN)
+    wire = json.loads(json.dumps(request.to_json()))
+    assert CompletionRequest.from_json(wire) == request
+    assert "tool_grammar" not in CompletionRequest(prompt="hi").to_json()
+
+
+@pytest.mark.parametrize(
+    "bad", [{"prefix": 1, "schema": {}}, {"prefix": "", "schema": []}, {"schema": {}, "order": [1]}]
+)
+def test_a_malformed_tool_grammar_is_a_protocol_error(bad: dict[str, Any]) -> None:
+    with pytest.raises(ProtocolError):
+        CompletionRequest.from_json({"prompt": "hi", "tool_grammar": bad})
