@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -24,8 +25,9 @@ from tests.server.conftest import LiveServer, serve_with_model
 pytestmark = pytest.mark.integration
 
 MODEL = "smollm2:135m"
-SEEDS = 6
-"""Seeds per test run (each a few tenths of a second); `bench/tool_choice_seeds.py` runs 100."""
+SEEDS = 8
+"""Seeds per test run, `PARALLEL` at a time; `scripts/tool_choice_seeds.py` runs 100."""
+PARALLEL = 4
 
 WEATHER: dict[str, Any] = {
     "type": "function",
@@ -68,7 +70,7 @@ def smollm2_modelfile() -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     modelfile = f"FROM {bundled_model_file('smollm2')}\n{smollm2_modelfile()}"
-    yield from serve_with_model(tmp_path_factory, MODEL, modelfile)
+    yield from serve_with_model(tmp_path_factory, MODEL, modelfile, num_parallel=PARALLEL)
 
 
 def chat(server: LiveServer, **fields: Any) -> dict[str, Any]:
@@ -89,8 +91,15 @@ def test_show_lists_the_tools_capability(server: LiveServer) -> None:
 
 
 def test_required_answers_with_calls_whose_arguments_validate(server: LiveServer) -> None:
-    for seed in range(SEEDS):
-        message = chat(server, tool_choice="required", options=options(seed))["message"]
+    def answer(seed: int) -> dict[str, Any]:
+        message: dict[str, Any] = chat(server, tool_choice="required", options=options(seed))[
+            "message"
+        ]
+        return message
+
+    with ThreadPoolExecutor(PARALLEL) as pool:  # the runner batches them: one decode per step
+        messages = list(pool.map(answer, range(SEEDS)))
+    for seed, message in enumerate(messages):
         assert message["tool_calls"], f"seed {seed}: {message}"
         for call in message["tool_calls"]:
             function = call["function"]
@@ -99,7 +108,7 @@ def test_required_answers_with_calls_whose_arguments_validate(server: LiveServer
 
 def test_a_named_function_is_the_one_called(server: LiveServer) -> None:
     choice = {"type": "function", "function": {"name": "add"}}
-    for seed in range(3):
+    for seed in range(2):
         result = chat(server, tool_choice=choice, parallel_tool_calls=False, options=options(seed))
         (call,) = result["message"]["tool_calls"]
         assert call["function"]["name"] == "add"
