@@ -363,3 +363,16 @@ def test_a_bare_array_of_calls_is_emitted_call_by_call() -> None:
     assert parser.feed(f"[{LLAMA_CALL}, ") == ("", [TORONTO])
     assert parser.feed(f"{LLAMA_CALL2}]") == ("", [PARIS])
     assert parser.finish() == ("", [])
+
+
+def test_tool_results_render_their_tool_name_and_call_id() -> None:
+    from ollamapy.chat.messages import Message
+    from ollamapy.chat.render import render
+
+    template = Template.parse(
+        '{{ range .Messages }}{{ if eq .Role "tool" }}'
+        "[{{ .ToolName }} {{ .ToolCallID }}] {{ .Content }}{{ end }}{{ end }}",
+        "t",
+    )
+    result = Message("tool", "22C", tool_name="get_weather", tool_call_id="call_1")
+    assert render(template, [result]) == "[get_weather call_1] 22C"
