@@ -25,7 +25,7 @@ from tests.server.conftest import LiveServer, serve_with_model
 pytestmark = pytest.mark.integration
 
 MODEL = "smollm2:135m"
-SEEDS = 8
+SEEDS = 4
 """Seeds per test run, `PARALLEL` at a time; `scripts/tool_choice_seeds.py` runs 100."""
 PARALLEL = 4
 
@@ -75,7 +75,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 def chat(server: LiveServer, **fields: Any) -> dict[str, Any]:
     body = {"model": MODEL, "messages": ASK, "tools": TOOLS, "stream": False} | fields
-    response = httpx.post(f"{server.url}/api/chat", json=body, timeout=120)
+    response = httpx.post(f"{server.url}/api/chat", json=body, timeout=600)
     assert response.status_code == 200, response.text
     result: dict[str, Any] = response.json()
     return result
