@@ -203,20 +203,20 @@ def _shape(value: object) -> tuple[tuple[str, object], ...] | None:
     if not isinstance(value, tuple):
         return None
     pairs: list[tuple[str, object]] = []
-    slots = 0
+    found: set[str] = set()  # which slots this object (or an object inside it) holds
     for key, item in value:
         if item == NAME:
             pairs.append((key, NAME_SLOT))
-            slots |= 1
-        elif item == ((ARG_KEY, ARG_VALUE),) or item == json.dumps({ARG_KEY: ARG_VALUE}):
+            found.add(NAME_SLOT)
+        elif item == ((ARG_KEY, ARG_VALUE),):
             pairs.append((key, ARGUMENTS_SLOT))
-            slots |= 2
+            found.add(ARGUMENTS_SLOT)
         elif (inner := _shape(item)) is not None:
             pairs.append((key, inner))
-            slots |= 3
+            found |= {NAME_SLOT, ARGUMENTS_SLOT}
         else:
             pairs.append((key, item))
-    return tuple(pairs) if slots == 3 else None
+    return tuple(pairs) if found == {NAME_SLOT, ARGUMENTS_SLOT} else None
 
 
 # ----------------------------------------------------------------------------- the schema
