@@ -6,7 +6,7 @@ Starts `python -m ollamapy serve` on a free loopback port with a temporary store
 `smollm2:135m` as `scripts/bundle_models.py create` does (its tools-capable template), then
 asks the same question with a two-function toolset under `seeds` different seeds, `clients`
 at a time. Every answer must hold at least one call whose arguments validate against its
-tool's JSON schema (jsonschema). Prints one line per failure and a summary; exits 1 if any
+tool's JSON schema (jsonschema). Prints one line per seed and a summary; exits 1 if any
 answer fails. The test suite runs a few seeds (tests/server/test_tool_choice_real.py).
 """
 
@@ -126,28 +126,32 @@ def one_seed(url: str, seed: int, num_predict: int) -> str | None:
     return None
 
 
+def checked(url: str, seed: int, num_predict: int) -> str | None:
+    """`one_seed`, printed as it finishes (a long run shows its progress)."""
+    why = one_seed(url, seed, num_predict)
+    print(f"seed {seed}: {'valid' if why is None else why}", flush=True)
+    return why
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--num-predict", type=int, default=96)
     args = parser.parse_args()
+    seeds = range(args.seeds)
     with tempfile.TemporaryDirectory() as tmp:
         server, url = start_server(Path(tmp) / "models", args.clients)
         try:
             create_default_model(url)
             started = time.perf_counter()
             with ThreadPoolExecutor(args.clients) as pool:
-                results = list(
-                    pool.map(lambda s: one_seed(url, s, args.num_predict), range(args.seeds))
-                )
+                results = list(pool.map(lambda s: checked(url, s, args.num_predict), seeds))
             elapsed = time.perf_counter() - started
         finally:
             server.terminate()
             server.wait(timeout=60)
-    failures = [(seed, why) for seed, why in enumerate(results) if why is not None]
-    for seed, why in failures:
-        print(f"seed {seed}: {why}")
+    failures = [why for why in results if why is not None]
     valid = args.seeds - len(failures)
     print(f"{valid}/{args.seeds} seeds answered with valid calls in {elapsed:.1f}s")
     sys.exit(1 if failures else 0)
