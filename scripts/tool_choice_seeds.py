@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -139,6 +140,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--num-predict", type=int, default=96)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on the way out
     seeds = range(args.seeds)
     with tempfile.TemporaryDirectory() as tmp:
         server, url = start_server(Path(tmp) / "models", args.clients)
