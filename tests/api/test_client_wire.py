@@ -72,6 +72,8 @@ SAMPLES: dict[type[WireModel], WireModel] = {
         model="m",
         messages=[Message(role="user", content="hi"), MESSAGE],
         tools=[{"type": "function", "function": {"name": "f"}}],
+        tool_choice={"type": "function", "function": {"name": "f"}},
+        parallel_tool_calls=False,
         stream=True,
         format="json",
         options=OPTIONS,

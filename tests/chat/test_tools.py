@@ -15,7 +15,7 @@ from ollamapy.chat.tools import (
     tool_names,
 )
 from ollamapy.template import Template
-from tests.conftest import CONFORMANCE
+from tests.conftest import CONFORMANCE, TESTDATA
 
 TOOLS = frozenset({"get_weather", "get_time"})
 WEATHER = {"name": "get_weather", "arguments": {"city": "Toronto"}}
@@ -252,3 +252,127 @@ def test_for_template_uses_the_template_tag_and_request_tools() -> None:
     tools = [{"type": "function", "function": {"name": "get_weather"}}]
     parser = ToolCallParser.for_template(Template.parse(QWEN, "t"), tools)
     assert (parser.tag, parser.tools) == ("<tool_call>", frozenset({"get_weather"}))
+
+
+# ----------------------------------------------------------------------------- template families
+
+TOOL_TEMPLATES = TESTDATA / "tool_templates"
+"""Faithful copies of the templates Ollama's library ships for these families."""
+
+
+def family_parser(family: str, max_calls: int = 0) -> ToolCallParser:
+    template = Template.parse((TOOL_TEMPLATES / f"{family}.gotmpl").read_text(), family)
+    tools = [{"type": "function", "function": {"name": name}} for name in sorted(TOOLS)]
+    return ToolCallParser.for_template(template, tools, max_calls)
+
+
+def splits(text: str) -> list[list[str]]:
+    """The text whole, a character at a time, and cut in two at every position."""
+    return [[text], list(text)] + [[text[:i], text[i:]] for i in range(1, len(text))]
+
+
+def run_parser(parser: ToolCallParser, chunks: list[str]) -> tuple[str, list[ToolCall]]:
+    content, calls = "", list[ToolCall]()
+    for chunk in chunks:
+        text, found = parser.feed(chunk)
+        content, calls = content + text, calls + found
+    text, found = parser.finish()
+    return content + text, calls + found
+
+
+LLAMA_CALL = '{"name": "get_weather", "parameters": {"city": "Toronto"}}'
+LLAMA_CALL2 = '{"name": "get_weather", "parameters": {"city": "Paris"}}'
+
+FAMILY_CASES = [
+    # Qwen 2.5 / Qwen 3 / Hermes: JSON inside <tool_call> tags
+    ("qwen2.5", f"<tool_call>\n{CALL}\n</tool_call>", "", [TORONTO]),
+    ("qwen2.5", f"<tool_call>\n{CALL}\n{CALL2}\n</tool_call>", "", [TORONTO, PARIS]),
+    (
+        "qwen2.5",
+        f"<tool_call>\n{CALL}\n</tool_call>\n<tool_call>\n{CALL2}\n</tool_call>",
+        "",
+        [TORONTO, PARIS],
+    ),
+    ("qwen2.5", f"Checking.\n<tool_call>\n{CALL}\n</tool_call>", "Checking.\n", [TORONTO]),
+    ("qwen2.5", "It is sunny in Toronto.", "It is sunny in Toronto.", []),
+    (
+        "qwen2.5",
+        '<tool_call>\n{"name": "get_weather", "arg',
+        '<tool_call>\n{"name": "get_weather", "arg',
+        [],
+    ),
+    ("qwen2.5", "<tool_call>\n{oops}\n</tool_call>", "<tool_call>\n{oops}\n</tool_call>", []),
+    # Llama 3.1 / 3.2: bare JSON with "parameters", maybe after <|python_tag|>
+    ("llama3.2", LLAMA_CALL, "", [TORONTO]),
+    ("llama3.2", f"<|python_tag|>{LLAMA_CALL}", "", [TORONTO]),
+    ("llama3.2", f"\n\n{LLAMA_CALL}", "", [TORONTO]),
+    ("llama3.2", f"{LLAMA_CALL}; {LLAMA_CALL2}", "", [TORONTO, PARIS]),
+    ("llama3.2", f"{LLAMA_CALL}\n{LLAMA_CALL2}", "", [TORONTO, PARIS]),
+    ("llama3.2", f"<|python_tag|>{LLAMA_CALL}<|python_tag|>{LLAMA_CALL2}", "", [TORONTO, PARIS]),
+    ("llama3.2", f"[{LLAMA_CALL}, {LLAMA_CALL2}]", "", [TORONTO, PARIS]),
+    ("llama3.2", "The weather is fine.", "The weather is fine.", []),
+    ("llama3.2", '{"city": "Toronto"}', '{"city": "Toronto"}', []),
+    ("llama3.2", "<|python_tag|>print(1)", "<|python_tag|>print(1)", []),
+    # Mistral: [TOOL_CALLS] and a JSON array (with or without the space, or one object)
+    ("mistral", f"[TOOL_CALLS] [{CALL}]", "", [TORONTO]),
+    ("mistral", f"[TOOL_CALLS] [{CALL}, {CALL2}]", "", [TORONTO, PARIS]),
+    ("mistral", f"[TOOL_CALLS][{CALL}{CALL2}]", "", [TORONTO, PARIS]),
+    ("mistral", f"[TOOL_CALLS] {CALL}", "", [TORONTO]),
+    ("mistral", "No tools needed [really].", "No tools needed [really].", []),
+    ("mistral", "[TOOL_CALLS] [1, 2]", "[TOOL_CALLS] [1, 2]", []),
+]
+
+
+@pytest.mark.parametrize(
+    ("family", "output", "content", "calls"),
+    FAMILY_CASES,
+    ids=[f"{case[0]}-{i}" for i, case in enumerate(FAMILY_CASES)],
+)
+def test_family_output_parses_across_every_chunk_split(
+    family: str, output: str, content: str, calls: list[ToolCall]
+) -> None:
+    for chunks in splits(output):
+        assert run_parser(family_parser(family), chunks) == (content, calls), chunks
+
+
+def test_each_call_is_emitted_as_soon_as_it_completes() -> None:
+    parser = family_parser("mistral")
+    assert parser.feed(f"[TOOL_CALLS] [{CALL}") == ("", [TORONTO])
+    assert parser.feed(f", {CALL2}") == ("", [PARIS])
+    assert parser.feed("]") == ("", [])
+    assert parser.finish() == ("", [])
+
+
+def test_max_calls_keeps_only_the_first_call() -> None:
+    parser = family_parser("qwen2.5", max_calls=1)
+    output = f"<tool_call>\n{CALL}\n{CALL2}\n</tool_call>"
+    assert run_parser(parser, [output]) == ("", [TORONTO])
+
+
+@pytest.mark.parametrize("depth", [10, 100_000])
+def test_deeply_nested_json_is_content_never_an_error(depth: int) -> None:
+    text = "[" * depth + "]" * depth
+    assert run_parser(ToolCallParser("<tool_call>", TOOLS), [f"<tool_call>{text}"]) == (
+        f"<tool_call>{text}",
+        [],
+    )
+
+
+def test_a_bare_array_of_calls_is_emitted_call_by_call() -> None:
+    parser = family_parser("llama3.2")
+    assert parser.feed(f"[{LLAMA_CALL}, ") == ("", [TORONTO])
+    assert parser.feed(f"{LLAMA_CALL2}]") == ("", [PARIS])
+    assert parser.finish() == ("", [])
+
+
+def test_tool_results_render_their_tool_name_and_call_id() -> None:
+    from ollamapy.chat.messages import Message
+    from ollamapy.chat.render import render
+
+    template = Template.parse(
+        '{{ range .Messages }}{{ if eq .Role "tool" }}'
+        "[{{ .ToolName }} {{ .ToolCallID }}] {{ .Content }}{{ end }}{{ end }}",
+        "t",
+    )
+    result = Message("tool", "22C", tool_name="get_weather", tool_call_id="call_1")
+    assert render(template, [result]) == "[get_weather call_1] 22C"

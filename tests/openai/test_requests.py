@@ -313,3 +313,8 @@ def test_bad_embedding_requests_are_400(fields: dict[str, Any], match: str) -> N
 def test_malformed_embedding_requests_fail_validation(fields: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         EmbeddingRequest.model_validate({"model": "e", **fields})
+
+
+def test_tool_result_keeps_its_call_id_for_the_template() -> None:
+    result = {"role": "tool", "tool_call_id": "call_1", "content": "22C"}
+    assert chat(messages=[*USER, assistant_call(), result]).messages[2].tool_call_id == "call_1"

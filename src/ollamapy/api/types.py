@@ -90,6 +90,11 @@ class ChatRequest(WireModel):
     model: StrictStr
     messages: list[Message] = Field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
+    tool_choice: StrictStr | dict[str, Any] | None = None
+    """Our extension (Ollama ignores it): OpenAI's "none", "auto", "required" or
+    `{"type": "function", "function": {"name": ...}}`; see `chat.toolchoice`."""
+    parallel_tool_calls: StrictBool | None = None
+    """Our extension: false allows at most one call per answer."""
     stream: StrictBool = True
     format: StrictStr | dict[str, Any] | None = None
     options: dict[str, Any] | None = None

@@ -29,7 +29,10 @@ BARE_TAGS = frozenset({"", "{", "["})
 """Tags that are just JSON's own opening: read as bare JSON (a lone `[` is as weak as `{`)."""
 
 OPENERS = "{["
-SEPARATORS = " \t\r\n,"
+SEPARATORS = " \t\r\n,;"
+"""Between calls: whitespace, commas (JSON arrays, Mistral) and semicolons (Llama 3.2)."""
+PYTHON_TAG = "<|python_tag|>"
+"""Llama 3.1/3.2 may open a bare-JSON call with this special token; it is markup, not content."""
 NAME_KEYS = ("name", "tool_name", "function")
 ARGUMENT_KEYS = ("arguments", "parameters")
 GO_FLOAT_INT_LIMIT = 1e21
@@ -141,7 +144,7 @@ def _go_float(text: str) -> int | float:
 def _loads(text: str) -> object:
     try:
         return json.loads(text, parse_float=_go_float)
-    except ValueError:
+    except (ValueError, RecursionError):  # malformed, or nested deeper than Python recurses
         return None
 
 
@@ -222,25 +225,34 @@ class ToolCallParser:
     now and calls completed now. Held text that never becomes a call is released, in order.
 
     Rules. With a tag, text before the tag is content; after it, JSON values are read, skipping
-    whitespace, commas and repeated tags. Once a section has produced a call, the rest of it is
-    the model's call markup (closing tags, brackets) and is dropped, as Ollama does. A section
-    whose first value is not a call is released and scanning resumes after the tag. Without a
-    tag, only output whose first non-blank character is `{`/`[` is read as calls; any other
-    text turns the parser into a pass-through for the rest of the response.
+    whitespace, commas, semicolons, repeated tags and the brackets of an array of calls, so
+    each call of `[{...}, {...}]` is emitted as soon as it completes. A tag that ends in `[`
+    (Mistral's `[TOOL_CALLS] [`) is matched without it: the bracket is the array's, and models
+    also write `[TOOL_CALLS][...]` or a single object. Once a section has produced a call, the
+    rest of it is the model's call markup (closing tags, brackets) and is dropped, as Ollama
+    does. A section whose first value is not a call is released and scanning resumes after the
+    tag. Without a tag, only output whose first non-blank character is `{`/`[` (or Llama's
+    `<|python_tag|>`) is read as calls; any other text turns the parser into a pass-through.
     """
 
-    def __init__(self, tag: str, tools: frozenset[str]) -> None:
+    def __init__(self, tag: str, tools: frozenset[str], max_calls: int = 0) -> None:
         self.tag = tag or BARE_TAG
         self.tools = tools
+        self.max_calls = max_calls
+        """The most calls emitted (`parallel_tool_calls: false` is 1); later ones are dropped."""
         self._bare = tag in BARE_TAGS
+        self._match = _matched_tag(self.tag)
         self._state = _State.SCANNING
         self._held = ""
         self._section_calls = 0
+        self._arrays = 0
         self._count = 0
 
     @classmethod
-    def for_template(cls, template: Template, tools: Iterable[Mapping[str, Any]]) -> ToolCallParser:
-        return cls(tool_call_tag(template), tool_names(tools))
+    def for_template(
+        cls, template: Template, tools: Iterable[Mapping[str, Any]], max_calls: int = 0
+    ) -> ToolCallParser:
+        return cls(tool_call_tag(template), tool_names(tools), max_calls)
 
     def feed(self, text: str) -> tuple[str, list[ToolCall]]:
         if self._state is _State.PASSING:
@@ -254,10 +266,13 @@ class ToolCallParser:
 
     def finish(self) -> tuple[str, list[ToolCall]]:
         """End of output: release what is held, unless it is the tail of a call section."""
+        if self._state is _State.SCANNING and self._bare and self._held.strip() == "":
+            return self._release(), []
+        held_markup = self._state is _State.CALLING and self._section_calls > 0
+        start, _ = self._skip_separators()
         held = self._release()
-        markup = not self._bare or not held.strip()
-        if self._state is _State.CALLING and self._section_calls and markup:
-            return "", []  # the section's closing markup (or blank) after its calls
+        if held_markup and (not self._bare or start == len(held)):
+            return "", []  # the section's closing markup (or separators) after its calls
         return held, []
 
     # -- one step of the state machine: True while it made progress and may make more
@@ -271,9 +286,9 @@ class ToolCallParser:
         return self._read_value(content, calls)
 
     def _scan_tag(self, content: list[str]) -> bool:
-        at = self._held.find(self.tag)
+        at = self._held.find(self._match)
         if at < 0:
-            keep = _partial_suffix(self._held, self.tag)
+            keep = _partial_suffix(self._held, self._match)
             content.append(self._held[: len(self._held) - keep])
             self._held = self._held[len(self._held) - keep :]
             return False
@@ -284,9 +299,9 @@ class ToolCallParser:
 
     def _scan_bare(self, content: list[str]) -> bool:
         stripped = self._held.lstrip()
-        if not stripped:
-            return False  # blank so far: hold it, a call may follow
-        if stripped[0] in OPENERS:
+        if not stripped or PYTHON_TAG.startswith(stripped):
+            return False  # blank (or a python tag arriving) so far: hold it, a call may follow
+        if stripped[0] in OPENERS or stripped.startswith(PYTHON_TAG):
             self._enter_section()
         else:
             self._state = _State.PASSING
@@ -295,11 +310,12 @@ class ToolCallParser:
     def _enter_section(self) -> None:
         self._state = _State.CALLING
         self._section_calls = 0
+        self._arrays = 0
 
     def _read_value(self, content: list[str], calls: list[ToolCall]) -> bool:
-        start = self._skip_separators()
+        start, arrays = self._skip_separators()
         rest = self._held[start:]
-        if not rest or (not self._bare and self.tag.startswith(rest)):
+        if not rest or _is_proper_prefix(rest, self._markers()):
             return False  # nothing yet, or a tag still arriving
         end = json_value_end(rest) if rest[0] in OPENERS else -1
         if end is None:
@@ -309,20 +325,32 @@ class ToolCallParser:
             return self._not_a_call(start, content)
         calls.extend(self._numbered(found))
         self._section_calls += len(found)
+        self._arrays = arrays
         self._held = self._held[start + end :]
         return True
 
-    def _skip_separators(self) -> int:
-        """Where the next value may start: past whitespace, commas and (with a tag) tags."""
-        held, at = self._held, 0
+    def _markers(self) -> tuple[str, ...]:
+        """Markup that may separate calls: the tag, or in bare output Llama's python tag."""
+        return (PYTHON_TAG,) if self._bare else (self._match,)
+
+    def _skip_separators(self) -> tuple[int, int]:
+        """Where the next value may start, past separators, markers and array brackets: a `[`
+        before a call opens an array of calls, whose `]` is then a separator too. Returns the
+        offset and the array depth there (committed only when a call is read)."""
+        held, at, arrays = self._held, 0, self._arrays
         while at < len(held):
-            if held[at] in SEPARATORS:
+            char = held[at]
+            if char in SEPARATORS:
                 at += 1
-            elif not self._bare and held.startswith(self.tag, at):
-                at += len(self.tag)
+            elif char == "[" and held[at + 1 :].lstrip()[:1] in ("{", ""):
+                at, arrays = at + 1, arrays + 1
+            elif char == "]" and arrays > 0:
+                at, arrays = at + 1, arrays - 1
+            elif marker := next((m for m in self._markers() if held.startswith(m, at)), None):
+                at += len(marker)
             else:
                 break
-        return at
+        return at, arrays
 
     def _not_a_call(self, start: int, content: list[str]) -> bool:
         if self._bare:
@@ -337,12 +365,13 @@ class ToolCallParser:
 
     def _drop_markup(self, start: int) -> bool:
         """After a call, skip the section's markup up to the next tag (kept for the next call)."""
-        at = self._held.find(self.tag, start)
+        at = self._held.find(self._match, start)
         if at < 0:
-            keep = _partial_suffix(self._held, self.tag)
+            keep = _partial_suffix(self._held, self._match)
             self._held = self._held[len(self._held) - keep :]
             return False
         self._held = self._held[at:]
+        self._arrays = 0
         return True
 
     def _release(self) -> str:
@@ -352,9 +381,22 @@ class ToolCallParser:
     def _numbered(self, found: list[tuple[str, dict[str, Any]]]) -> list[ToolCall]:
         numbered = []
         for name, arguments in found:
+            if self.max_calls and self._count >= self.max_calls:
+                break
             numbered.append(ToolCall(name, arguments, index=self._count))
             self._count += 1
         return numbered
+
+
+def _matched_tag(tag: str) -> str:
+    """The text the parser looks for: the tag less a trailing array bracket (see the class)."""
+    if tag.endswith("[") and tag[:-1].strip():
+        return tag[:-1].rstrip()
+    return tag
+
+
+def _is_proper_prefix(text: str, markers: tuple[str, ...]) -> bool:
+    return any(len(text) < len(m) and m.startswith(text) for m in markers)
 
 
 def _partial_suffix(text: str, tag: str) -> int:

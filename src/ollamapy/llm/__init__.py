@@ -11,6 +11,7 @@ from ollamapy.runner.protocol import (
     CompletionDone,
     CompletionRequest,
     RunnerInfo,
+    ToolCallGrammar,
 )
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Runner",
     "RunnerInfo",
     "RunnerSpec",
+    "ToolCallGrammar",
     "quantize_type_named",
     "start_runner",
 ]

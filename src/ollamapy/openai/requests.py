@@ -62,6 +62,8 @@ def to_chat_request(request: ChatCompletionRequest) -> ChatRequest:
         model=request.model,
         messages=to_messages(request.messages),
         tools=request.tools,
+        tool_choice=request.tool_choice,
+        parallel_tool_calls=request.parallel_tool_calls,
         stream=request.stream,
         format=to_format(request.response_format),
         options=chat_options(request),
@@ -186,10 +188,12 @@ def to_native_messages(message: ChatMessage, tool_name: str | None) -> list[Mess
         raise BadRequestError(f"invalid content for a '{message.role}' message: null")
     if not isinstance(content, list) or not content:
         text = content if isinstance(content, str) else ""
-        return [_native(message.role, text, None, calls, tool_name, message.reasoning)]
+        native = _native(message.role, text, None, calls, tool_name, message.reasoning)
+        return [native.model_copy(update={"tool_call_id": message.tool_call_id})]
     parts = [part_message(message.role, part) for part in content]
     last = parts[-1]
-    parts[-1] = _native(last.role, last.content, last.images, calls, tool_name, message.reasoning)
+    last = _native(last.role, last.content, last.images, calls, tool_name, message.reasoning)
+    parts[-1] = last.model_copy(update={"tool_call_id": message.tool_call_id})
     return parts
 
 

@@ -98,6 +98,8 @@ class ChatCompletionRequest(OpenAIModel):
     presence_penalty: float | None = None
     response_format: ResponseFormat | None = None
     tools: list[dict[str, Any]] | None = None
+    tool_choice: StrictStr | dict[str, Any] | None = None
+    parallel_tool_calls: StrictBool | None = None
     reasoning_effort: StrictStr | None = None
     reasoning: Reasoning | None = None
     logprobs: StrictBool | None = None

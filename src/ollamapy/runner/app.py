@@ -25,7 +25,7 @@ from ollamapy.errors import BadRequestError, OllamaError
 from ollamapy.runner import protocol as p
 from ollamapy.runner.channel import Channel, EventStream, Outbox, finished_before_disconnect
 from ollamapy.runner.engine import Engine, EngineClosedError, Job
-from ollamapy.runner.grammar import format_to_grammar
+from ollamapy.runner.grammar import format_to_grammar, tool_calls_to_grammar
 from ollamapy.runner.launch import LaunchArgs
 from ollamapy.runner.loader import LoadedModel
 from ollamapy.runner.native import NativeError, SamplerChain
@@ -210,7 +210,10 @@ def _make_job(
         raise BadRequestError("the prompt is empty")
     if not req.truncate and len(tokens) > engine.n_ctx:
         raise BadRequestError(INPUT_TOO_LONG)
-    grammar = format_to_grammar(req.format)
+    if req.tool_grammar is not None:
+        grammar: str | None = tool_calls_to_grammar(req.tool_grammar)
+    else:
+        grammar = format_to_grammar(req.format)
     plan = plan_sampler_chain(
         req.options, n_vocab=model.n_vocab, n_ctx=engine.n_ctx, grammar=grammar
     )

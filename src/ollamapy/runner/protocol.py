@@ -133,6 +133,48 @@ class RunnerInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallGrammar:
+    """Output that must be tool calls (`tool_choice` "required" or a named function).
+
+    The answer is `prefix`, then one call (up to `max_calls`, 0 for no limit) joined by
+    `separator`, then `suffix`; each call a JSON value valid against `schema` (an `anyOf`
+    of the callable tools' call objects), keys in `order`. The runner makes it GBNF.
+    """
+
+    prefix: str
+    schema: dict[str, Any]
+    separator: str = ""
+    suffix: str = ""
+    max_calls: int = 0
+    order: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prefix": self.prefix,
+            "schema": self.schema,
+            "separator": self.separator,
+            "suffix": self.suffix,
+            "max_calls": self.max_calls,
+            "order": list(self.order),
+        }
+
+    @classmethod
+    def from_json(cls, raw: object) -> ToolCallGrammar:
+        data = json_object(raw, "tool_grammar")
+        order = json_field(data, "order", list, [])
+        if not all(isinstance(key, str) for key in order):
+            raise ProtocolError("field 'order' must be a list of strings")
+        return cls(
+            prefix=json_field(data, "prefix", str, ""),
+            schema=dict(json_object(data.get("schema"), "field 'schema'")),
+            separator=json_field(data, "separator", str, ""),
+            suffix=json_field(data, "suffix", str, ""),
+            max_calls=json_field(data, "max_calls", int, 0),
+            order=tuple(order),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class CompletionRequest:
     """`POST /completion`: a fully templated prompt plus per-request sampling options.
 
@@ -160,6 +202,8 @@ class CompletionRequest:
     top_logprobs: int = 0
     truncate: bool = True
     shift: bool = True
+    tool_grammar: ToolCallGrammar | None = None
+    """Set when the answer must be tool calls; then `format` is None."""
 
     def to_json(self) -> dict[str, Any]:
         options = dataclasses.asdict(self.options)
@@ -175,7 +219,7 @@ class CompletionRequest:
             "top_logprobs": self.top_logprobs,
             "truncate": self.truncate,
             "shift": self.shift,
-        }
+        } | ({} if self.tool_grammar is None else {"tool_grammar": self.tool_grammar.to_json()})
 
     @classmethod
     def from_json(cls, raw: object) -> CompletionRequest:
@@ -194,6 +238,7 @@ class CompletionRequest:
         tokens = None if data.get("tokens") is None else tuple(_int_list(data, "tokens"))
         top_logprobs = json_field(data, "top_logprobs", int, 0)
         check_top_logprobs(top_logprobs)
+        grammar = data.get("tool_grammar")
         return cls(
             prompt=prompt,
             options=options,
@@ -205,6 +250,7 @@ class CompletionRequest:
             top_logprobs=top_logprobs,
             truncate=json_field(data, "truncate", bool, True),
             shift=json_field(data, "shift", bool, True),
+            tool_grammar=None if grammar is None else ToolCallGrammar.from_json(grammar),
         )
 
 

@@ -26,7 +26,7 @@ from ollamapy.chat.messages import Message, Prompt, ToolCall
 from ollamapy.chat.thinking import ThinkingParser, ThinkingTags
 from ollamapy.chat.tools import ToolCallParser
 from ollamapy.errors import BadRequestError
-from ollamapy.llm import CompletionDone, CompletionRequest, Runner
+from ollamapy.llm import CompletionDone, CompletionRequest, Runner, ToolCallGrammar
 from ollamapy.scheduler import ModelLoad
 from ollamapy.server import loads
 from ollamapy.server.models import details
@@ -134,13 +134,15 @@ async def complete(
     parser: ToolCallParser | None = None,
     thinking: ThinkingTags | HarmonyParser | None = None,
     decoding: Decoding = Decoding(),
+    tool_grammar: ToolCallGrammar | None = None,
 ) -> AsyncIterator[Event]:
     """Hold a runner, render the prompt with it, and yield the completion's events.
 
     Unless `stream`, the runner sends the text in one piece at the end. With `thinking`
     tags (or gpt-oss's harmony parser), the reasoning trace is split off first; with a
-    `parser`, tool calls are then taken out of the answer text as they complete. Logprobs
-    ride on the delta of the chunk that brought them, even when a parser holds its text.
+    `parser`, tool calls are then taken out of the answer text as they complete; with a
+    `tool_grammar`, the runner may only write tool calls. Logprobs ride on the delta of
+    the chunk that brought them, even when a parser holds its text.
     """
     timing = Timing()
     async with state.scheduler.use(prepared.load, prepared.keep_alive) as entry:
@@ -157,6 +159,7 @@ async def complete(
             top_logprobs=decoding.top_logprobs,
             truncate=decoding.truncate,
             shift=decoding.shift,
+            tool_grammar=tool_grammar,
         )
         split = _Splitter(_trace_parser(thinking, prompt.text), parser)
         # Closed here, before the runner is released: a client that leaves mid-answer

@@ -143,6 +143,7 @@ def chat_events(state: ServerState, prepared: Prepared, body: ChatRequest) -> As
         parser=prompts.tool_parser(prepared, body),
         thinking=prompts.chat_thinking(prepared, body),
         decoding=Decoding.of(body),
+        tool_grammar=prompts.tool_grammar(prepared.model, body),
     )
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from ollamapy.api.types import ChatRequest, GenerateRequest
 from ollamapy.chat import prompt as rules
+from ollamapy.chat import toolchoice
 from ollamapy.chat.harmony import FAMILIES as HARMONY_FAMILIES
 from ollamapy.chat.harmony import HarmonyParser, harmony_level, uses_harmony
 from ollamapy.chat.messages import (
@@ -26,7 +28,7 @@ from ollamapy.chat.messages import (
 from ollamapy.chat.thinking import THINK_TAGS, ThinkingTags, tags_for_text, without_old_traces
 from ollamapy.chat.tools import ToolCallParser
 from ollamapy.errors import BadRequestError
-from ollamapy.llm import Runner
+from ollamapy.llm import Runner, ToolCallGrammar
 from ollamapy.server import loads
 from ollamapy.server.completion import Prepared, tokenizer_of
 from ollamapy.server.resolved import ResolvedModel
@@ -77,6 +79,9 @@ def check_chat(model: ResolvedModel, body: ChatRequest) -> None:
     if body.tools and not template.uses("Tools"):
         raise BadRequestError(f"registry.ollama.ai/library/{body.model} does not support tools")
     _check_think(model, template, body.think, body.model)
+    if tool_choice(body).forced and body.format:
+        raise BadRequestError("format cannot be combined with a tool_choice that forces a call")
+    tool_grammar(model, body)  # a schema the grammar cannot enforce is a 400 now
 
 
 def chat_conversation(model: ResolvedModel, body: ChatRequest) -> tuple[Message, ...]:
@@ -179,12 +184,44 @@ def _think(value: object) -> Think:
     return value if isinstance(value, bool | str) else None
 
 
+def tool_choice(body: ChatRequest) -> toolchoice.ToolChoice:
+    """The request's `tool_choice` and `parallel_tool_calls`, checked (400s)."""
+    return toolchoice.parse_tool_choice(body.tool_choice, body.parallel_tool_calls, body.tools)
+
+
+def offered_tools(body: ChatRequest) -> list[dict[str, Any]] | None:
+    """The tools the template sees: none with `tool_choice: "none"`."""
+    return None if tool_choice(body).mode == "none" else body.tools
+
+
 def tool_parser(prepared: Prepared, body: ChatRequest) -> ToolCallParser | None:
     """The tool-call parser of a chat request with tools (None without tools)."""
     template = template_of(prepared.model)
-    if not body.tools or is_harmony(prepared.model, template):
+    tools = offered_tools(body)
+    if not tools or is_harmony(prepared.model, template):
         return None  # harmony's calls come from its own channels
-    return ToolCallParser.for_template(template, body.tools)
+    limit = tool_choice(body).max_calls
+    return ToolCallParser.for_template(template, tools, limit)
+
+
+def tool_grammar(model: ResolvedModel, body: ChatRequest) -> ToolCallGrammar | None:
+    """The shape a forced answer must take (`tool_choice` "required" or a named function):
+    the template's call format around calls of the callable tools."""
+    choice = tool_choice(body)
+    if not choice.forced or not body.tools:
+        return None
+    fmt = toolchoice.call_format_of_text(model.template)
+    calls = toolchoice.forced_tools(choice, body.tools)
+    schemas = [toolchoice.call_schema(fmt.shape, tool) for tool in calls]
+    max_calls = 1 if fmt.separator is None else choice.max_calls
+    return ToolCallGrammar(
+        prefix=fmt.prefix,
+        schema=schemas[0] if len(schemas) == 1 else {"anyOf": schemas},
+        separator=fmt.separator or "",
+        suffix=fmt.suffix,
+        max_calls=max_calls,
+        order=tuple(toolchoice.shape_order(fmt.shape)),
+    )
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -201,7 +238,7 @@ async def chat_prompt(prepared: Prepared, body: ChatRequest, runner: Runner | No
         prepared.conversation,
         num_ctx=prepared.load.options.num_ctx,
         tokenize=tokenize,
-        tools=body.tools,
+        tools=offered_tools(body),
         think=effective_think(prepared.model, template_of(prepared.model), body.think),
         image_tokens=IMAGE_TOKENS if prepared.model.projectors else 0,
     )
