@@ -38,6 +38,8 @@ from ollamapy.runner.sampling import plan_sampler_chain
 from ollamapy.types.options import SamplingOptions
 
 MODES = ("decode", "greedy", "ollama", "engine")
+BENCH_SEED = 42
+"""The engine phase samples with Ollama's defaults: a fixed seed makes its draw repeatable."""
 NUM_CTX = 4096
 """Our runner's default context (Ollama's): the KV cache the engine decodes against."""
 
@@ -89,7 +91,9 @@ class Parts:
 
     def engine(self, n: int) -> float:
         """Our engine, Ollama's defaults; its own eval_count / eval_duration."""
-        options = SamplingOptions(num_predict=n)
+        options = SamplingOptions(
+            num_predict=n, seed=BENCH_SEED
+        )  # a fixed draw: no early EOG by chance
         plan = plan_sampler_chain(options, n_vocab=self.model.n_vocab, n_ctx=NUM_CTX)
         done = threading.Event()
         events: list[CompletionEvent] = []

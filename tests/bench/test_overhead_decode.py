@@ -183,7 +183,7 @@ def test_decode_parts_measures_every_layer_and_the_samplers() -> None:
     model = bundled_model_file("smollm2")
     samples = decode_parts.measure(model, threads=1, rounds=1, n=2)
     assert set(samples) == set(decode_parts.MODES)
-    assert all(len(v) == 1 and v[0] > 0 for v in samples.values())
+    assert all(len(v) == 1 and v[0] > 0 for v in samples.values()), samples
     assert "| engine |" in decode_parts.table(samples)
     costs = decode_parts.sampler_costs(model, threads=1)
     assert set(costs) == set(decode_parts.SAMPLERS) and all(c > 0 for c in costs.values())
