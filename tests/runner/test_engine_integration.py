@@ -16,9 +16,8 @@ import pytest
 
 from ollamapy.runner.engine import Engine, Job
 from ollamapy.runner.grammar import format_to_grammar
-from ollamapy.runner.launch import LaunchArgs
-from ollamapy.runner.loader import LoadedModel, load
-from ollamapy.runner.native import SamplerChain, init_backend
+from ollamapy.runner.loader import LoadedModel
+from ollamapy.runner.native import SamplerChain
 from ollamapy.runner.protocol import (
     CompletionChunk,
     CompletionDone,
@@ -27,6 +26,7 @@ from ollamapy.runner.protocol import (
 )
 from ollamapy.runner.sampling import plan_sampler_chain
 from ollamapy.types.options import SamplingOptions
+from tests.runner.engines import running_engine
 
 pytestmark = pytest.mark.integration
 
@@ -92,15 +92,8 @@ class Harness:
 
 
 def _harness(model_path: Path, **launch: Any) -> Iterator[Harness]:
-    init_backend()
-    loaded = load(LaunchArgs(model=str(model_path), **launch))
-    engine = Engine(loaded.model, loaded.context, n_batch=loaded.args.num_batch)
-    engine.start()
-    try:
+    with running_engine(model_path, **launch) as (loaded, engine):
         yield Harness(loaded, engine)
-    finally:
-        engine.close()
-        loaded.close()
 
 
 @pytest.fixture(scope="module")

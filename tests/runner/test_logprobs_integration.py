@@ -22,9 +22,8 @@ from ollamapy.errors import BadRequestError
 from ollamapy.runner.app import _make_job
 from ollamapy.runner.channel import Outbox
 from ollamapy.runner.engine import Engine, Job
-from ollamapy.runner.launch import LaunchArgs
-from ollamapy.runner.loader import LoadedModel, load
-from ollamapy.runner.native import SamplerChain, init_backend
+from ollamapy.runner.loader import LoadedModel
+from ollamapy.runner.native import SamplerChain
 from ollamapy.runner.protocol import (
     CompletionChunk,
     CompletionDone,
@@ -35,6 +34,7 @@ from ollamapy.runner.sampling import plan_sampler_chain
 from ollamapy.runner.tokens import PromptTokenizer
 from ollamapy.types.logprobs import TokenLogprob
 from ollamapy.types.options import SamplingOptions
+from tests.runner.engines import running_engine
 
 pytestmark = pytest.mark.integration
 
@@ -88,15 +88,8 @@ class Engine1:
 
 
 def _engine(model_path: Path, **launch: Any) -> Iterator[Engine1]:
-    init_backend()
-    loaded = load(LaunchArgs(model=str(model_path), **launch))
-    engine = Engine(loaded.model, loaded.context, n_batch=loaded.args.num_batch)
-    engine.start()
-    try:
+    with running_engine(model_path, **launch) as (loaded, engine):
         yield Engine1(loaded, engine)
-    finally:
-        engine.close()
-        loaded.close()
 
 
 @pytest.fixture(scope="module")
