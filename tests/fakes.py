@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +41,18 @@ TOOLS_TEMPLATE_TEXT = (
     "</tool_call>{{ end }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"
 )
 TOOLS_TEMPLATE = f'TEMPLATE """{TOOLS_TEMPLATE_TEXT}"""\n'
+WEATHER: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+"""A one-function toolset the tool-call and tool_choice tests share."""
 """Modelfile text for a ChatML template that supports tools (Qwen's tool-call format)."""
 
 

@@ -22,19 +22,8 @@ from ollamapy.chat.tools import ToolCallParser
 from ollamapy.errors import BadRequestError
 from ollamapy.template import Template
 from tests.conftest import CONFORMANCE, TESTDATA
-from tests.fakes import TOOLS_TEMPLATE_TEXT
+from tests.fakes import TOOLS_TEMPLATE_TEXT, WEATHER
 
-WEATHER: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 TIME: dict[str, Any] = {"type": "function", "function": {"name": "get_time"}}
 TOOLS = [WEATHER, TIME]
 NAMED = {"type": "function", "function": {"name": "get_time"}}

@@ -15,19 +15,15 @@ import openai
 import pytest
 
 from ollamapy.llm import ToolCallGrammar
-from tests.fakes import MODEL, TOOLS_TEMPLATE, Script, ScriptedServer, serve_scripted
+from tests.fakes import (
+    MODEL,
+    TOOLS_TEMPLATE,
+    WEATHER,
+    Script,
+    ScriptedServer,
+    serve_scripted,
+)
 
-WEATHER: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 TIME: dict[str, Any] = {
     "type": "function",
     "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},
