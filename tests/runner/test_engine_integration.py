@@ -160,6 +160,8 @@ def test_stop_string_is_exact(harness: Harness) -> None:
     stopped = harness.run(chat("Count from 1 to 10, separated by commas."), stop=[stop], **GREEDY)
     assert stopped.done is not None and stopped.done.done_reason == "stop"
     assert stopped.text == base.text[: base.text.index(stop)]
+    assert stopped.done.stop_sequence == stop  # which stop string ended it
+    assert base.done.stop_sequence is None  # an end-of-generation token is no stop string
 
 
 SCHEMA = {

@@ -118,6 +118,18 @@ def test_completion_request_rejects(body: Any) -> None:
             },
             p.CompletionDone("stop", 30, 10, 5, 20, [1, 2], prompt_cached_count=29),
         ),
+        (
+            {
+                "done": True,
+                "done_reason": "stop",
+                "prompt_eval_count": 3,
+                "prompt_eval_duration": 10,
+                "eval_count": 5,
+                "eval_duration": 20,
+                "stop_sequence": "\n\nHuman:",
+            },
+            p.CompletionDone("stop", 3, 10, 5, 20, stop_sequence="\n\nHuman:"),
+        ),
     ],
 )
 def test_completion_lines(line: dict[str, Any], event: p.CompletionEvent) -> None:

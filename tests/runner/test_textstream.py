@@ -49,6 +49,25 @@ def test_stop_matcher(
     assert run_matcher(stops, pieces) == (emitted, stopped, rest)
 
 
+@pytest.mark.parametrize(
+    ("stops", "pieces", "matched"),
+    [
+        (["END", "STOP"], ["abSTOPcd"], "STOP"),
+        (["bar", "foo"], ["xxfoo bar"], "foo"),  # the earliest occurrence is the one
+        (["END"], ["ab", "EN", "D"], "END"),  # split across pieces
+        (["END"], ["no stop here"], None),
+    ],
+)
+def test_stop_matcher_says_which_stop_string_matched(
+    stops: list[str], pieces: list[str], matched: str | None
+) -> None:
+    matcher = StopMatcher(stops)
+    for piece in pieces:
+        if matcher.feed(piece)[1]:
+            break
+    assert matcher.matched == matched
+
+
 def test_stop_matcher_never_emits_stop_text() -> None:
     text = "The answer is 42. User: next question"
     for split in range(1, len(text)):

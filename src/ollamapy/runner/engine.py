@@ -471,6 +471,7 @@ class Engine:
             eval_duration=max(now - end_prompt, 0),
             tokens=slot.prompt + slot.generated,
             prompt_cached_count=slot.prompt_cached_count,
+            stop_sequence=slot.stops.matched,
         )
         self._emit(slot, done)
         self._release(slot)

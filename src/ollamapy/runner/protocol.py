@@ -291,6 +291,8 @@ class CompletionDone:
     eval_duration: int
     tokens: list[int] = field(default_factory=list)
     prompt_cached_count: int = 0
+    stop_sequence: str | None = None
+    """The stop string that ended the generation (done_reason "stop"), if one did."""
 
     def to_json(self) -> dict[str, Any]:
         # Not dataclasses.asdict: it deep-copies `tokens` item by item (ms for a long chat).
@@ -303,7 +305,7 @@ class CompletionDone:
             "eval_duration": self.eval_duration,
             "tokens": self.tokens,
             "prompt_cached_count": self.prompt_cached_count,
-        }
+        } | ({} if self.stop_sequence is None else {"stop_sequence": self.stop_sequence})
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +338,7 @@ def parse_completion_line(raw: object) -> CompletionEvent:
             eval_duration=json_field(data, "eval_duration", int, 0),
             tokens=_int_list(data, "tokens"),
             prompt_cached_count=json_field(data, "prompt_cached_count", int, 0),
+            stop_sequence=json_field(data, "stop_sequence", str, None),
         )
     return CompletionChunk(
         content=json_field(data, "content", str, ""), logprobs=_logprobs(data.get("logprobs"))

@@ -41,12 +41,14 @@ class Utf8Decoder:
 class StopMatcher:
     """Holds back text that may be the start of a stop string; reports full matches."""
 
-    __slots__ = ("_held", "_max_hold", "_stops")
+    __slots__ = ("_held", "_max_hold", "_stops", "matched")
 
     def __init__(self, stops: Iterable[str]) -> None:
         self._stops = tuple(s for s in stops if s)
         self._max_hold = max((len(s) for s in self._stops), default=1) - 1
         self._held = ""
+        self.matched: str | None = None
+        """The stop string that was hit (Anthropic's `stop_sequence` reports it)."""
 
     @property
     def active(self) -> bool:
@@ -77,11 +79,13 @@ class StopMatcher:
         return held
 
     def _first_match(self, buf: str) -> int | None:
+        """Where the earliest stop string starts in `buf` (and remember which one)."""
         best: int | None = None
         for stop in self._stops:
             idx = buf.find(stop)
             if idx != -1 and (best is None or idx < best):
                 best = idx
+                self.matched = stop
         return best
 
     def _partial_suffix(self, buf: str) -> int:

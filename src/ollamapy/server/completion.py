@@ -248,6 +248,7 @@ def final(done: CompletionDone, timing: Timing) -> Final:
         load_duration=timing.load_duration,
         total_duration=timing.total(),
         context=done.tokens,
+        stop_sequence=done.stop_sequence,
     )
 
 
