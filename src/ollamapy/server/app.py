@@ -21,7 +21,7 @@ from starlette.routing import Route
 from ollamapy.config import Config
 from ollamapy.errors import NotFoundError, OllamaError
 from ollamapy.scheduler import Scheduler
-from ollamapy.server import embed, inference, models, openai_routes, transfer
+from ollamapy.server import anthropic_routes, embed, inference, models, openai_routes, transfer
 from ollamapy.server.guards import EdgeGuard
 from ollamapy.server.http import error_response, handle_errors
 from ollamapy.server.runners import default_scheduler
@@ -51,6 +51,7 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
             *transfer.ROUTES,
             *embed.ROUTES,
             *openai_routes.ROUTES,
+            *anthropic_routes.ROUTES,
             Route("/{path:path}", not_found, methods=_ALL_METHODS),
         ],
         middleware=[

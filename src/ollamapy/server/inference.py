@@ -147,6 +147,18 @@ def chat_events(state: ServerState, prepared: Prepared, body: ChatRequest) -> As
     )
 
 
+async def chat_prompt_tokens(state: ServerState, prepared: Prepared, body: ChatRequest) -> int:
+    """How many tokens the prompt of this chat request is: the very prompt `chat_events`
+    would send (template, tools, think, fitted to num_ctx), counted by the runner's own
+    tokenizer, hence the `prompt_eval_count` of the request evaluated."""
+    async with state.scheduler.use(prepared.load, prepared.keep_alive) as entry:
+        runner: Runner = entry.runner
+        prompt = await prompts.chat_prompt(prepared, body, runner)
+        if prompt.tokens is not None:
+            return len(prompt.tokens)
+        return len(await runner.tokenize(prompt.text))
+
+
 BodyT = TypeVar("BodyT", GenerateRequest, ChatRequest)
 
 
