@@ -135,6 +135,9 @@ def test_stop_reasons(server: Server) -> None:
     server.script.stop_sequence = "END"
     message = client.messages.create(model=MODEL, max_tokens=9, messages=HI, stop_sequences=["END"])
     assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "END")
+    server.script.stop_sequence = "<|im_end|>"  # a Modelfile's stop: the turn's own end
+    message = client.messages.create(model=MODEL, max_tokens=9, messages=HI, stop_sequences=["END"])
+    assert (message.stop_reason, message.stop_sequence) == ("end_turn", None)
     server.script.stop_sequence = None
     server.script.done_reason = "length"
     message = client.messages.create(model=MODEL, max_tokens=2, messages=HI)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import secrets
 import string
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,14 +49,17 @@ def tool_use_id(call: ToolCall) -> str:
 
 @dataclass(frozen=True, slots=True)
 class MessageMeta:
-    """What every event of one response shares: its id and the model name asked for."""
+    """What every event of one response shares: its id, the model name asked for, and the
+    request's `stop_sequences` (only those are reported as `stop_sequence`: a Modelfile's
+    own stop strings end a turn the way its end-of-turn token does)."""
 
     id: str
     model: str
+    stop_sequences: tuple[str, ...] = ()
 
     @classmethod
-    def new(cls, model: str) -> MessageMeta:
-        return cls(new_id("msg_"), model)
+    def new(cls, model: str, stop_sequences: Sequence[str] | None = None) -> MessageMeta:
+        return cls(new_id("msg_"), model, tuple(stop_sequences or ()))
 
 
 def usage(final: Final | None) -> Json:
@@ -80,13 +83,15 @@ def usage(final: Final | None) -> Json:
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use"]
 
 
-def stop_reason(final: Final, called_tools: bool) -> tuple[StopReason, str | None]:
-    """`stop_reason` and `stop_sequence`: a call made is `tool_use`; a stop string that
-    ended the answer is `stop_sequence` (naming it); running out of `max_tokens` (or of
-    context) is `max_tokens`; anything else the model's own end of turn."""
+def stop_reason(
+    final: Final, called_tools: bool, stop_sequences: Sequence[str] = ()
+) -> tuple[StopReason, str | None]:
+    """`stop_reason` and `stop_sequence`: a call made is `tool_use`; one of the request's
+    `stop_sequences` that ended the answer is `stop_sequence` (naming it); running out of
+    `max_tokens` (or of context) is `max_tokens`; anything else the end of the turn."""
     if called_tools:
         return "tool_use", None
-    if final.stop_sequence is not None:
+    if final.stop_sequence is not None and final.stop_sequence in stop_sequences:
         return "stop_sequence", final.stop_sequence
     if final.done_reason == "length":
         return "max_tokens", None
@@ -112,7 +117,7 @@ def message_object(meta: MessageMeta, content: list[Json], final: Final | None) 
     sequence: str | None = None
     if final is not None:
         called = any(block["type"] == "tool_use" for block in content)
-        reason, sequence = stop_reason(final, called)
+        reason, sequence = stop_reason(final, called, meta.stop_sequences)
     return {
         "id": meta.id,
         "type": "message",
@@ -241,7 +246,7 @@ class MessageStream:
         return [self._block_stop()]
 
     def _finish(self, final: Final) -> list[StreamEvent]:
-        reason, sequence = stop_reason(final, self.called_tools)
+        reason, sequence = stop_reason(final, self.called_tools, self.meta.stop_sequences)
         delta = {
             "type": "message_delta",
             "delta": {"stop_reason": reason, "stop_sequence": sequence},

@@ -87,7 +87,7 @@ async def messages(request: Request) -> Response:
     native = to_chat_request(body)
     state = state_of(request)
     prepared = await inference.prepare_chat(state, native)
-    meta = MessageMeta.new(body.model)
+    meta = MessageMeta.new(body.model, body.stop_sequences)
     events = inference.chat_events(state, prepared, native)
     if body.stream:
         return await sse_response(request, message_events(meta, events))
