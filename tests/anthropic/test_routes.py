@@ -10,6 +10,7 @@ import anthropic
 import httpx
 import pytest
 
+from ollamapy.llm import TraceBudget
 from tests.anthropic.conftest import Server
 from tests.fakes import MODEL, TOOLS_TEMPLATE, TOOLS_TEMPLATE_TEXT, word_tokens
 from tests.server.test_thinking_api import QWEN3, TRACE
@@ -344,6 +345,22 @@ def test_thinking_comes_back_as_thinking_blocks(server: Server) -> None:
     assert thinking.thinking == "Count the rs: three.\n" and thinking.signature == ""
     assert message.content[1].text == "There are three."  # type: ignore[union-attr]
     assert "Say hi /think<|im_end|>" in server.sent().prompt
+    # the budget goes to the runner with the template's tags (Qwen 3 lets the model open them)
+    assert server.sent().trace_budget == TraceBudget(1024, "<think>", "</think>", opened=False)
+
+
+@pytest.mark.parametrize(
+    "thinking", [{"type": "adaptive"}, {"type": "enabled"}], ids=["adaptive", "no-budget"]
+)
+def test_no_budget_no_limit(server: Server, thinking: Any) -> None:
+    server.derive("qwen3", QWEN3)
+    server.script.chunks = list(TRACE)
+    post(
+        server,
+        "/v1/messages",
+        {"model": "qwen3", "max_tokens": 9, "messages": HI, "thinking": thinking},
+    )
+    assert server.sent().trace_budget is None
 
 
 def test_streamed_thinking_is_a_thinking_block_then_a_text_block(server: Server) -> None:

@@ -32,6 +32,21 @@ def test_completion_request_carries_logprobs_truncate_and_shift() -> None:
     assert p.CompletionRequest.from_json(req.to_json()) == req
 
 
+def test_completion_request_carries_a_trace_budget() -> None:
+    budget = p.TraceBudget(64, "<think>", "</think>", opened=True)
+    req = p.CompletionRequest(prompt="hi", trace_budget=budget)
+    assert req.to_json()["trace_budget"] == {
+        "tokens": 64,
+        "opening": "<think>",
+        "closing": "</think>",
+        "opened": True,
+    }
+    assert p.CompletionRequest.from_json(req.to_json()) == req
+    assert "trace_budget" not in p.CompletionRequest(prompt="hi").to_json()
+    with pytest.raises(p.ProtocolError):
+        p.CompletionRequest.from_json({"prompt": "hi", "trace_budget": {"tokens": 0}})
+
+
 def test_completion_request_defaults() -> None:
     req = p.CompletionRequest.from_json({"prompt": "x"})
     assert req.options == SamplingOptions()

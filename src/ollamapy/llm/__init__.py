@@ -12,6 +12,7 @@ from ollamapy.runner.protocol import (
     CompletionRequest,
     RunnerInfo,
     ToolCallGrammar,
+    TraceBudget,
 )
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "RunnerInfo",
     "RunnerSpec",
     "ToolCallGrammar",
+    "TraceBudget",
     "quantize_type_named",
     "start_runner",
 ]

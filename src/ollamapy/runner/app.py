@@ -30,6 +30,7 @@ from ollamapy.runner.launch import LaunchArgs
 from ollamapy.runner.loader import LoadedModel
 from ollamapy.runner.native import NativeError, SamplerChain
 from ollamapy.runner.sampling import plan_sampler_chain
+from ollamapy.runner.textstream import TraceLimit
 from ollamapy.runner.tokens import PromptTokenizer
 
 log = logging.getLogger(__name__)
@@ -231,4 +232,8 @@ def _make_job(
         top_logprobs=req.top_logprobs,
         shift=req.shift,
     )
+    budget = req.trace_budget
+    if budget is not None and grammar is None:  # a grammar decides the output itself
+        job.trace = TraceLimit(budget.tokens, budget.opening, budget.closing, opened=budget.opened)
+        job.trace_close = tuple(model.tokenize(budget.closing, add_special=False))
     return job, channel

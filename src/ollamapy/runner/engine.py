@@ -47,7 +47,7 @@ from ollamapy.runner.protocol import (
     DoneReason,
 )
 from ollamapy.runner.sampling import token_logprob
-from ollamapy.runner.textstream import StopMatcher, Utf8Decoder
+from ollamapy.runner.textstream import StopMatcher, TraceLimit, Utf8Decoder
 from ollamapy.types.logprobs import TokenLogprob
 from ollamapy.types.options import SamplingOptions
 
@@ -88,6 +88,9 @@ class Job:
     logprobs: bool = False
     top_logprobs: int = 0
     shift: bool = True
+    trace: TraceLimit | None = None
+    """A reasoning-trace budget; when it is spent, `trace_close` is written for the model."""
+    trace_close: tuple[int, ...] = ()
 
     def cancel(self) -> None:
         """Ask the engine to stop this job (safe from any thread; acted on next step)."""
@@ -111,6 +114,7 @@ class Slot:
     num_predict: int = -1
     decoder: Utf8Decoder = field(default_factory=Utf8Decoder)
     stops: StopMatcher = field(default_factory=lambda: StopMatcher(()))
+    forced: list[int] = field(default_factory=list)  # tokens to write instead of sampling
     prompt_cached_count: int = 0  # prompt tokens whose KV was reused, not evaluated
     t_prompt_start: int = 0
     t_prompt_end: int = 0
@@ -310,6 +314,7 @@ class Engine:
         slot.num_keep, slot.num_predict = num_keep, options.num_predict
         slot.decoder = Utf8Decoder()
         slot.stops = StopMatcher(options.stop)
+        slot.forced = []
         slot.prompt_cached_count = reuse
         slot.t_prompt_start = slot.t_prompt_end = 0
         slot.logprobs.clear()
@@ -377,8 +382,19 @@ class Engine:
             if slot.job is not None:
                 if not slot.t_prompt_end:
                     slot.t_prompt_end = now
-                token = slot.job.sampler.sample(self._ctx, index)
+                token = self._next_token(slot, index)
                 self._accept(slot, token, self._logprob(slot.job, index, token))
+
+    def _next_token(self, slot: Slot, index: int) -> int:
+        """The sampled token, or the next one the engine writes itself (a trace's closing
+        tag once its budget is spent)."""
+        job = slot.job
+        assert job is not None
+        if slot.forced:
+            token = slot.forced.pop(0)
+            job.sampler.accept(token)
+            return token
+        return job.sampler.sample(self._ctx, index)
 
     def _make_room(self, slot: Slot) -> bool:
         """Ensure the slot's sequence can take one more token; False if it had to finish."""
@@ -412,6 +428,9 @@ class Engine:
             return
         slot.generated.append(token)
         text = slot.decoder.feed(model.piece(token))
+        job = slot.job
+        if job is not None and job.trace is not None and job.trace.feed(text):
+            slot.forced = list(job.trace_close)
         if logprob is not None:
             start = slot.decoded
             slot.decoded += len(text)

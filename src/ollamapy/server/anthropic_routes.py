@@ -30,6 +30,7 @@ from ollamapy.anthropic import (
     message_events,
     sse_body,
     status_of,
+    thinking_budget,
     to_chat_request,
 )
 from ollamapy.anthropic.responses import StreamEvent
@@ -88,7 +89,7 @@ async def messages(request: Request) -> Response:
     state = state_of(request)
     prepared = await inference.prepare_chat(state, native)
     meta = MessageMeta.new(body.model, body.stop_sequences)
-    events = inference.chat_events(state, prepared, native)
+    events = inference.chat_events(state, prepared, native, trace_budget=thinking_budget(body))
     if body.stream:
         return await sse_response(request, message_events(meta, events))
     return JSONResponse(await unless_client_leaves(request, collect_message(meta, events)))

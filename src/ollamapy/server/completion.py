@@ -23,10 +23,10 @@ from ollamapy.api.types import ChatRequest, GenerateRequest
 from ollamapy.chat.events import Delta, Event, Final
 from ollamapy.chat.harmony import HarmonyParser
 from ollamapy.chat.messages import Message, Prompt, ToolCall
-from ollamapy.chat.thinking import ThinkingParser, ThinkingTags
+from ollamapy.chat.thinking import ThinkingParser, ThinkingTags, prompt_opens_trace
 from ollamapy.chat.tools import ToolCallParser
 from ollamapy.errors import BadRequestError
-from ollamapy.llm import CompletionDone, CompletionRequest, Runner, ToolCallGrammar
+from ollamapy.llm import CompletionDone, CompletionRequest, Runner, ToolCallGrammar, TraceBudget
 from ollamapy.scheduler import ModelLoad
 from ollamapy.server import loads
 from ollamapy.server.models import details
@@ -135,6 +135,7 @@ async def complete(
     thinking: ThinkingTags | HarmonyParser | None = None,
     decoding: Decoding = Decoding(),
     tool_grammar: ToolCallGrammar | None = None,
+    trace_budget: int | None = None,
 ) -> AsyncIterator[Event]:
     """Hold a runner, render the prompt with it, and yield the completion's events.
 
@@ -142,7 +143,9 @@ async def complete(
     tags (or gpt-oss's harmony parser), the reasoning trace is split off first; with a
     `parser`, tool calls are then taken out of the answer text as they complete; with a
     `tool_grammar`, the runner may only write tool calls. Logprobs ride on the delta of
-    the chunk that brought them, even when a parser holds its text.
+    the chunk that brought them, even when a parser holds its text. A `trace_budget`
+    caps the reasoning trace at that many tokens (thinking tags only; the runner closes the
+    trace itself when it is spent).
     """
     timing = Timing()
     async with state.scheduler.use(prepared.load, prepared.keep_alive) as entry:
@@ -160,6 +163,7 @@ async def complete(
             truncate=decoding.truncate,
             shift=decoding.shift,
             tool_grammar=tool_grammar,
+            trace_budget=_budget(trace_budget, thinking, prompt.text),
         )
         split = _Splitter(_trace_parser(thinking, prompt.text), parser)
         # Closed here, before the runner is released: a client that leaves mid-answer
@@ -176,6 +180,16 @@ async def complete(
                     delta = split.feed(chunk.content, chunk.logprobs)
                     if delta is not None:
                         yield delta
+
+
+def _budget(
+    tokens: int | None, thinking: ThinkingTags | HarmonyParser | None, prompt: str
+) -> TraceBudget | None:
+    """The runner's trace budget: the template's tags, and whether the prompt opened them."""
+    if tokens is None or not isinstance(thinking, ThinkingTags):
+        return None
+    opened = prompt_opens_trace(thinking, prompt)
+    return TraceBudget(tokens, thinking.opening, thinking.closing, opened)
 
 
 def _trace_parser(

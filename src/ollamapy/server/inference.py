@@ -128,8 +128,11 @@ def _prepare_chat(state: ServerState, body: ChatRequest) -> Prepared:
     return dataclasses.replace(prepared, conversation=conversation)
 
 
-def chat_events(state: ServerState, prepared: Prepared, body: ChatRequest) -> AsyncIterator[Event]:
-    """The /api/chat completion as typed events, tool calls parsed out."""
+def chat_events(
+    state: ServerState, prepared: Prepared, body: ChatRequest, *, trace_budget: int | None = None
+) -> AsyncIterator[Event]:
+    """The /api/chat completion as typed events, tool calls parsed out; `trace_budget`
+    (a dialect's, e.g. Anthropic's `thinking.budget_tokens`) caps the reasoning trace."""
 
     async def prompt_of(runner: Runner) -> Prompt:
         return await prompts.chat_prompt(prepared, body, runner)
@@ -144,6 +147,7 @@ def chat_events(state: ServerState, prepared: Prepared, body: ChatRequest) -> As
         thinking=prompts.chat_thinking(prepared, body),
         decoding=Decoding.of(body),
         tool_grammar=prompts.tool_grammar(prepared.model, body),
+        trace_budget=trace_budget,
     )
 
 
