@@ -413,6 +413,24 @@ def test_thinking_disabled_and_thinking_blocks_sent_back(server: Server) -> None
     )
 
 
+def test_thinking_asked_of_a_model_that_cannot_think_is_relaxed(server: Server) -> None:
+    """Claude Code asks every model to think; as Ollama does, a model without thinking
+    answers without it rather than refusing (the native API still refuses)."""
+    server.script.chunks = ["Hi"]
+    thinking: Any = {"type": "enabled", "budget_tokens": 1024}
+    message = server.anthropic().messages.create(
+        model=MODEL, max_tokens=9, messages=HI, thinking=thinking
+    )
+    assert [block.type for block in message.content] == ["text"]
+    assert server.sent().prompt == SAY_HI and server.sent().trace_budget is None
+    counted = server.anthropic().messages.count_tokens(model=MODEL, messages=HI, thinking=thinking)
+    assert counted.input_tokens == tokens(SAY_HI)
+    native = httpx.post(
+        f"{server.url}/api/chat", json={"model": MODEL, "messages": HI, "think": True}
+    )
+    assert native.status_code == 400
+
+
 # ----------------------------------------------------------------------------- images
 
 

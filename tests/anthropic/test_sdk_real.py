@@ -235,11 +235,24 @@ def test_error_shapes_through_the_sdk(server: LiveServer) -> None:
         client(server).messages.create(model="claude-opus-4", max_tokens=8, messages=ASK)
     assert missing.value.status_code == 404
     assert missing.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
-    with pytest.raises(anthropic.BadRequestError, match="does not support thinking") as bad:
+    with pytest.raises(anthropic.BadRequestError, match="image URLs") as bad:
         client(server).messages.create(
             model=MODEL,
             max_tokens=8,
-            messages=ASK,
-            thinking={"type": "enabled", "budget_tokens": 1024},
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "image",
+                            "source": {"type": "url", "url": "https://example.com/a.png"},
+                        }
+                    ],
+                }
+            ],
         )
     assert bad.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    relaxed = client(server).messages.create(  # a model that cannot think answers anyway
+        model=MODEL, max_tokens=4, messages=ASK, thinking={"type": "enabled", "budget_tokens": 1024}
+    )
+    assert [block.type for block in relaxed.content] == ["text"]

@@ -85,8 +85,8 @@ async def sse_response(request: Request, events: AsyncIterator[StreamEvent]) -> 
 @anthropic_errors
 async def messages(request: Request) -> Response:
     body = await read_body(request, MessagesRequest)
-    native = to_chat_request(body)
     state = state_of(request)
+    native = await inference.relax_think(state, to_chat_request(body))
     prepared = await inference.prepare_chat(state, native)
     meta = MessageMeta.new(body.model, body.stop_sequences)
     events = inference.chat_events(state, prepared, native, trace_budget=thinking_budget(body))
@@ -98,8 +98,8 @@ async def messages(request: Request) -> Response:
 @anthropic_errors
 async def count_tokens(request: Request) -> Response:
     body = await read_body(request, CountTokensRequest)
-    native = to_chat_request(body)
     state = state_of(request)
+    native = await inference.relax_think(state, to_chat_request(body))
     prepared = await inference.prepare_chat(state, native)
     counted = inference.chat_prompt_tokens(state, prepared, native)
     return JSONResponse({"input_tokens": await unless_client_leaves(request, counted)})

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from ollamapy.api.types import ChatRequest, GenerateRequest
 from ollamapy.chat.events import Event, Final
 from ollamapy.chat.messages import Prompt
+from ollamapy.errors import OllamaError
 from ollamapy.llm import Runner
 from ollamapy.scheduler import LoadedModel
 from ollamapy.server import loads, native, prompts
@@ -33,8 +34,9 @@ from ollamapy.server.completion import (
     prepare,
 )
 from ollamapy.server.http import read_request, stream_events, unless_client_leaves
-from ollamapy.server.resolved import ResolvedModel
+from ollamapy.server.resolved import ResolvedModel, resolve
 from ollamapy.server.state import ServerState, state_of
+from ollamapy.types import ModelName
 
 Json = dict[str, Any]
 
@@ -120,6 +122,26 @@ async def prepare_chat(state: ServerState, body: ChatRequest) -> Prepared:
     Decoding.of(body)
     check_format(body.format)
     return await run_in_threadpool(_prepare_chat, state, body)
+
+
+async def relax_think(state: ServerState, body: ChatRequest) -> ChatRequest:
+    """`body` without `think` when its model cannot think. Agents (Claude Code) ask every
+    model for thinking; as Ollama relaxes it for its Anthropic layer, such a model answers
+    without thinking instead of refusing with a 400. A model that cannot be resolved is
+    left to `prepare_chat`, which says why."""
+    if body.think in (None, False):
+        return body
+    return await run_in_threadpool(_relax_think, state, body)
+
+
+def _relax_think(state: ServerState, body: ChatRequest) -> ChatRequest:
+    try:
+        model = resolve(state.store, ModelName.parse(body.model))
+    except OllamaError:
+        return body
+    if prompts.can_think(model, prompts.template_of(model)):
+        return body
+    return body.model_copy(update={"think": None})
 
 
 def _prepare_chat(state: ServerState, body: ChatRequest) -> Prepared:
