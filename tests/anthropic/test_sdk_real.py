@@ -22,7 +22,8 @@ from tests.conftest import bundled_model_file
 from tests.server.conftest import LiveServer, serve_with_model
 from tests.server.test_tool_choice_real import smollm2_modelfile
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+"""Grammar-forced calls on a loaded 2-core machine took up to 500 s in one test."""
 
 MODEL = "smollm2:135m"
 GREEDY: Any = {"temperature": 0.0}
