@@ -165,12 +165,14 @@ def test_pull_from_a_registry_shows_progress_to_100(
     name = f"{registry.host}/library/smol:latest"
     modelfile = f"FROM {bundled_model_file('smollm2')}\n{CHATML}"
     created = httpx.post(
-        f"{server.url}/api/create", json={"model": name, "modelfile": modelfile, "stream": False},
+        f"{server.url}/api/create",
+        json={"model": name, "modelfile": modelfile, "stream": False},
         timeout=300,
     )
     assert created.status_code == 200, created.text
     pushed = httpx.post(
-        f"{server.url}/api/push", json={"model": name, "insecure": True, "stream": False},
+        f"{server.url}/api/push",
+        json={"model": name, "insecure": True, "stream": False},
         timeout=300,
     )
     assert pushed.json() == {"status": "success"}, pushed.text

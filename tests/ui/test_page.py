@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from ollamapy.config import Config, parse_host
 from tests.server.conftest import LiveServer, free_port, serve
@@ -65,10 +65,29 @@ def send(page: Page, text: str) -> None:
     page.get_by_label("Message", exact=True).press("Enter")
 
 
+def give_file(page: Page, how: str, name: str, data: str) -> None:
+    """Drop a file on the message form, or paste it into the message box, as a browser does."""
+    page.evaluate(
+        """([how, name, data]) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const files = new DataTransfer();
+            files.items.add(new File([bytes], name, { type: 'image/png' }));
+            const init = { bubbles: true, cancelable: true };
+            const event = how === 'drop'
+                ? new DragEvent('drop', { ...init, dataTransfer: files })
+                : new ClipboardEvent('paste', { ...init, clipboardData: files });
+            const target = how === 'drop' ? '#composer' : '#composer-input';
+            document.querySelector(target).dispatchEvent(event);
+        }""",
+        [how, name, data],
+    )
+
+
 def test_markdown_is_sanitized_highlighted_and_copyable(tab: Tab, server: LiveServer) -> None:
     content = (
         "Here is **code**:\n\n```python\ndef add(a, b):\n    return a + b\n```\n\n"
-        '<script>window.pwned = 1</script><img src="http://example.com/x.png" onerror="window.pwned=2">'
+        "<script>window.pwned = 1</script>"
+        '<img src="http://example.com/x.png" onerror="window.pwned=2">'
         '\n\n<a href="javascript:window.pwned=3">link</a> <span style="color:red">styled</span>\n'
     )
     api = FakeApi([SMOL], answer_lines(content=content))
@@ -127,30 +146,8 @@ def test_images_attach_by_picker_drop_and_paste_for_a_vision_model(
         page.get_by_role("button", name="Attach images").click()
     chooser.value.set_files(str(image))
     encoded = base64.b64encode(PNG).decode()
-    page.evaluate(
-        """([data, kind]) => {
-            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
-            const transfer = new DataTransfer();
-            transfer.items.add(new File([bytes], 'dropped.png', { type: 'image/png' }));
-            const target = kind === 'drop' ? document.querySelector('#composer')
-                                           : document.querySelector('#composer-input');
-            const event = kind === 'drop'
-                ? new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true })
-                : new ClipboardEvent('paste', { clipboardData: transfer, bubbles: true, cancelable: true });
-            target.dispatchEvent(event);
-        }""",
-        [encoded, "drop"],
-    )
-    page.evaluate(
-        """([data]) => {
-            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
-            const transfer = new DataTransfer();
-            transfer.items.add(new File([bytes], 'pasted.png', { type: 'image/png' }));
-            document.querySelector('#composer-input').dispatchEvent(
-                new ClipboardEvent('paste', { clipboardData: transfer, bubbles: true, cancelable: true }));
-        }""",
-        [encoded],
-    )
+    give_file(page, "drop", "dropped.png", encoded)
+    give_file(page, "paste", "pasted.png", encoded)
     expect(page.get_by_role("list", name="Attached images").locator("img")).to_have_count(3)
     send(page, "What is this?")
     expect(page.locator(".msg.user img")).to_have_count(3)
@@ -164,14 +161,7 @@ def test_images_attach_by_picker_drop_and_paste_for_a_vision_model(
 
 def test_images_are_refused_for_a_model_without_vision(tab: Tab, server: LiveServer) -> None:
     page = open_page(tab, server, FakeApi([SMOL]))
-    page.evaluate(
-        """() => {
-            const transfer = new DataTransfer();
-            transfer.items.add(new File([new Uint8Array([1])], 'x.png', { type: 'image/png' }));
-            document.querySelector('#composer').dispatchEvent(
-                new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }));
-        }"""
-    )
+    give_file(page, "drop", "x.png", base64.b64encode(PNG).decode())
     expect(page.locator("#composer-note")).to_contain_text("does not take images")
     expect(page.get_by_role("list", name="Attached images").locator("img")).to_have_count(0)
 
@@ -258,7 +248,7 @@ def test_rename_delete_regenerate_and_branch(tab: Tab, server: LiveServer) -> No
     expect(page.locator(".msg.user .content")).to_have_text("Hello again")
 
 
-def test_phone_size_dark_and_every_control_labelled(browser, server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+def test_phone_size_dark_and_every_control_labelled(browser: Browser, server: LiveServer) -> None:
     tab = open_tab(browser, viewport={"width": 390, "height": 800}, color_scheme="dark")
     try:
         api = FakeApi([THINKER], answer_lines(thinking="Short thought.", content="Hi! `x = 1`"))

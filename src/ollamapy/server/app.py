@@ -100,7 +100,7 @@ def run_server(config: Config) -> None:
     if not config.debug:  # one line per runner call is noise, and costs a write per request
         logging.getLogger("httpx").setLevel(logging.WARNING)
     log.info("Listening on %s:%d (version %s)", config.host.host, config.host.port, _version())
-    log.info("Chat and models page at %s", ui.page_url(_browsable(config).url))
+    log.info("Chat and models page at %s", page_address(config))
     uvicorn.run(
         create_app(config),
         host=config.host.host,
@@ -110,12 +110,13 @@ def run_server(config: Config) -> None:
     )
 
 
-def _browsable(config: Config) -> HostAddress:
-    """The address a browser on this machine opens: a wildcard bind is reached on loopback."""
-    if config.host.host in {"0.0.0.0", "::", ""}:
-        loopback = "::1" if config.host.host == "::" else "127.0.0.1"
-        return dataclasses.replace(config.host, host=loopback)
-    return config.host
+def page_address(config: Config) -> str:
+    """The page's address for a browser on this machine (a wildcard bind is reached on
+    loopback), which `ollama serve` prints."""
+    host: HostAddress = config.host
+    if host.host in {"0.0.0.0", "::", ""}:
+        host = dataclasses.replace(host, host="::1" if host.host == "::" else "127.0.0.1")
+    return ui.page_url(host.url)
 
 
 def _version() -> str:
