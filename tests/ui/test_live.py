@@ -192,11 +192,20 @@ def test_pull_from_a_registry_shows_progress_to_100(
     page.get_by_label("Name").fill(name)
     page.get_by_label("insecure (plain HTTP)").check()
     page.get_by_role("button", name="Pull").click()
+    expect(page.locator("#pull-label")).to_contain_text("%", timeout=60_000)
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#pull-label")).to_have_text("cancelled")
+    expect(page.get_by_role("button", name="Pull")).to_be_visible()
+    expect(page.get_by_role("rowheader", name=name, exact=True)).to_have_count(0)
+
+    page.evaluate("window.progress = []")
+    page.get_by_role("button", name="Pull").click()
     expect(page.locator("#pull-label")).to_have_text(f"{name}: success 100%", timeout=300_000)
     expect(page.locator("#pull-progress")).to_have_js_property("value", 100)
     progress = page.evaluate("window.progress")
     shown = [label for _, label in progress]
     assert shown[:2] == ["starting…", "pulling manifest"], shown
+    assert page.get_by_label("Name").input_value() == ""  # cleared once pulled
     assert any(0 < value < 99 for value, _ in progress), progress  # seen on the way
     assert slow_proxy.script.blob_gets(), "the pull did not go through the registry"
     row = page.get_by_role("row").filter(has=page.get_by_role("rowheader", name=name, exact=True))

@@ -152,7 +152,7 @@ def test_images_attach_by_picker_drop_and_paste_for_a_vision_model(
     send(page, "What is this?")
     expect(page.locator(".msg.user img")).to_have_count(3)
     widths = page.locator(".msg.user img").evaluate_all("(imgs) => imgs.map((i) => i.naturalWidth)")
-    assert widths == [48, 48, 48]  # decoded, so shown (a data: URL of the right type)
+    assert widths == [48, 48, 48]  # the images decode and show in the sent message
     expect(page.locator(".msg.assistant .content")).to_have_text("A tiny red dot.")
     (user,) = api.chat_bodies[0]["messages"]
     assert user["images"] == [encoded, encoded, encoded]
@@ -283,3 +283,29 @@ def test_the_page_fetches_nothing_from_another_origin(tab: Tab, server: LiveServ
     tab.page.on("request", lambda request: requests.append(request.url))
     open_page(tab, server, FakeApi([SMOL]))
     assert requests and all(url.startswith(server.url) for url in requests), requests
+
+
+def test_the_page_works_from_the_keyboard(tab: Tab, server: LiveServer) -> None:
+    api = FakeApi([SMOL], answer_lines(content="Hello back."))
+    page = open_page(tab, server, api)
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to message box")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Message", exact=True)).to_be_focused()
+    page.keyboard.type("Hello")
+    page.keyboard.press("Shift+Enter")  # a new line, not a send
+    page.keyboard.type("there")
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg.assistant .content")).to_have_text("Hello back.")
+    assert api.chat_bodies[0]["messages"][0]["content"] == "Hello\nthere"
+    assert "think" not in api.chat_bodies[0] and "options" not in api.chat_bodies[0]
+    rename = page.get_by_role("button", name="Rename Hello")
+    rename.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("dialog").get_by_label("Title")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    page.get_by_role("button", name="Models").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Pull a model")).to_be_visible()
+    expect(page.get_by_role("button", name="Models")).to_have_attribute("aria-current", "page")
