@@ -106,3 +106,21 @@ def test_serve_prints_an_address_a_browser_can_open(host: str, printed: str) -> 
     from ollamapy.server.app import page_address
 
     assert page_address(Config(host=parse_host(host))) == printed
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "page"),
+    [
+        ("GET", "/ui", True),
+        ("GET", "/ui/", True),
+        ("HEAD", "/ui/assets/index.js", True),
+        ("POST", "/ui/", False),
+        ("GET", "/uix", False),
+        ("GET", "/api/tags", False),
+        ("GET", "/", False),
+    ],
+)
+def test_only_reads_of_the_pages_files_count_as_page_requests(
+    method: str, path: str, page: bool
+) -> None:
+    assert ui.is_page_request(method, path) is page

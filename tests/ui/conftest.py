@@ -36,8 +36,10 @@ def chromium_path() -> str:
     pytest.fail("chromium is missing: install it with `apt-get install chromium`")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One Chromium per module: Playwright's sync API keeps an event loop running in this
+    thread while it is open, which must end before an async test (pytest-asyncio) runs."""
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS

@@ -299,6 +299,9 @@ def test_the_page_works_from_the_keyboard(tab: Tab, server: LiveServer) -> None:
     expect(page.locator(".msg.assistant .content")).to_have_text("Hello back.")
     assert api.chat_bodies[0]["messages"][0]["content"] == "Hello\nthere"
     assert "think" not in api.chat_bodies[0] and "options" not in api.chat_bodies[0]
+    page.get_by_role("button", name="Settings").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Think")).to_be_disabled()  # smollm2 does not think
     rename = page.get_by_role("button", name="Rename Hello")
     rename.focus()
     page.keyboard.press("Enter")

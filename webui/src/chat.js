@@ -344,7 +344,8 @@ function requestBody(conversation) {
   const body = { model: conversation.model, messages };
   if (options && Object.keys(options).length) body.options = options;
   const thinkSetting = thinkValue(think);
-  if (thinkSetting !== undefined) body.think = thinkSetting;
+  const thinks = state.models.find((m) => m.name === conversation.model)?.capabilities.includes('thinking');
+  if (thinkSetting !== undefined && thinks) body.think = thinkSetting; // others refuse `think`
   return body;
 }
 

@@ -49,6 +49,12 @@ _IMMUTABLE = "public, max-age=31536000, immutable"
 """Vite puts a content hash in every asset's name, so an asset never changes under its URL."""
 
 
+def is_page_request(method: str, path: str) -> bool:
+    """Whether a request only reads the page's own files (no model, no data): an API-key
+    guard lets these through, so the page can load and then ask for a key on its first 401."""
+    return method in {"GET", "HEAD"} and (path == "/ui" or path.startswith(PAGE_PATH))
+
+
 def page_url(base_url: str) -> str:
     """The address `ollama serve` prints for the page (`http://127.0.0.1:11434/ui/`)."""
     return base_url.rstrip("/") + PAGE_PATH
