@@ -18,7 +18,7 @@ from tests.conftest import bundled_model_file
 from tests.registry.servers import Proxy, Registry, run_proxy, run_registry
 from tests.scheduler.live import CHATML, LiveApp, create_model, runner_pids, serve_app
 from tests.server.conftest import free_port
-from tests.server.test_cancel import cpu_rate, cpu_seconds, goes_idle, wait_until_started
+from tests.server.test_cancel import cpu_rate, goes_idle
 from tests.ui.conftest import Tab, screenshot
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
     )
     gguf = bundled_model_file("smollm2")
     for live in serve_app(config):
-        create_model(live.url, SMOL, gguf, f"{CHATML}PARAMETER num_predict 48\n")
+        create_model(live.url, SMOL, gguf, f"{CHATML}PARAMETER num_predict 24\n")
         bare = 'TEMPLATE "{{ range .Messages }}{{ .Content }}{{ end }}"\n'
         create_model(live.url, COUNTER, gguf, f"{bare}PARAMETER num_predict 4000\n")
         yield live
@@ -110,7 +110,7 @@ def test_an_answer_streams_and_the_conversation_survives_a_reload(
     record_streaming_lengths(page)
     send(page, SMOL, "Write one sentence about the sea.")
     answer = page.locator(".msg.assistant").last
-    expect(answer.locator(".stats")).to_contain_text("tokens/s", timeout=120_000)
+    expect(answer.locator(".stats")).to_contain_text("tokens/s", timeout=240_000)
     expect(answer.locator(".stats")).to_contain_text("TTFT")
     text = answer.locator(".content").inner_text()
     assert text.strip()
@@ -135,8 +135,7 @@ def test_stop_ends_the_stream_and_the_server_cancels_the_generation(
     send(page, COUNTER, COUNTING)
     streaming = page.locator(".msg.assistant.streaming .content")
     expect(streaming).to_contain_text("1", timeout=120_000)  # tokens are coming
-    (pid,) = runner_pids() & _runners_of(server)
-    wait_until_started(pid, cpu_seconds(pid) - 1)
+    (pid,) = _runners_of(server)  # the counter's only (smollm2 was unloaded)
     busy = cpu_rate(pid, 0.5)
     assert busy > 0.1, f"the runner was not generating ({busy:.2f} cores)"
     page.get_by_role("button", name="Stop").click()
