@@ -19,6 +19,7 @@ from ollamapy.api.types import CopyRequest, GenerateRequest, PushRequest, ShowRe
 from ollamapy.cli.commands import Deps, OllamaCommand, OllamaGroup, connect, deps
 from ollamapy.cli.create import create_model, load_modelfile, show_progress
 from ollamapy.cli.format import render_table
+from ollamapy.cli.keys import keys
 from ollamapy.cli.progress import ProgressDisplay, spinner
 from ollamapy.cli.repl import Repl
 from ollamapy.cli.run import RunOptions, Session, parse_think, pull_progress, show_or_pull
@@ -438,6 +439,9 @@ def help_(ctx: click.Context, args: Sequence[str]) -> None:
         return
     with click.Context(target, info_name=target.name, parent=parent) as sub:
         _write(ctx, target.get_help(sub) + "\n")
+
+
+cli.add_command(keys)
 
 
 def main(argv: Sequence[str] | None = None, deps_: Deps | None = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -19,9 +20,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ollamapy.config import Config
-from ollamapy.errors import NotFoundError, OllamaError
+from ollamapy.errors import BadRequestError, NotFoundError, OllamaError
 from ollamapy.scheduler import Scheduler
 from ollamapy.server import embed, inference, models, openai_routes, transfer
+from ollamapy.server.auth import KeyGuard, KeySource, exposure_warning
 from ollamapy.server.guards import EdgeGuard
 from ollamapy.server.http import error_response, handle_errors
 from ollamapy.server.runners import default_scheduler
@@ -58,7 +60,10 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
                 EdgeGuard,
                 origins=config.allowed_origins,
                 loopback_only=config.host.is_loopback,
-            )
+            ),
+            Middleware(
+                KeyGuard, keys=KeySource(config.keys_file), required=config.api_keys_required
+            ),
         ],
         exception_handlers={OllamaError: handle_errors, Exception: handle_errors, 405: _405},
         lifespan=lifespan,
@@ -97,14 +102,38 @@ def run_server(config: Config) -> None:
     )
     if not config.debug:  # one line per runner call is noise, and costs a write per request
         logging.getLogger("httpx").setLevel(logging.WARNING)
-    log.info("Listening on %s:%d (version %s)", config.host.host, config.host.port, _version())
+    cert, key = tls_files(config)
+    warning = exposure_warning(config, KeySource(config.keys_file).current())
+    if warning:
+        log.warning(warning)
+    scheme = "https" if config.tls_cert else "http"
+    log.info(
+        "Listening on %s://%s:%d (version %s)",
+        scheme,
+        config.host.host,
+        config.host.port,
+        _version(),
+    )
     uvicorn.run(
         create_app(config),
         host=config.host.host,
         port=config.host.port,
         log_level="debug" if config.debug else "warning",
         timeout_graceful_shutdown=5,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
     )
+
+
+def tls_files(config: Config) -> tuple[str | None, str | None]:
+    """uvicorn's certificate and key for `OLLAMA_TLS_CERT`/`OLLAMA_TLS_KEY` (None, None for
+    plain HTTP); checks both files exist so a typo is one clear error, not an SSL traceback."""
+    if not config.tls_cert:
+        return None, None
+    for name, path in (("OLLAMA_TLS_CERT", config.tls_cert), ("OLLAMA_TLS_KEY", config.tls_key)):
+        if not Path(path).is_file():
+            raise BadRequestError(f"{name}: no such file {path!r}")
+    return config.tls_cert, config.tls_key
 
 
 def _version() -> str:

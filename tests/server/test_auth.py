@@ -1,0 +1,344 @@
+"""API keys through the real app (scripted runner): who is admitted, who is refused, and how.
+
+The server starts with no key (so the fixture can create its model), then keys are written
+to the key file beside the store while it runs: that they take effect at once also pins the
+reload on change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.routing import Route
+
+from ollamapy.auth import KeyFile, Scope, rule_for
+from ollamapy.auth.scopes import ROUTE_RULES
+from ollamapy.config import Config, parse_host
+from ollamapy.server.app import create_app, run_server
+from ollamapy.server.auth import KeyRing, body_models, exposure_warning
+from tests.fakes import MODEL, Script, ScriptedServer, serve_scripted
+
+
+@dataclass
+class Keyed:
+    """The scripted server and its key file, with one key per role."""
+
+    server: ScriptedServer
+    keys: KeyFile
+    secrets: dict[str, str]
+
+    def request(
+        self, method: str, path: str, key: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.secrets.get(key, key)}"} if key else {}
+        headers |= kwargs.pop("headers", {})
+        return httpx.request(
+            method, f"{self.server.url}{path}", headers=headers, timeout=30, **kwargs
+        )
+
+
+ROLES: dict[str, tuple[set[Scope], list[str]]] = {
+    "admin": ({Scope.ALL}, []),
+    "chat": ({Scope.GENERATE}, []),
+    "chat-scripted": ({Scope.GENERATE}, ["scripted"]),
+    "chat-other": ({Scope.GENERATE}, ["other*"]),
+    "embedder": ({Scope.EMBED}, []),
+    "ops": ({Scope.MANAGE}, ["scripted", "copy*"]),
+    "scraper": ({Scope.METRICS}, []),
+}
+
+
+@pytest.fixture
+def keyed(tmp_path: Path) -> Iterator[Keyed]:
+    for server in serve_scripted(tmp_path, Script()):
+        keys = KeyFile(tmp_path / "keys.json")
+        secrets = {name: keys.create(name, *ROLES[name])[0] for name in ROLES}
+        yield Keyed(server, keys, secrets)
+
+
+ADMIT, REFUSE = True, False
+
+
+def chat_body(model: str = MODEL, stream: bool = False) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+
+
+def test_with_no_keys_nothing_changes(tmp_path: Path) -> None:
+    for server in serve_scripted(tmp_path, Script()):
+        response = httpx.post(f"{server.url}/api/chat", json=chat_body(), timeout=30)
+        assert response.status_code == 200
+        assert response.json()["message"]["content"] == "Hello there"
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_the_root_stays_open(keyed: Keyed, method: str) -> None:
+    assert keyed.request(method, "/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/tags"),
+        ("GET", "/api/version"),
+        ("POST", "/api/chat"),
+        ("POST", "/"),
+        ("GET", "/no/such/route"),
+        ("GET", "/v1/models"),
+    ],
+    ids=lambda v: str(v),
+)
+def test_every_other_route_needs_a_key(keyed: Keyed, method: str, path: str) -> None:
+    response = keyed.request(method, path, json=chat_body())
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_a_missing_key_is_a_native_401_that_names_the_variable(keyed: Keyed) -> None:
+    response = keyed.request("POST", "/api/chat", json=chat_body())
+    assert response.json() == {
+        "error": "unauthorized: this server needs an API key (set OLLAMA_API_KEY)"
+    }
+
+
+def test_a_wrong_key_is_refused(keyed: Keyed) -> None:
+    wrong = keyed.secrets["admin"][:-2] + "xx"
+    response = keyed.request("GET", "/api/tags", wrong)
+    assert response.status_code == 401
+    assert response.json() == {"error": "unauthorized: invalid API key"}
+
+
+@pytest.mark.parametrize("header", ["authorization", "x-api-key"])
+def test_a_key_is_read_from_bearer_or_x_api_key(keyed: Keyed, header: str) -> None:
+    secret = keyed.secrets["chat"]
+    value = f"Bearer {secret}" if header == "authorization" else secret
+    response = keyed.request("POST", "/api/chat", json=chat_body(), headers={header: value})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("key", "method", "path", "body", "admitted"),
+    [
+        ("chat", "POST", "/api/chat", chat_body(), ADMIT),
+        ("chat", "POST", "/api/generate", {"model": MODEL, "prompt": "x", "stream": False}, ADMIT),
+        ("chat", "POST", "/v1/chat/completions", chat_body(), ADMIT),
+        ("chat", "POST", "/api/embed", {"model": MODEL, "input": "x"}, REFUSE),
+        ("chat", "POST", "/api/copy", {"source": MODEL, "destination": "copy"}, REFUSE),
+        ("chat", "GET", "/api/tags", None, ADMIT),
+        ("chat", "GET", "/api/ps", None, ADMIT),
+        ("chat", "POST", "/api/show", {"model": MODEL}, ADMIT),
+        ("chat", "GET", "/metrics", None, REFUSE),
+        ("embedder", "POST", "/api/embed", {"model": MODEL, "input": "x"}, ADMIT),
+        ("embedder", "POST", "/v1/embeddings", {"model": MODEL, "input": "x"}, ADMIT),
+        ("embedder", "POST", "/api/chat", chat_body(), REFUSE),
+        ("chat-scripted", "POST", "/api/chat", chat_body(), ADMIT),
+        ("chat-scripted", "POST", "/api/chat", chat_body("scripted:7b"), ADMIT),
+        ("chat-other", "POST", "/api/chat", chat_body(), REFUSE),
+        ("chat-other", "POST", "/v1/chat/completions", chat_body(), REFUSE),
+        ("chat-other", "POST", "/api/show", {"model": MODEL}, REFUSE),
+        ("chat-other", "POST", "/api/show", {"name": MODEL}, REFUSE),
+        ("chat-other", "GET", f"/v1/models/{MODEL}", None, REFUSE),
+        ("chat-scripted", "GET", f"/v1/models/{MODEL}", None, ADMIT),
+        ("chat-other", "POST", "/api/chat", chat_body("other"), ADMIT),
+        ("ops", "POST", "/api/copy", {"source": MODEL, "destination": "copy1"}, ADMIT),
+        ("ops", "POST", "/api/copy", {"source": MODEL, "destination": "elsewhere"}, REFUSE),
+        ("ops", "POST", "/api/chat", chat_body(), REFUSE),
+        ("ops", "POST", "/api/create", {"model": "copy2", "from": MODEL, "stream": False}, ADMIT),
+        ("ops", "POST", "/api/create", {"model": "copy2", "from": "secret"}, REFUSE),
+        ("ops", "POST", "/api/create", {"model": "copy3", "modelfile": "FROM secret\n"}, REFUSE),
+        ("ops", "DELETE", "/api/delete", {"model": "elsewhere"}, REFUSE),
+        ("ops", "HEAD", "/api/blobs/sha256:" + "0" * 64, None, ADMIT),
+        ("scraper", "GET", "/metrics", None, ADMIT),
+        ("scraper", "GET", "/api/tags", None, ADMIT),
+        ("scraper", "POST", "/api/chat", chat_body(), REFUSE),
+        ("admin", "POST", "/api/chat", chat_body("elsewhere"), ADMIT),
+        ("admin", "GET", "/metrics", None, ADMIT),
+        ("admin", "GET", "/no/such/route", None, ADMIT),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_keys_are_admitted_and_refused_exactly_as_scoped(
+    keyed: Keyed, key: str, method: str, path: str, body: Any, admitted: bool
+) -> None:
+    """Admitted: the route answered (200, or its own 404 for a model or route not there);
+    refused: a 403 for the key's scope or models."""
+    response = keyed.request(method, path, key, json=body) if body else None
+    response = response or keyed.request(method, path, key)
+    if admitted:
+        assert response.status_code in (200, 404), response.text
+    else:
+        assert response.status_code == 403, response.text
+
+
+def test_a_403_names_the_key_and_what_it_lacks(keyed: Keyed) -> None:
+    scope = keyed.request("POST", "/api/embed", "chat", json={"model": MODEL, "input": "x"})
+    assert scope.json() == {"error": "forbidden: API key 'chat' lacks the embed scope"}
+    model = keyed.request("POST", "/api/chat", "chat-other", json=chat_body())
+    assert model.json() == {"error": f"forbidden: API key 'chat-other' may not use model '{MODEL}'"}
+
+
+def test_v1_refusals_are_openai_error_objects(keyed: Keyed) -> None:
+    response = keyed.request("POST", "/v1/chat/completions", json=chat_body())
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+    forbidden = keyed.request("POST", "/v1/chat/completions", "embedder", json=chat_body())
+    assert forbidden.status_code == 403
+    assert forbidden.json()["error"]["type"] == "permission_error"
+
+
+def test_v1_messages_refusals_are_anthropic_errors(keyed: Keyed) -> None:
+    body = {"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}
+    response = keyed.request("POST", "/v1/messages", json=body)
+    assert response.status_code == 401
+    assert response.json()["type"] == "error"
+    assert response.json()["error"]["type"] == "authentication_error"
+    forbidden = keyed.request("POST", "/v1/messages", "chat-other", json=body)
+    assert forbidden.status_code == 403
+    assert forbidden.json()["error"]["type"] == "permission_error"
+
+
+def test_a_model_limited_key_still_streams(keyed: Keyed) -> None:
+    """The body read for the model check is handed on: the stream arrives whole."""
+    with httpx.stream(
+        "POST",
+        f"{keyed.server.url}/api/chat",
+        json=chat_body(stream=True),
+        headers={"Authorization": f"Bearer {keyed.secrets['chat-scripted']}"},
+        timeout=30,
+    ) as response:
+        assert response.status_code == 200
+        parts = [json.loads(line) for line in response.iter_lines() if line]
+    assert "".join(p["message"]["content"] for p in parts) == "Hello there"
+    assert parts[-1]["done"] is True
+
+
+def test_an_expired_key_is_refused(keyed: Keyed) -> None:
+    secret, _ = keyed.keys.create("short", {Scope.ALL}, expires_in=timedelta(seconds=1))
+    assert keyed.request("GET", "/api/tags", secret).status_code == 200
+    import time
+
+    time.sleep(1.1)
+    response = keyed.request("GET", "/api/tags", secret)
+    assert response.status_code == 401
+    assert response.json() == {"error": "unauthorized: API key 'short' has expired"}
+
+
+def test_create_and_revoke_take_effect_on_the_next_request(keyed: Keyed) -> None:
+    secret, _ = keyed.keys.create("late", {Scope.GENERATE})
+    assert keyed.request("POST", "/api/chat", secret, json=chat_body()).status_code == 200
+    keyed.keys.revoke("late")
+    assert keyed.request("POST", "/api/chat", secret, json=chat_body()).status_code == 401
+
+
+def test_revoking_every_key_reopens_the_server_as_without_keys(keyed: Keyed) -> None:
+    for name in ROLES:
+        keyed.keys.revoke(name)
+    assert keyed.request("GET", "/api/tags").status_code == 200
+
+
+def test_a_broken_key_file_fails_closed(keyed: Keyed, caplog: pytest.LogCaptureFixture) -> None:
+    keyed.keys.path.write_text("{ not json")
+    with caplog.at_level(logging.ERROR):
+        response = keyed.request("GET", "/api/tags", "admin")
+    assert response.status_code == 401
+    assert "refusing every key" in caplog.text
+
+
+def test_a_burst_of_failures_from_one_address_is_slowed(keyed: Keyed) -> None:
+    statuses = [keyed.request("GET", "/api/tags", "olk_wrong").status_code for _ in range(12)]
+    assert statuses[:10] == [401] * 10
+    assert statuses[10:] == [429, 429]
+    limited = keyed.request("GET", "/api/tags", "admin")  # refused before the key is looked at
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) >= 1
+    assert keyed.request("GET", "/").status_code == 200
+
+
+def test_keys_required_without_any_key_refuses_all_but_the_root(tmp_path: Path) -> None:
+    config = Config(
+        host=parse_host("127.0.0.1:1"), models_dir=tmp_path / "models", api_keys_required=True
+    )
+    from starlette.testclient import TestClient
+
+    with TestClient(create_app(config), base_url="http://127.0.0.1") as client:
+        assert client.get("/").status_code == 200
+        assert client.get("/api/tags").status_code == 401
+
+
+def test_every_route_of_the_app_has_a_rule() -> None:
+    """A route missing from the table falls to `manage`; listing each keeps that on purpose."""
+    app = create_app(Config(host=parse_host("127.0.0.1:1")))
+    paths = [r.path for r in app.routes if isinstance(r, Route) and r.path != "/{path:path}"]
+    for path in paths:
+        concrete = path.replace("{digest}", "sha256:0").replace("{model:path}", "m")
+        assert concrete in ROUTE_RULES or rule_for(concrete) != rule_for("/unlisted"), path
+
+
+@pytest.mark.parametrize(
+    ("body", "names"),
+    [
+        (b'{"model": "a", "name": "b"}', ["a", "b"]),
+        (b'{"source": "a", "destination": "b"}', ["a", "b"]),
+        (b'{"model": "a", "from": "b"}', ["a", "b"]),
+        (b'{"model": "a", "modelfile": "FROM b\\nSYSTEM hi"}', ["a", "b"]),
+        (b'{"model": "a", "modelfile": "FROM ./x.gguf"}', ["a"]),
+        (b'{"model": 3}', []),
+        (b"[1]", []),
+        (b"not json", []),
+    ],
+    ids=[
+        "model-and-name",
+        "copy",
+        "from",
+        "modelfile-from",
+        "modelfile-path",
+        "not-a-string",
+        "not-an-object",
+        "not-json",
+    ],
+)
+def test_body_models(body: bytes, names: list[str]) -> None:
+    assert body_models(body) == names
+
+
+@pytest.mark.parametrize(
+    ("host", "keys", "required", "warns"),
+    [
+        ("127.0.0.1", False, False, False),
+        ("0.0.0.0", False, False, True),
+        ("192.168.1.5", False, False, True),
+        ("0.0.0.0", True, False, False),
+        ("0.0.0.0", False, True, False),
+    ],
+    ids=["loopback", "all-interfaces", "lan", "with-keys", "keys-required"],
+)
+def test_exposure_warning(
+    tmp_path: Path, host: str, keys: bool, required: bool, warns: bool
+) -> None:
+    config = Config(host=parse_host(f"{host}:1"), api_keys_required=required)
+    ring = KeyFile(tmp_path / "k.json")
+    if keys:
+        ring.create("k", {Scope.ALL})
+    warning = exposure_warning(config, ring.load() if keys else KeyRing())
+    assert (warning is not None) is warns
+    if warning:
+        assert "WARNING" in warning and "ollama keys create" in warning
+
+
+def test_serving_on_all_interfaces_without_keys_logs_the_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    config = Config(host=parse_host("0.0.0.0:1"), models_dir=tmp_path / "models")
+    with caplog.at_level(logging.WARNING):
+        run_server(config)
+    assert "reachable from other machines, with no API keys" in caplog.text
