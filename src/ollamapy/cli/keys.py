@@ -67,7 +67,8 @@ def create(ctx: click.Context, args: Sequence[str], scope: str, models: str, exp
     scopes = parse_scopes(scope)
     lifetime = parse_expiry(expires) if expires else None
     patterns = [pattern.strip() for pattern in models.split(",") if pattern.strip()]
-    secret, key = _file().create(args[0], scopes, patterns, lifetime)
+    now = deps(ctx).now().astimezone(UTC)
+    secret, key = _file().create(args[0], scopes, patterns, lifetime, now=now)
     term = deps(ctx).term()
     term.err.write(f"Created API key '{key.name}' ({_describe(key)}). It is not shown again:\n")
     term.err.flush()
