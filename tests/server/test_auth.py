@@ -101,6 +101,12 @@ def test_every_other_route_needs_a_key(keyed: Keyed, method: str, path: str) -> 
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
+def test_a_placeholder_bearer_does_not_hide_a_real_x_api_key(keyed: Keyed) -> None:
+    headers = {"Authorization": "Bearer ollama", "x-api-key": keyed.secrets["chat"]}
+    response = keyed.request("POST", "/api/chat", json=chat_body(), headers=headers)
+    assert response.status_code == 200, response.text
+
+
 def test_a_missing_key_is_a_native_401_that_names_the_variable(keyed: Keyed) -> None:
     response = keyed.request("POST", "/api/chat", json=chat_body())
     assert response.json() == {

@@ -140,10 +140,31 @@ def test_anthropic_client_outside_the_key_is_permission_denied(keyed: Keyed, key
 
 
 def test_anthropic_client_with_a_generate_key_is_admitted(keyed: Keyed) -> None:
-    """The key passes (sent as `x-api-key`); the answer is the route's own (its 404 on a
-    branch without `/v1/messages`), never a 401 or 403."""
+    """The key passes (anthropic 2.x sends it as a bearer token; older SDKs as `x-api-key`,
+    which `test_auth` covers); the answer is the route's own (its 404 on a branch without
+    `/v1/messages`), never a 401 or 403."""
     try:
         reply = _message(keyed.anthropic("chat"))
+    except anthropic.NotFoundError:
+        return  # no /v1/messages here yet: admitted, and the router answered 404
+    assert reply.content[0].type == "text" and reply.content[0].text == "Hello there"
+
+
+def test_anthropic_client_sending_x_api_key_is_admitted_and_refused_as_scoped(
+    keyed: Keyed,
+) -> None:
+    """What Anthropic's API takes (and older SDKs send): the key in `x-api-key` alone."""
+
+    def client(key: str) -> anthropic.Anthropic:
+        headers = {"x-api-key": keyed.secrets.get(key, key)}
+        return anthropic.Anthropic(base_url=keyed.url, default_headers=headers, max_retries=0)
+
+    with pytest.raises(anthropic.AuthenticationError):
+        _message(client(WRONG))
+    with pytest.raises(anthropic.PermissionDeniedError):
+        _message(client("chat-other"))
+    try:
+        reply = _message(client("chat"))
     except anthropic.NotFoundError:
         return  # no /v1/messages here yet: admitted, and the router answered 404
     assert reply.content[0].type == "text" and reply.content[0].text == "Hello there"

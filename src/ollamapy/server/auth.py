@@ -2,7 +2,7 @@
 
 Once the key file holds a key (or `OLLAMA_API_KEYS_REQUIRED` is set), every request but
 `GET /` and `HEAD /` must carry one, as `Authorization: Bearer <key>` (the `openai` and
-`ollama` clients) or `x-api-key: <key>` (the `anthropic` client):
+`ollama` clients, and the `anthropic` SDK 2.x) or `x-api-key: <key>` (Anthropic's API header):
 
 * no key, an unknown key or an expired one: 401; a burst of those from one address: 429
   with `Retry-After` (`auth.limiter`), decided before the key is looked at;
@@ -115,7 +115,7 @@ class KeyGuard:
                 ((b"retry-after", str(wait).encode()),),
             )
             return
-        key, problem = self._authenticate(ring, _presented_key(scope))
+        key, problem = self._authenticate(ring, _presented_keys(scope))
         if key is None:
             self.limiter.failed(address)
             if self.limiter.retry_after(address):
@@ -126,10 +126,10 @@ class KeyGuard:
             return
         await self._authorize(key, scope, receive, send)
 
-    def _authenticate(self, ring: KeyRing, secret: str | None) -> tuple[ApiKey | None, str]:
-        if not secret:
+    def _authenticate(self, ring: KeyRing, secrets: list[str]) -> tuple[ApiKey | None, str]:
+        if not secrets:
             return None, "unauthorized: this server needs an API key (set OLLAMA_API_KEY)"
-        key = ring.find(secret)
+        key = next((found for s in secrets if (found := ring.find(s)) is not None), None)
         if key is None:
             return None, "unauthorized: invalid API key"
         if key.expired(self.now()):
@@ -173,9 +173,13 @@ def _address(scope: Scope) -> str:
     return str(client[0]) if client else ""
 
 
-def _presented_key(scope: Scope) -> str | None:
-    """`Authorization: Bearer <key>` first, then `x-api-key: <key>`."""
-    bearer = api_key = None
+def _presented_keys(scope: Scope) -> list[str]:
+    """The keys a request carries: `Authorization: Bearer <key>`, then `x-api-key: <key>`.
+
+    Both are tried, so a client that sends a placeholder bearer token (`api_key="ollama"` is
+    common with the `openai` SDK) and the real key in `x-api-key` is still admitted.
+    """
+    bearer = api_key = ""
     for raw_name, raw_value in scope["headers"]:
         name = raw_name.decode("latin-1").lower()
         if name == "authorization":
@@ -184,7 +188,7 @@ def _presented_key(scope: Scope) -> str | None:
                 bearer = value.strip()
         elif name == "x-api-key":
             api_key = raw_value.decode("latin-1").strip()
-    return bearer or api_key
+    return [key for key in (bearer, api_key) if key]
 
 
 def body_models(body: bytes) -> list[str]:
