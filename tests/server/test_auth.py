@@ -23,7 +23,7 @@ from ollamapy.auth import KeyFile, Scope, rule_for
 from ollamapy.auth.scopes import ROUTE_RULES
 from ollamapy.config import Config, parse_host
 from ollamapy.server.app import create_app, run_server
-from ollamapy.server.auth import KeyRing, body_models, exposure_warning
+from ollamapy.server.auth import body_models, exposure_warning
 from tests.fakes import MODEL, Script, ScriptedServer, serve_scripted
 
 
@@ -315,27 +315,34 @@ def test_body_models(body: bytes, names: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("host", "keys", "required", "warns"),
+    ("host", "keys", "required", "tls", "warning"),
     [
-        ("127.0.0.1", False, False, False),
-        ("0.0.0.0", False, False, True),
-        ("192.168.1.5", False, False, True),
-        ("0.0.0.0", True, False, False),
-        ("0.0.0.0", False, True, False),
+        ("127.0.0.1", False, False, False, None),
+        ("0.0.0.0", False, False, False, "with no API keys"),
+        ("192.168.1.5", False, False, False, "with no API keys"),
+        ("0.0.0.0", True, False, False, "in clear"),
+        ("0.0.0.0", False, True, False, "in clear"),
+        ("0.0.0.0", True, False, True, None),
     ],
-    ids=["loopback", "all-interfaces", "lan", "with-keys", "keys-required"],
+    ids=["loopback", "all-interfaces", "lan", "keys-over-http", "required-over-http", "keys-tls"],
 )
 def test_exposure_warning(
-    tmp_path: Path, host: str, keys: bool, required: bool, warns: bool
+    tmp_path: Path, host: str, keys: bool, required: bool, tls: bool, warning: str | None
 ) -> None:
-    config = Config(host=parse_host(f"{host}:1"), api_keys_required=required)
-    ring = KeyFile(tmp_path / "k.json")
+    config = Config(
+        host=parse_host(f"{host}:1"),
+        api_keys_required=required,
+        tls_cert="c.pem" if tls else "",
+        tls_key="k.pem" if tls else "",
+    )
+    key_file = KeyFile(tmp_path / "k.json")
     if keys:
-        ring.create("k", {Scope.ALL})
-    warning = exposure_warning(config, ring.load() if keys else KeyRing())
-    assert (warning is not None) is warns
-    if warning:
-        assert "WARNING" in warning and "ollama keys create" in warning
+        key_file.create("k", {Scope.ALL})
+    said = exposure_warning(config, key_file.load())
+    if warning is None:
+        assert said is None
+    else:
+        assert said is not None and said.startswith("WARNING") and warning in said
 
 
 def test_serving_on_all_interfaces_without_keys_logs_the_warning(

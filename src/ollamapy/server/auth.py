@@ -262,11 +262,17 @@ async def _refuse(
 
 
 def exposure_warning(config: Config, ring: KeyRing) -> str | None:
-    """The loud warning for a server others can reach with no key required, else None."""
+    """The loud warning for a server others can reach with no key required (or whose keys
+    would cross the network in clear), else None."""
     if config.host.is_loopback or config.host.host in _LOOPBACK_ADDRESSES:
         return None
     if ring.active or config.api_keys_required:
-        return None
+        if config.tls_cert:
+            return None
+        return (
+            f"WARNING: listening on {config.host.host} over plain HTTP: API keys cross the "
+            "network in clear. Set OLLAMA_TLS_CERT and OLLAMA_TLS_KEY to serve HTTPS."
+        )
     return (
         f"WARNING: listening on {config.host.host}, reachable from other machines, with no API "
         "keys: anyone who can reach this port can run, pull, create and delete models. "
