@@ -190,6 +190,24 @@ def test_a_403_names_the_key_and_what_it_lacks(keyed: Keyed) -> None:
     assert model.json() == {"error": f"forbidden: API key 'chat-other' may not use model '{MODEL}'"}
 
 
+@pytest.mark.parametrize(
+    ("key", "visible"),
+    [("chat", [MODEL]), ("chat-scripted", [MODEL]), ("chat-other", [])],
+    ids=["unlimited", "matching", "other-models"],
+)
+def test_a_model_limited_key_lists_only_its_models(
+    keyed: Keyed, key: str, visible: list[str]
+) -> None:
+    tags = keyed.request("GET", "/api/tags", key)
+    assert [m["model"] for m in tags.json()["models"]] == visible
+    assert int(tags.headers["content-length"]) == len(tags.content)
+    v1 = keyed.request("GET", "/v1/models", key)
+    assert [m["id"] for m in v1.json()["data"]] == visible
+    keyed.request("POST", "/api/generate", "admin", json={"model": MODEL})  # load it
+    ps = keyed.request("GET", "/api/ps", key)
+    assert [m["model"] for m in ps.json()["models"]] == visible
+
+
 def test_v1_refusals_are_openai_error_objects(keyed: Keyed) -> None:
     response = keyed.request("POST", "/v1/chat/completions", json=chat_body())
     assert response.status_code == 401

@@ -6,7 +6,8 @@ Once the key file holds a key (or `OLLAMA_API_KEYS_REQUIRED` is set), every requ
 
 * no key, an unknown key or an expired one: 401; a burst of those from one address: 429
   with `Retry-After` (`auth.limiter`), decided before the key is looked at;
-* a key without the route's scope, or naming a model outside its patterns: 403.
+* a key without the route's scope, or naming a model outside its patterns: 403;
+* a key limited to some models sees only those in `/api/tags`, `/api/ps` and `/v1/models`.
 
 Routes and scopes are one table (`auth.scopes.ROUTE_RULES`). The model names come from the
 JSON body (`model`, `name`, `source`, `destination`, `from`, and a legacy `modelfile`'s
@@ -161,7 +162,65 @@ class KeyGuard:
                 await _refuse(send, path, 403, message)
                 return
         scope.setdefault("state", {})["api_key"] = key.name  # for request logs: name only
+        listing = LISTINGS.get(path)
+        if key.models and listing is not None:
+            send = _filtered_listing(send, key, *listing)
         await self.app(scope, receive, send)
+
+
+LISTINGS: dict[str, tuple[str, str]] = {
+    "/api/tags": ("models", "model"),
+    "/api/ps": ("models", "model"),
+    "/v1/models": ("data", "id"),
+}
+"""Routes that list models: (the list's field, each entry's name field). A key limited to
+some models sees only those in them."""
+
+
+def _filtered_listing(send: Send, key: ApiKey, field: str, name_field: str) -> Send:
+    """A `send` that holds a listing's (small, unstreamed) JSON answer and drops the entries
+    naming models outside the key's patterns; any other answer passes unchanged."""
+    start: Message | None = None
+    body = bytearray()
+
+    async def filtered(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            start = message
+            return
+        if start is None or message["type"] != "http.response.body":
+            await send(message)
+            return
+        body.extend(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        ok = start["status"] == 200
+        content = _filter_entries(bytes(body), key, field, name_field) if ok else None
+        if content is None:
+            await send(start)
+            await send({"type": "http.response.body", "body": bytes(body)})
+            return
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(content)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    return filtered
+
+
+def _filter_entries(body: bytes, key: ApiKey, field: str, name_field: str) -> bytes | None:
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get(field), list):
+        return None
+    data[field] = [
+        entry
+        for entry in data[field]
+        if isinstance(entry, dict) and key.allows_model(str(entry.get(name_field, "")))
+    ]
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
 def _public(scope: Scope) -> bool:
