@@ -373,3 +373,15 @@ def test_serving_on_all_interfaces_without_keys_logs_the_warning(
     with caplog.at_level(logging.WARNING):
         run_server(config)
     assert "reachable from other machines, with no API keys" in caplog.text
+
+
+def test_an_https_host_without_a_certificate_is_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    config = Config(host=parse_host("https://127.0.0.1:1"), models_dir=tmp_path / "models")
+    with caplog.at_level(logging.WARNING):
+        run_server(config)
+    assert "serving plain HTTP" in caplog.text

@@ -106,6 +106,8 @@ def run_server(config: Config) -> None:
     warning = exposure_warning(config, KeySource(config.keys_file).current())
     if warning:
         log.warning(warning)
+    if config.host.scheme == "https" and not config.tls_cert:
+        log.warning("OLLAMA_HOST says https, but OLLAMA_TLS_CERT is not set: serving plain HTTP")
     scheme = "https" if config.tls_cert else "http"
     log.info(
         "Listening on %s://%s:%d (version %s)",
