@@ -8,7 +8,7 @@ import pytest
 
 from ollamapy.auth import ROUTE_RULES, ModelSource, Scope, model_allowed, parse_scopes, rule_for
 from ollamapy.auth.replies import dialect_of, refusal_body
-from ollamapy.auth.scopes import covers, path_model
+from ollamapy.auth.scopes import covers, is_public, path_model
 from ollamapy.errors import BadRequestError
 
 ROUTES = [
@@ -51,6 +51,25 @@ def test_every_listed_route_is_in_the_table_test() -> None:
         "/",
         "/v1/messages/count_tokens",
     }
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "public"),
+    [
+        ("GET", "/", True),
+        ("HEAD", "/", True),
+        ("POST", "/", False),
+        ("GET", "/ui", True),
+        ("GET", "/ui/assets/index.js", True),
+        ("POST", "/ui/x", False),
+        ("GET", "/uix", False),
+        ("GET", "/api/tags", False),
+        ("GET", "/api/version", False),
+    ],
+    ids=lambda v: str(v),
+)
+def test_only_the_root_and_the_ui_files_are_public(method: str, path: str, public: bool) -> None:
+    assert is_public(method, path) is public
 
 
 def test_a_path_model_is_the_tail() -> None:

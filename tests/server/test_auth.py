@@ -83,9 +83,16 @@ def test_the_root_stays_open(keyed: Keyed, method: str) -> None:
     assert keyed.request(method, "/").status_code == 200
 
 
+@pytest.mark.parametrize("path", ["/ui", "/ui/index.html"])
+def test_the_web_ui_files_load_without_a_key(keyed: Keyed, path: str) -> None:
+    """The page asks for a key when the API says 401 (a 404 here: no UI on this branch)."""
+    assert keyed.request("GET", path).status_code in (200, 307, 404)
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [
+        ("POST", "/ui"),
         ("GET", "/api/tags"),
         ("GET", "/api/version"),
         ("POST", "/api/chat"),

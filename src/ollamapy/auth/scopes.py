@@ -111,6 +111,20 @@ _PREFIX_RULES: tuple[tuple[str, RouteRule], ...] = (
 _UNLISTED = _MANAGE
 
 
+_PUBLIC_METHODS = frozenset({"GET", "HEAD"})
+_PUBLIC_PATHS = frozenset({"/", "/ui"})
+_PUBLIC_PREFIXES = ("/ui/",)
+
+
+def is_public(method: str, path: str) -> bool:
+    """Reads that need no key: `GET /` and `HEAD /` (Ollama's "Ollama is running", what
+    clients probe), and the web UI's static files under `/ui` (the page holds no data; it asks
+    for a key when the API answers 401 and sends it with every API call)."""
+    if method not in _PUBLIC_METHODS:
+        return False
+    return path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES)
+
+
 def rule_for(path: str) -> RouteRule:
     """The rule for a request path; unlisted paths need `manage` (closed by default)."""
     rule = ROUTE_RULES.get(path)

@@ -1,8 +1,9 @@
 """API keys at the edge: an ASGI middleware that admits, refuses or slows each request.
 
 Once the key file holds a key (or `OLLAMA_API_KEYS_REQUIRED` is set), every request but
-`GET /` and `HEAD /` must carry one, as `Authorization: Bearer <key>` (the `openai` and
-`ollama` clients, and the `anthropic` SDK 2.x) or `x-api-key: <key>` (Anthropic's API header):
+`GET /` and `HEAD /` (and the web UI's static files: `auth.scopes.is_public`) must carry one,
+as `Authorization: Bearer <key>` (the `openai` and `ollama` clients, and the `anthropic` SDK
+2.x) or `x-api-key: <key>` (Anthropic's API header):
 
 * no key, an unknown key or an expired one: 401; a burst of those from one address: 429
   with `Retry-After` (`auth.limiter`), decided before the key is looked at;
@@ -32,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ollamapy.auth import ApiKey, FailureLimiter, KeyFile, KeyFileError, KeyRing, rule_for
 from ollamapy.auth.replies import refusal_body
-from ollamapy.auth.scopes import ModelSource, path_model
+from ollamapy.auth.scopes import ModelSource, is_public, path_model
 from ollamapy.config import Config
 from ollamapy.errors import ModelfileError
 from ollamapy.modelfile import Instruction, looks_like_path, parse
@@ -41,7 +42,6 @@ from ollamapy.server.http import MAX_JSON_BODY
 log = logging.getLogger(__name__)
 
 MODEL_FIELDS = ("model", "name", "source", "destination", "from")
-_PUBLIC_METHODS = {"GET", "HEAD"}
 _LOOPBACK_ADDRESSES = {"127.0.0.1", "::1", "localhost"}
 
 
@@ -97,7 +97,7 @@ class KeyGuard:
         self.now = now
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _public(scope):
+        if scope["type"] != "http" or is_public(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
         ring = self.keys.current()
@@ -221,10 +221,6 @@ def _filter_entries(body: bytes, key: ApiKey, field: str, name_field: str) -> by
         if isinstance(entry, dict) and key.allows_model(str(entry.get(name_field, "")))
     ]
     return json.dumps(data, separators=(",", ":")).encode()
-
-
-def _public(scope: Scope) -> bool:
-    return bool(scope["path"] == "/" and scope["method"] in _PUBLIC_METHODS)
 
 
 def _address(scope: Scope) -> str:
