@@ -22,8 +22,8 @@ from starlette.routing import Route
 from ollamapy.auth import KeyFile, Scope, rule_for
 from ollamapy.auth.scopes import ROUTE_RULES
 from ollamapy.config import Config, parse_host
-from ollamapy.server.app import create_app, run_server
-from ollamapy.server.auth import body_models, exposure_warning
+from ollamapy.server.app import create_app
+from ollamapy.server.auth import body_models
 from tests.fakes import MODEL, Script, ScriptedServer, serve_scripted
 
 
@@ -337,58 +337,3 @@ def test_every_route_of_the_app_has_a_rule() -> None:
 )
 def test_body_models(body: bytes, names: list[str]) -> None:
     assert body_models(body) == names
-
-
-@pytest.mark.parametrize(
-    ("host", "keys", "required", "tls", "warning"),
-    [
-        ("127.0.0.1", False, False, False, None),
-        ("0.0.0.0", False, False, False, "with no API keys"),
-        ("192.168.1.5", False, False, False, "with no API keys"),
-        ("0.0.0.0", True, False, False, "in clear"),
-        ("0.0.0.0", False, True, False, "in clear"),
-        ("0.0.0.0", True, False, True, None),
-    ],
-    ids=["loopback", "all-interfaces", "lan", "keys-over-http", "required-over-http", "keys-tls"],
-)
-def test_exposure_warning(
-    tmp_path: Path, host: str, keys: bool, required: bool, tls: bool, warning: str | None
-) -> None:
-    config = Config(
-        host=parse_host(f"{host}:1"),
-        api_keys_required=required,
-        tls_cert="c.pem" if tls else "",
-        tls_key="k.pem" if tls else "",
-    )
-    key_file = KeyFile(tmp_path / "k.json")
-    if keys:
-        key_file.create("k", {Scope.ALL})
-    said = exposure_warning(config, key_file.load())
-    if warning is None:
-        assert said is None
-    else:
-        assert said is not None and said.startswith("WARNING") and warning in said
-
-
-def test_serving_on_all_interfaces_without_keys_logs_the_warning(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    import uvicorn
-
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
-    config = Config(host=parse_host("0.0.0.0:1"), models_dir=tmp_path / "models")
-    with caplog.at_level(logging.WARNING):
-        run_server(config)
-    assert "reachable from other machines, with no API keys" in caplog.text
-
-
-def test_an_https_host_without_a_certificate_is_warned_about(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    import uvicorn
-
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
-    config = Config(host=parse_host("https://127.0.0.1:1"), models_dir=tmp_path / "models")
-    with caplog.at_level(logging.WARNING):
-        run_server(config)
-    assert "serving plain HTTP" in caplog.text

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -20,10 +19,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ollamapy.config import Config
-from ollamapy.errors import BadRequestError, NotFoundError, OllamaError
+from ollamapy.errors import NotFoundError, OllamaError
 from ollamapy.scheduler import Scheduler
 from ollamapy.server import embed, inference, models, openai_routes, transfer
-from ollamapy.server.auth import KeyGuard, KeySource, exposure_warning
+from ollamapy.server.auth import KeyGuard, KeySource
+from ollamapy.server.exposure import prepare_to_serve
 from ollamapy.server.guards import EdgeGuard
 from ollamapy.server.http import error_response, handle_errors
 from ollamapy.server.runners import default_scheduler
@@ -102,20 +102,8 @@ def run_server(config: Config) -> None:
     )
     if not config.debug:  # one line per runner call is noise, and costs a write per request
         logging.getLogger("httpx").setLevel(logging.WARNING)
-    cert, key = tls_files(config)
-    warning = exposure_warning(config, KeySource(config.keys_file).current())
-    if warning:
-        log.warning(warning)
-    if config.host.scheme == "https" and not config.tls_cert:
-        log.warning("OLLAMA_HOST says https, but OLLAMA_TLS_CERT is not set: serving plain HTTP")
-    scheme = "https" if config.tls_cert else "http"
-    log.info(
-        "Listening on %s://%s:%d (version %s)",
-        scheme,
-        config.host.host,
-        config.host.port,
-        _version(),
-    )
+    cert, key = prepare_to_serve(config)
+    log.info("Listening on %s:%d (version %s)", config.host.host, config.host.port, _version())
     uvicorn.run(
         create_app(config),
         host=config.host.host,
@@ -125,17 +113,6 @@ def run_server(config: Config) -> None:
         ssl_certfile=cert,
         ssl_keyfile=key,
     )
-
-
-def tls_files(config: Config) -> tuple[str | None, str | None]:
-    """uvicorn's certificate and key for `OLLAMA_TLS_CERT`/`OLLAMA_TLS_KEY` (None, None for
-    plain HTTP); checks both files exist so a typo is one clear error, not an SSL traceback."""
-    if not config.tls_cert:
-        return None, None
-    for name, path in (("OLLAMA_TLS_CERT", config.tls_cert), ("OLLAMA_TLS_KEY", config.tls_key)):
-        if not Path(path).is_file():
-            raise BadRequestError(f"{name}: no such file {path!r}")
-    return config.tls_cert, config.tls_key
 
 
 def _version() -> str:

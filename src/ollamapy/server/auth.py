@@ -34,7 +34,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ollamapy.auth import ApiKey, FailureLimiter, KeyFile, KeyFileError, KeyRing, rule_for
 from ollamapy.auth.replies import refusal_body
 from ollamapy.auth.scopes import ModelSource, is_public, path_model
-from ollamapy.config import Config
 from ollamapy.errors import ModelfileError
 from ollamapy.modelfile import Instruction, looks_like_path, parse
 from ollamapy.server.http import MAX_JSON_BODY
@@ -42,7 +41,6 @@ from ollamapy.server.http import MAX_JSON_BODY
 log = logging.getLogger(__name__)
 
 MODEL_FIELDS = ("model", "name", "source", "destination", "from")
-_LOOPBACK_ADDRESSES = {"127.0.0.1", "::1", "localhost"}
 
 
 class KeySource:
@@ -314,22 +312,3 @@ async def _refuse(
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def exposure_warning(config: Config, ring: KeyRing) -> str | None:
-    """The loud warning for a server others can reach with no key required (or whose keys
-    would cross the network in clear), else None."""
-    if config.host.is_loopback or config.host.host in _LOOPBACK_ADDRESSES:
-        return None
-    if ring.active or config.api_keys_required:
-        if config.tls_cert:
-            return None
-        return (
-            f"WARNING: listening on {config.host.host} over plain HTTP: API keys cross the "
-            "network in clear. Set OLLAMA_TLS_CERT and OLLAMA_TLS_KEY to serve HTTPS."
-        )
-    return (
-        f"WARNING: listening on {config.host.host}, reachable from other machines, with no API "
-        "keys: anyone who can reach this port can run, pull, create and delete models. "
-        "Create a key with `ollama keys create NAME` (or set OLLAMA_API_KEYS_REQUIRED=1)."
-    )
