@@ -9,8 +9,7 @@ import pytest
 
 from ollamapy.auth import KeyFile, Scope
 from ollamapy.config import Config, parse_host
-from ollamapy.server.app import run_server
-from ollamapy.server.exposure import exposure_warning
+from ollamapy.server.exposure import exposure_warning, prepare_to_serve
 
 
 @pytest.mark.parametrize(
@@ -45,24 +44,18 @@ def test_exposure_warning(
 
 
 def test_serving_on_all_interfaces_without_keys_logs_the_warning(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import uvicorn
-
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
     config = Config(host=parse_host("0.0.0.0:1"), models_dir=tmp_path / "models")
     with caplog.at_level(logging.WARNING):
-        run_server(config)
+        prepare_to_serve(config)
     assert "reachable from other machines, with no API keys" in caplog.text
 
 
 def test_an_https_host_without_a_certificate_is_warned_about(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import uvicorn
-
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
     config = Config(host=parse_host("https://127.0.0.1:1"), models_dir=tmp_path / "models")
     with caplog.at_level(logging.WARNING):
-        run_server(config)
+        prepare_to_serve(config)
     assert "serving plain HTTP" in caplog.text
