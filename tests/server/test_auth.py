@@ -86,8 +86,9 @@ def test_the_root_stays_open(keyed: Keyed, method: str) -> None:
 
 @pytest.mark.parametrize("path", ["/ui", "/ui/index.html"])
 def test_the_web_ui_files_load_without_a_key(keyed: Keyed, path: str) -> None:
-    """The page asks for a key when the API says 401 (a 404 here: no UI on this branch)."""
-    assert keyed.request("GET", path).status_code in (200, 307, 404)
+    """The page asks for a key when the API says 401: its files are served (or, without the
+    UI, the router's 404), never refused for want of a key."""
+    assert keyed.request("GET", path).status_code not in (401, 403, 429)
 
 
 @pytest.mark.parametrize(
