@@ -117,6 +117,21 @@ def test_openai_embeddings_follow_the_scopes(keyed: Keyed) -> None:
         keyed.openai("chat").embeddings.create(model=MODEL, input="x")
 
 
+def test_openai_responses_follow_the_scopes(keyed: Keyed) -> None:
+    """`/v1/responses` needs `generate`; refused keys get the SDK's own exceptions."""
+    with pytest.raises(openai.AuthenticationError):
+        keyed.openai(WRONG).responses.create(model=MODEL, input="hi")
+    with pytest.raises(openai.PermissionDeniedError):
+        keyed.openai("embedder").responses.create(model=MODEL, input="hi")
+    with pytest.raises(openai.PermissionDeniedError):
+        keyed.openai("chat-other").responses.create(model=MODEL, input="hi")
+    try:
+        reply = keyed.openai("chat").responses.create(model=MODEL, input="hi")
+    except openai.NotFoundError:
+        return  # no /v1/responses here yet: admitted, and the router answered 404
+    assert reply.output_text == "Hello there"
+
+
 # -- anthropic ------------------------------------------------------------------------------------
 
 
