@@ -342,3 +342,23 @@ def test_every_route_of_the_app_has_a_rule() -> None:
 )
 def test_body_models(body: bytes, names: list[str]) -> None:
     assert body_models(body) == names
+
+
+def test_a_model_limited_key_still_cancels_when_its_client_leaves(tmp_path: Path) -> None:
+    """After the replayed body, the client's disconnect still reaches the route, which stops
+    the generation (a non-streamed answer is watched for that, `http.unless_client_leaves`)."""
+    import asyncio
+
+    from tests.scheduler.live import wait_until
+
+    script = Script(hold=asyncio.Event())  # the model never writes: only leaving ends it
+    for server in serve_scripted(tmp_path, script):
+        secret, _ = KeyFile(tmp_path / "keys.json").create("limited", {Scope.GENERATE}, ["scr*"])
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(
+                f"{server.url}/api/chat",
+                json=chat_body(),
+                headers={"Authorization": f"Bearer {secret}"},
+                timeout=httpx.Timeout(1.0, connect=5.0),
+            )
+        assert wait_until(lambda: script.cancelled == 1, timeout=10)
