@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -253,14 +253,14 @@ def test_a_model_limited_key_still_streams(keyed: Keyed) -> None:
 
 
 def test_an_expired_key_is_refused(keyed: Keyed) -> None:
-    secret, _ = keyed.keys.create("short", {Scope.ALL}, expires_in=timedelta(seconds=1))
-    assert keyed.request("GET", "/api/tags", secret).status_code == 200
-    import time
-
-    time.sleep(1.1)
-    response = keyed.request("GET", "/api/tags", secret)
+    now = datetime.now(UTC)
+    hour = timedelta(hours=1)
+    old, _ = keyed.keys.create("old", {Scope.ALL}, expires_in=hour, now=now - 2 * hour)
+    fresh, _ = keyed.keys.create("fresh", {Scope.ALL}, expires_in=hour, now=now)
+    assert keyed.request("GET", "/api/tags", fresh).status_code == 200
+    response = keyed.request("GET", "/api/tags", old)
     assert response.status_code == 401
-    assert response.json() == {"error": "unauthorized: API key 'short' has expired"}
+    assert response.json() == {"error": "unauthorized: API key 'old' has expired"}
 
 
 def test_create_and_revoke_take_effect_on_the_next_request(keyed: Keyed) -> None:
