@@ -44,11 +44,12 @@ MODEL_FIELDS = ("model", "name", "source", "destination", "from")
 
 
 class KeySource:
-    """The key file's current keys, re-read when its identity or size or mtime changes."""
+    """The key file's current keys, re-read when its inode, size, mtime or ctime changes
+    (one `stat` per request; every write renames a new file in, so the inode changes)."""
 
     def __init__(self, path: Path) -> None:
         self.file = KeyFile(path)
-        self._signature: tuple[int, int, int] | None = None
+        self._signature: tuple[int, ...] | None = None
         self._ring = KeyRing()
 
     def current(self) -> KeyRing:
@@ -60,7 +61,7 @@ class KeySource:
         except OSError as exc:
             log.error("cannot read the API key file: %s; refusing every key", exc.strerror)
             return KeyRing(locked=True)
-        signature = (st.st_ino, st.st_size, st.st_mtime_ns)
+        signature = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if signature != self._signature:
             self._ring = self._load()
             self._signature = signature
