@@ -121,7 +121,7 @@ def https_server(tmp_path: Path, tls: Tls) -> Iterator[HttpsServer]:
 
 
 def _wait_until_serving(url: str, ca: Path, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"ollama serve exited with {process.returncode}")
