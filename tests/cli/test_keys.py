@@ -102,3 +102,24 @@ def test_keys_help_lists_the_subcommands() -> None:
     out = ollama("keys").out
     assert "create" in out and "list" in out and "revoke" in out
     assert "keys" in ollama("--help").out
+
+
+def test_version_from_a_server_that_needs_a_key_says_so() -> None:
+    import httpx
+
+    from ollamapy import OLLAMA_VERSION
+    from ollamapy.api.client import Client
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        message = "unauthorized: this server needs an API key (set OLLAMA_API_KEY)"
+        return httpx.Response(401, json={"error": message})
+
+    term = terminal(None, False)
+    deps = Deps(make_client=lambda: Client(transport=httpx.MockTransport(refuse)), terminal=term)
+    result = CliRunner().invoke(cli, ["--version"], obj=deps)
+    assert result.exit_code == 0
+    assert isinstance(term.out, io.StringIO)
+    assert term.out.getvalue() == (
+        "Warning: unauthorized: this server needs an API key (set OLLAMA_API_KEY)\n"
+        f"Warning: client version is {OLLAMA_VERSION}\n"
+    )

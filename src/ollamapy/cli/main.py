@@ -46,6 +46,8 @@ def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
     try:
         with deps(ctx).make_client() as client:
             server = client.version()
+    except ResponseError as exc:  # a server is there, but refuses (a key is needed: 401)
+        out.write(f"Warning: {exc.message}\n")
     except ClientError:
         out.write("Warning: could not connect to a running Ollama instance\n")
     if server:
