@@ -165,3 +165,26 @@ def test_a_locked_ring_is_active_and_admits_nothing(key_file: KeyFile) -> None:
     secret, key = key_file.create("ci", {Scope.ALL})
     locked = KeyRing((key,), locked=True)
     assert locked.active and locked.find(secret) is None
+
+
+def test_every_stored_hash_is_compared_in_constant_time_whatever_matches(
+    key_file: KeyFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No early exit: the first key matching costs as many comparisons as none matching."""
+    import hmac
+
+    from ollamapy.auth import keys as keys_module
+
+    secrets_ = [key_file.create(f"k{i}", {Scope.ALL})[0] for i in range(5)]
+    ring = key_file.load()
+    compared: list[bytes] = []
+
+    def counting(a: bytes, b: bytes) -> bool:
+        compared.append(b)
+        return hmac.compare_digest(a, b)
+
+    monkeypatch.setattr(keys_module.hmac, "compare_digest", counting)
+    for presented in (secrets_[0], secrets_[4], "olk_nothing"):
+        compared.clear()
+        ring.find(presented)
+        assert len(compared) == 5
