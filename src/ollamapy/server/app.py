@@ -23,6 +23,8 @@ from ollamapy.config import Config, HostAddress
 from ollamapy.errors import NotFoundError, OllamaError
 from ollamapy.scheduler import Scheduler
 from ollamapy.server import embed, inference, models, openai_routes, transfer, ui
+from ollamapy.server.auth import KeyGuard, KeySource
+from ollamapy.server.exposure import prepare_to_serve
 from ollamapy.server.guards import EdgeGuard
 from ollamapy.server.http import error_response, handle_errors
 from ollamapy.server.runners import default_scheduler
@@ -60,7 +62,10 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
                 EdgeGuard,
                 origins=config.allowed_origins,
                 loopback_only=config.host.is_loopback,
-            )
+            ),
+            Middleware(
+                KeyGuard, keys=KeySource(config.keys_file), required=config.api_keys_required
+            ),
         ],
         exception_handlers={OllamaError: handle_errors, Exception: handle_errors, 405: _405},
         lifespan=lifespan,
@@ -99,6 +104,7 @@ def run_server(config: Config) -> None:
     )
     if not config.debug:  # one line per runner call is noise, and costs a write per request
         logging.getLogger("httpx").setLevel(logging.WARNING)
+    cert, key = prepare_to_serve(config)
     log.info("Listening on %s:%d (version %s)", config.host.host, config.host.port, _version())
     log.info("Chat and models page at %s", page_address(config))
     uvicorn.run(
@@ -107,6 +113,8 @@ def run_server(config: Config) -> None:
         port=config.host.port,
         log_level="debug" if config.debug else "warning",
         timeout_graceful_shutdown=5,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
     )
 
 
