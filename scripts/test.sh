@@ -19,4 +19,13 @@ if ! command -v docker-registry >/dev/null 2>&1 || ! command -v htpasswd >/dev/n
     systemctl disable --now haproxy >/dev/null 2>&1 || true
   fi
 fi
+# tests/deploy/test_docker.py builds and runs the Docker image (a few minutes): it needs
+# Debian's docker.io (the test starts its own dockerd) and debootstrap (for the base image).
+if ! command -v dockerd >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo ">>> installing docker.io and debootstrap for the Docker test"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io debootstrap >/dev/null
+    systemctl disable --now docker.service docker.socket >/dev/null 2>&1 || true
+  fi
+fi
 exec bash scripts/check --all "$@"
