@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -105,12 +106,14 @@ def generate(url: str, model: str) -> tuple[str, list[float]]:
 
 def routing(url: str) -> dict[str, str]:
     """Which replica answers each model (asked twice: it must be the same both times)."""
-    owners = {}
-    for model in MODELS:
+
+    def owner(model: str) -> str:
         first, second = generate(url, model)[0], generate(url, model)[0]
         assert first == second, f"{model} moved between {first} and {second}"
-        owners[model] = first
-    return owners
+        return first
+
+    with ThreadPoolExecutor(len(MODELS)) as pool:
+        return dict(zip(MODELS, pool.map(owner, MODELS), strict=True))
 
 
 def test_three_replicas_behind_haproxy_survive_a_replica_killed_mid_run(
@@ -121,6 +124,8 @@ def test_three_replicas_behind_haproxy_survive_a_replica_killed_mid_run(
         create_models(replicas[0].url, tmp_path)
         with haproxy(tmp_path, replicas) as lb:
             assert httpx.get(lb, timeout=5).text == "Ollama is running"
+            listed = httpx.get(f"{lb}/api/tags", timeout=10).json()["models"]
+            assert sorted(m["name"] for m in listed) == [f"{m}:latest" for m in MODELS]
 
             owners = routing(lb)
             assert len(set(owners.values())) >= 2, "every model went to one replica"
