@@ -5,15 +5,18 @@ nothing, no half model is ever visible, and the store passes its integrity check
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
+import multiprocessing
 import os
 import threading
 from collections.abc import Callable
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import httpx
 
-from ollamapy.registry import push_model
+from ollamapy.registry import pull_model, push_model
 from ollamapy.store import CONFIG_MEDIA_TYPE, Layer, Manifest, MediaType, Store
 from ollamapy.store.integrity import check_store
 from ollamapy.types import ModelName
@@ -110,3 +113,47 @@ def test_two_servers_pulling_and_deleting_one_model_keep_the_store_whole(
     assert shared.read_manifest_bytes(name) == store.read_manifest_bytes(name)
     left = [p.name for p in shared.blobs_dir.iterdir() if "partial" in p.name or "tmp" in p.name]
     assert left == []  # no download or temp file left behind
+
+
+def _hold_partial(path: str, held: EventType, release: EventType) -> None:
+    """Another server downloading a blob: it holds the partial file's lock."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    held.set()
+    release.wait(60)
+    os.close(fd)
+
+
+async def test_a_pull_waits_for_another_servers_download_and_shows_its_progress(
+    registry: Registry, store: Store, other_store: Store
+) -> None:
+    name = _model(store, f"{registry.host}/me/waited:v1")
+    await collect(push_model(store, str(name), options()))
+    weights = store.read_manifest(name).layers[0]
+    other_store.blobs_dir.mkdir(parents=True)
+    record = {"N": 0, "Offset": 0, "Size": weights.size, "Completed": 12345}
+    other_store.partial_path(weights.digest, "-0").write_text(json.dumps(record))
+    context = multiprocessing.get_context("spawn")
+    held, release = context.Event(), context.Event()
+    partial = str(other_store.partial_path(weights.digest))
+    holder = context.Process(target=_hold_partial, args=(partial, held, release))
+    holder.start()
+    try:
+        assert held.wait(30)
+        events = pull_model(other_store, str(name), options())
+        waiting = []
+        async with asyncio.timeout(20):  # progress events come while it waits
+            async for event in events:
+                if event.get("digest") == str(weights.digest):
+                    waiting.append(event)
+                if len(waiting) == 3:  # still waiting: the other download holds the file
+                    break
+        assert not other_store.has_blob(weights.digest)
+        assert [e.get("completed") for e in waiting] == [12345] * 3
+        release.set()
+        rest = [event async for event in events]  # the other one stopped: this one pulls
+    finally:
+        release.set()
+        holder.join(30)
+    assert rest[-1] == {"status": "success"}
+    assert check_store(other_store) == []

@@ -514,6 +514,13 @@ def record_paths(store: Store, digest: Digest) -> list[Path]:
     ]
 
 
+def recorded_bytes(store: Store, digest: Digest) -> int:
+    """Bytes of a blob on disk by its resume records: another server's download, watched
+    while waiting for it (records are rewritten as its parts progress)."""
+    parts = (_read_record(path) for path in record_paths(store, digest))
+    return sum(part.completed for part in parts if part is not None)
+
+
 def remove_records(store: Store, digest: Digest) -> None:
     """Delete a blob's resume records, several at once: on ext4 (mounted with `discard`
     on the reference machine) deleting a file whose blocks were allocated waits about

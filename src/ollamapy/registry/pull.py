@@ -9,11 +9,18 @@ only partial downloads that the next pull resumes.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 
 from ollamapy.errors import OllamaError
 from ollamapy.registry.client import RegistryClient
-from ollamapy.registry.download import BlobDownload, Hashed, blob_lock, verify_and_commit
+from ollamapy.registry.download import (
+    BlobDownload,
+    Hashed,
+    blob_lock,
+    recorded_bytes,
+    verify_and_commit,
+)
 from ollamapy.registry.errors import (
     BlobDigestMismatchError,
     RegistryError,
@@ -120,8 +127,15 @@ async def _pull_blob(
         return
     async with blob_lock(store.partial_path(layer.digest)):
         download = BlobDownload(client, store, layer)
+        shown_at = -math.inf
         while not await asyncio.to_thread(download.claim):
-            await asyncio.sleep(CLAIM_POLL_S)  # another server is fetching it: wait for it
+            # Another server on this store is fetching it: wait, showing its progress.
+            now = asyncio.get_running_loop().time()
+            if now - shown_at >= client.settings.progress_interval:
+                shown_at = now
+                done = await asyncio.to_thread(recorded_bytes, store, layer.digest)
+                yield transfer_event(status, str(layer.digest), layer.size, min(done, layer.size))
+            await asyncio.sleep(CLAIM_POLL_S)
         try:
             if store.has_blob(layer.digest):  # another pull finished it while we waited
                 await asyncio.to_thread(download.discard_claimed)
