@@ -129,6 +129,8 @@ def test_three_replicas_behind_haproxy_survive_a_replica_killed_mid_run(
 
             owners = routing(lb)
             assert len(set(owners.values())) >= 2, "every model went to one replica"
+            for spelling in ("MODEL3", "model3:latest", "registry.ollama.ai/library/model3"):
+                assert generate(lb, spelling)[0] == owners["model3"], spelling
             _, arrivals = generate(lb, MODELS[0])
             assert arrivals[-1] - arrivals[0] > 0.1, "the stream arrived in one piece"
 
