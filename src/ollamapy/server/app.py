@@ -29,9 +29,13 @@ from ollamapy.server.guards import EdgeGuard
 from ollamapy.server.http import error_response, handle_errors
 from ollamapy.server.runners import default_scheduler
 from ollamapy.server.state import ServerState
-from ollamapy.store import Store
+from ollamapy.store import Store, StoreBusyError
 
 log = logging.getLogger(__name__)
+
+PRUNE_GRACE_S = 15 * 60.0
+"""The startup prune keeps temp files and unreferenced blobs younger than this: on a store
+shared by replicas they may be another server's create or blob upload in progress."""
 
 
 def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starlette:
@@ -77,10 +81,14 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
 def _prepare_store(state: ServerState) -> None:
     store = state.store
     store.root.mkdir(parents=True, exist_ok=True)
-    if state.config.noprune:
-        store.cleanup_temp()
+    try:
+        if state.config.noprune:
+            store.cleanup_temp(grace_s=PRUNE_GRACE_S)
+            return
+        removed = store.prune(grace_s=PRUNE_GRACE_S)
+    except StoreBusyError:
+        log.warning("model store busy (other servers share it): prune skipped")
         return
-    removed = store.prune()
     if removed:
         log.info("pruned %d unused blob(s)", len(removed))
 
