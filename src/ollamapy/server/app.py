@@ -21,9 +21,10 @@ from starlette.routing import Route
 from ollamapy.config import Config
 from ollamapy.errors import NotFoundError, OllamaError
 from ollamapy.scheduler import Scheduler
-from ollamapy.server import embed, inference, models, openai_routes, transfer
+from ollamapy.server import embed, inference, models, openai_routes, responses_routes, transfer
 from ollamapy.server.guards import EdgeGuard
 from ollamapy.server.http import error_response, handle_errors
+from ollamapy.server.responses_store import ResponseStore
 from ollamapy.server.runners import default_scheduler
 from ollamapy.server.state import ServerState
 from ollamapy.store import Store
@@ -51,6 +52,7 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
             *transfer.ROUTES,
             *embed.ROUTES,
             *openai_routes.ROUTES,
+            *responses_routes.ROUTES,
             Route("/{path:path}", not_found, methods=_ALL_METHODS),
         ],
         middleware=[
@@ -64,6 +66,7 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
         lifespan=lifespan,
     )
     app.state.ollama = state
+    app.state.responses = ResponseStore(config.models_dir.parent / "responses")
     return app
 
 

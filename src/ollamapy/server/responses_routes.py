@@ -1,0 +1,206 @@
+"""`/v1/responses`: the OpenAI Responses API over the one native chat path.
+
+`POST` reads the body (`openai.responses_api`), prepends the stored conversation of
+`previous_response_id`, translates everything into one native `ChatRequest`, runs it
+through `inference.prepare_chat` / `chat_events`, and encodes the events
+(`openai.responses_stream`); with `store` (the default, as OpenAI's) the finished response
+and its conversation go into the `ResponseStore`. `GET` and `DELETE /v1/responses/{id}`
+read and remove stored responses. Errors are OpenAI error objects, with `param` and `code`
+where the failure names them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ollamapy.errors import BadRequestError, NotFoundError, OllamaError
+from ollamapy.openai import SSE_MEDIA_TYPE, error_for, error_object, status_of
+from ollamapy.openai.requests import OPENAI_TEMPERATURE, OPENAI_TOP_P
+from ollamapy.openai.responses_api import (
+    ResponsesRequest,
+    ResponsesRequestError,
+    check_request,
+    dump_items,
+    function_tools,
+    parse_items,
+    request_items,
+    to_chat_request,
+)
+from ollamapy.openai.responses_stream import (
+    ResponseBuilder,
+    base_fields,
+    collect_response,
+    response_events,
+    sse_frames,
+)
+from ollamapy.server import inference
+from ollamapy.server.http import unless_client_leaves
+from ollamapy.server.openai_routes import read_body
+from ollamapy.server.responses_store import ResponseStore, StoredResponse
+from ollamapy.server.state import state_of
+
+log = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+Handler = Callable[[Request], Awaitable[Response]]
+
+DISABLED_HINT = (
+    ' (truncation is "disabled": send truncation "auto" to drop the oldest input items instead)'
+)
+
+
+def responses_errors(handler: Handler) -> Handler:
+    """Every failure as an OpenAI error object; a `ResponsesRequestError` names its param."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ResponsesRequestError as exc:
+            body = error_object(400, exc.message, param=exc.param, code=exc.code)
+            return JSONResponse(body, status_code=400)
+        except Exception as exc:
+            if not isinstance(exc, OllamaError):
+                log.exception("unhandled error on %s %s", request.method, request.url.path)
+            return JSONResponse(error_for(exc), status_code=status_of(exc))
+
+    wrapped.__name__ = handler.__name__
+    wrapped.__doc__ = handler.__doc__
+    return wrapped
+
+
+def store_of(request: Request) -> ResponseStore:
+    store: ResponseStore = request.app.state.responses
+    return store
+
+
+# ----------------------------------------------------------------------------- create
+
+
+@responses_errors
+async def create_response(request: Request) -> Response:
+    body = await read_body(request, ResponsesRequest)
+    check_request(body)
+    store = store_of(request)
+    items = [*await history(store, body.previous_response_id), *request_items(body.input)]
+    native = to_chat_request(body, items)
+    state = state_of(request)
+    prepared = await inference.prepare_chat(state, native)
+    builder = ResponseBuilder(echo(body))
+    events = inference.chat_events(state, prepared, native)
+    keep = body.store
+
+    async def save() -> None:
+        if keep and builder.finished:
+            stored = StoredResponse(builder.response(), dump_items(items))
+            await run_in_threadpool(store.put, stored)
+
+    if body.stream:
+        return await stream(request, response_events(builder, events), save, body.truncation)
+    try:
+        result = await unless_client_leaves(request, collect_response(builder, events))
+    except BadRequestError as exc:
+        raise explained(exc, body.truncation) from None
+    await save()
+    return JSONResponse(result)
+
+
+async def history(store: ResponseStore, previous_id: str | None) -> list[Any]:
+    """The conversation a follow-up continues: the previous response's input and output."""
+    if previous_id is None:
+        return []
+    stored = await run_in_threadpool(store.get, previous_id)
+    if stored is None:
+        raise ResponsesRequestError(
+            f"Previous response with id '{previous_id}' not found.",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )
+    return parse_items(stored.conversation, "previous_response")
+
+
+def echo(body: ResponsesRequest) -> Json:
+    """The request fields the response object repeats."""
+    tools = [tool.model_dump(exclude_none=True) for tool in function_tools(body.tools)]
+    text = body.text.format if body.text is not None else None
+    return base_fields(
+        model=body.model,
+        instructions=body.instructions,
+        tools=tools,
+        tool_choice=body.tool_choice,
+        parallel_tool_calls=body.parallel_tool_calls,
+        temperature=OPENAI_TEMPERATURE if body.temperature is None else body.temperature,
+        top_p=OPENAI_TOP_P if body.top_p is None else body.top_p,
+        max_output_tokens=body.max_output_tokens,
+        effort=body.reasoning.effort if body.reasoning is not None else None,
+        text_format=text.model_dump(by_alias=True, exclude_none=True) if text else None,
+        previous_response_id=body.previous_response_id,
+        store=body.store,
+        truncation=body.truncation,
+        metadata=body.metadata,
+    )
+
+
+def explained(exc: BadRequestError, truncation: str) -> BadRequestError:
+    """The runner's refusal of a prompt longer than the context, saying how to allow it."""
+    if truncation == "disabled" and "context" in exc.message:
+        return ResponsesRequestError(
+            exc.message + DISABLED_HINT, param="input", code="context_length_exceeded"
+        )
+    return exc
+
+
+async def stream(
+    request: Request,
+    events: AsyncIterator[Json],
+    save: Callable[[], Awaitable[None]],
+    truncation: str,
+) -> Response:
+    """Stream as SSE; the first event is pulled now, so a request refused before the model
+    wrote anything keeps its HTTP status. The response is stored once the stream ends."""
+    try:
+        first = await unless_client_leaves(request, anext(events))
+    except StopAsyncIteration:
+        raise OllamaError("no response from the model") from None
+    except BadRequestError as exc:
+        raise explained(exc, truncation) from None
+
+    async def body() -> AsyncIterator[bytes]:
+        async for frame in sse_frames(first, events):
+            yield frame
+        await save()
+
+    return StreamingResponse(body(), media_type=SSE_MEDIA_TYPE)
+
+
+# ----------------------------------------------------------------------------- stored
+
+
+@responses_errors
+async def retrieve_response(request: Request) -> Response:
+    response_id: str = request.path_params["response_id"]
+    stored = await run_in_threadpool(store_of(request).get, response_id)
+    if stored is None:
+        raise NotFoundError(f"Response with id '{response_id}' not found.")
+    return JSONResponse(stored.response)
+
+
+@responses_errors
+async def delete_response(request: Request) -> Response:
+    response_id: str = request.path_params["response_id"]
+    if not await run_in_threadpool(store_of(request).delete, response_id):
+        raise NotFoundError(f"Response with id '{response_id}' not found.")
+    return JSONResponse({"id": response_id, "object": "response", "deleted": True})
+
+
+ROUTES = [
+    Route("/v1/responses", create_response, methods=["POST"]),
+    Route("/v1/responses/{response_id}", retrieve_response, methods=["GET"]),
+    Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
+]
