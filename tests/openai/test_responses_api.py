@@ -11,6 +11,7 @@ import pytest
 from ollamapy.api.types import ChatRequest, Message
 from ollamapy.errors import BadRequestError
 from ollamapy.openai.responses_api import (
+    CustomTool,
     ResponsesRequest,
     ResponsesRequestError,
     check_request,
@@ -18,6 +19,7 @@ from ollamapy.openai.responses_api import (
     parse_items,
     request_items,
     to_chat_request,
+    toolset,
 )
 
 PNG = "iVBORw0KGgo="
@@ -197,10 +199,16 @@ def test_sampling_effort_format_and_truncation() -> None:
             id="call-arguments-not-json",
         ),
         pytest.param(
-            {"input": "x", "tools": [{"type": "web_search"}]},
-            "tools[0]: unsupported tool type 'web_search'",
+            {"input": "x", "tools": [{"type": "namespace", "name": "n", "tools": []}]},
+            "tools[0]: unsupported tool type 'namespace'",
             "tools[0]",
-            id="hosted-tool",
+            id="unknown-tool-type",
+        ),
+        pytest.param(
+            {"input": "x", "tools": [{"type": "custom"}]},
+            "tools[0]: name: Field required",
+            "tools[0]",
+            id="custom-tool-without-name",
         ),
         pytest.param(
             {"input": "x", "tool_choice": {"type": "allowed_tools"}},
@@ -242,3 +250,65 @@ def test_malformed_or_unsupported_requests_are_400s_naming_the_param(
 def test_an_unknown_effort_is_a_400() -> None:
     with pytest.raises(BadRequestError, match="invalid reasoning value"):
         native(input="x", reasoning={"effort": "loud"})
+
+
+PATCH_TOOL: Any = {
+    "type": "custom",
+    "name": "apply_patch",
+    "description": "Edit files.",
+    "format": {"type": "grammar", "syntax": "lark", "definition": "start: LINE+"},
+}
+
+
+def test_a_custom_tool_is_a_function_of_one_text_input() -> None:
+    request = native(
+        input="x", tools=[PATCH_TOOL], tool_choice={"type": "custom", "name": "apply_patch"}
+    )
+    assert request.tools == [
+        {
+            "type": "function",
+            "function": {
+                "name": "apply_patch",
+                "description": "Edit files.\n\nThe input follows this lark grammar:\nstart: LINE+",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "input": {"type": "string", "description": "The whole input, as text"}
+                    },
+                    "required": ["input"],
+                },
+            },
+        }
+    ]
+    assert request.tool_choice == {"type": "function", "function": {"name": "apply_patch"}}
+
+
+def test_custom_tool_calls_and_outputs_replay_as_calls_with_an_input_argument() -> None:
+    messages = native(
+        input=[
+            {"role": "user", "content": "Fix it"},
+            {
+                "type": "custom_tool_call",
+                "call_id": "c1",
+                "name": "apply_patch",
+                "input": "*** Begin",
+            },
+            {"type": "custom_tool_call_output", "call_id": "c1", "output": "Done"},
+        ]
+    ).messages
+    assert [m.role for m in messages] == ["user", "assistant", "tool"]
+    assert messages[1].tool_calls is not None
+    (call,) = messages[1].tool_calls
+    assert (call.function.name, dict(call.function.arguments)) == (
+        "apply_patch",
+        {"input": "*** Begin"},
+    )
+    assert (messages[2].content, messages[2].tool_name) == ("Done", "apply_patch")
+
+
+def test_hosted_tools_are_left_out_of_what_the_model_sees() -> None:
+    tools = toolset([{"type": "web_search"}, PATCH_TOOL, {"type": "image_generation"}])
+    assert tools.left_out == ("web_search", "image_generation")
+    assert tools.tools == (CustomTool.model_validate(PATCH_TOOL),)
+    assert tools.custom_names == frozenset({"apply_patch"})
+    assert native(input="x", tools=[{"type": "web_search"}]).tools is None

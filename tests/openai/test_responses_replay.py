@@ -1,11 +1,13 @@
 """Replays of the requests a coding agent sends to `/v1/responses`, written from the OpenAI
-API reference in the shape Codex sends them (`tests/testdata/responses/`): long
-`instructions`, 22 function tools, `reasoning` with `summary`, `include`,
-`prompt_cache_key`, `store: false`, streaming, earlier turns replayed as `reasoning`,
-assistant `message`, `function_call` and `function_call_output` items; and a
-structured-output request from the guide. Each goes through the real app with the scripted
-runner; every response and event must parse with the SDK's own types (strict validation,
-and the stream accumulator), and what reached the runner must hold every tool and item.
+API reference in the shape Codex sends them (`tests/testdata/responses/`, written by
+`scripts/make_responses_transcripts.py`): long `instructions`, 21 function tools, a custom
+(freeform) `apply_patch` with its grammar, the hosted `web_search`, `reasoning` with
+`summary`, `include`, `prompt_cache_key`, `store: false`, streaming, earlier turns
+replayed as `reasoning`, assistant `message`, `function_call`/`custom_tool_call` and
+their output items; and a structured-output request from the guide. Each goes through the
+real app with the scripted runner; every response and event must parse with the SDK's own
+types (strict validation, and the stream accumulator), and what reached the runner must
+hold every tool and item.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ from tests.openai.responses_checks import parse_events, parse_response, strict_c
 from tests.openai.test_responses_routes import QWEN3, sse_events
 
 REPLAYS = TESTDATA / "responses"
+PATCH = "*** Begin Patch\n*** Add File: NOTES.md\n+Fixed leap days.\n*** End Patch\n"
+PATCH_CALL = (
+    '<tool_call>\n{"name": "apply_patch", "arguments": {"input": '
+    + json.dumps(PATCH)
+    + "}}\n</tool_call>"
+)
 SHELL_CALL = (
     '<tool_call>\n{"name": "shell", "arguments": {"command": ["bash", "-lc", "pytest -q"]}}'
     "\n</tool_call>"
@@ -52,16 +60,19 @@ def check_prompt_holds(server: ScriptedServer, body: dict[str, Any]) -> None:
     unspaced = prompt.replace(" ", "")
     assert body["instructions"] in prompt
     for tool in body["tools"]:
-        assert f'"name":"{tool["name"]}"' in unspaced
+        if tool["type"] == "web_search":  # hosted: left out of what the model sees
+            assert '"name":"web_search"' not in unspaced
+        else:
+            assert f'"name":"{tool["name"]}"' in unspaced
     previous: dict[str, Any] = {}
     for item in body["input"]:
         joined_text = previous.get("role") == "assistant"  # Qwen 3 shows text or calls
         previous = item
-        if item.get("type") == "function_call_output":
+        if item.get("type") in ("function_call_output", "custom_tool_call_output"):
             output = item["output"]
             text = output if isinstance(output, str) else output[0]["text"]
             assert text in prompt
-        elif item.get("type") == "function_call" and not joined_text:
+        elif item.get("type") in ("function_call", "custom_tool_call") and not joined_text:
             assert f'{{"name": "{item["name"]}", "arguments": {{' in prompt
 
 
@@ -74,7 +85,9 @@ def test_a_first_agent_turn_streams_a_trace_and_a_call(server: ScriptedServer) -
     final = events[-1]
     assert final.type == "response.completed"
     assert [item.type for item in final.response.output] == ["reasoning", "function_call"]
-    assert final.response.store is False and len(final.response.tools) == 22
+    assert final.response.store is False
+    served = [tool.type for tool in final.response.tools]
+    assert served.count("function") == 21 and served.count("custom") == 1  # web_search left out
     check_prompt_holds(server, body)
     # the SDK, given the same request as keyword arguments, streams it too
     sdk_events = list(strict_client(server.url).responses.create(**body))
@@ -95,12 +108,14 @@ def test_a_later_turn_replays_reasoning_calls_and_outputs(server: ScriptedServer
 
 
 def test_a_forced_call_turn_not_streamed(server: ScriptedServer) -> None:
-    server.script.chunks = [SHELL_CALL]
+    server.script.chunks = [PATCH_CALL]
     body = transcript("codex_turn3_forced")
     raw = httpx.post(f"{server.url}/v1/responses", json=body, timeout=60)
     assert raw.status_code == 200, raw.text
     response = parse_response(raw.json())
-    assert response.output[0].type == "function_call" and response.output[0].name == "shell"
+    call = response.output[0]
+    assert call.type == "custom_tool_call" and call.name == "apply_patch"
+    assert call.input == PATCH
     assert server.script.requests[-1].tool_grammar is not None  # "required" forced it
     check_prompt_holds(server, body)
 

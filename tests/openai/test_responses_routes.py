@@ -148,6 +148,20 @@ def test_a_tool_call_is_a_function_call_item(server: ScriptedServer, script: Scr
     assert "<tools>" in last_prompt(server) and "get_weather" in last_prompt(server)
 
 
+def test_a_custom_tool_call_and_a_hosted_tool_left_out(
+    server: ScriptedServer, script: Script
+) -> None:
+    call = '{"name": "apply_patch", "arguments": {"input": "*** Begin Patch"}}'
+    script.chunks = [f"<tool_call>\n{call}\n</tool_call>"]
+    tools: Any = [{"type": "custom", "name": "apply_patch"}, {"type": "web_search"}]
+    result = client(server).responses.create(model=MODEL, input="Fix it", tools=tools)
+    (call,) = result.output
+    assert call.type == "custom_tool_call"
+    assert (call.name, call.input) == ("apply_patch", "*** Begin Patch")
+    assert [tool.type for tool in result.tools] == ["custom"]  # what the model was offered
+    assert "web_search" not in last_prompt(server)
+
+
 def test_a_streamed_tool_call_sends_its_arguments_events(
     server: ScriptedServer, script: Script
 ) -> None:
@@ -323,7 +337,7 @@ def test_truncation_auto_drops_the_oldest_items(server: ScriptedServer, small: s
     [
         pytest.param({"input": [{"type": "computer_call"}]}, 400, "input[0]", id="bad-item"),
         pytest.param(
-            {"input": "x", "tools": [{"type": "web_search"}]}, 400, "tools[0]", id="hosted-tool"
+            {"input": "x", "tools": [{"type": "namespace"}]}, 400, "tools[0]", id="unknown-tool"
         ),
         pytest.param(
             {"input": "x", "conversation": "conv_1"}, 400, "conversation", id="conversation"

@@ -173,3 +173,25 @@ def test_sse_frames_name_the_event() -> None:
         frame
         == b'event: response.created\ndata: {"type":"response.created","sequence_number":0}\n\n'
     )
+
+
+def test_a_custom_tool_call_streams_its_input() -> None:
+    patch = ToolCall("apply_patch", {"input": "*** Begin Patch"}, id="call_p")
+
+    async def run() -> list[dict[str, Any]]:
+        builder = ResponseBuilder(BASE, frozenset({"apply_patch"}))
+        return [
+            e async for e in response_events(builder, _events([Delta(tool_calls=(patch,)), FINAL]))
+        ]
+
+    events = asyncio.run(run())
+    parse_events(events)
+    assert types(events)[2:6] == [
+        "response.output_item.added",
+        "response.custom_tool_call_input.delta",
+        "response.custom_tool_call_input.done",
+        "response.output_item.done",
+    ]
+    (call,) = parse_response(events[-1]["response"]).output
+    assert call.type == "custom_tool_call"
+    assert (call.name, call.input, call.call_id) == ("apply_patch", "*** Begin Patch", "call_p")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, StrictStr, ValidationError
@@ -102,6 +103,23 @@ class FunctionCallOutputItem(OpenAIModel):
     status: StrictStr | None = None
 
 
+class CustomToolCallItem(OpenAIModel):
+    """A call of a custom (freeform) tool: its `input` is plain text."""
+
+    type: Literal["custom_tool_call"]
+    call_id: StrictStr
+    name: StrictStr
+    input: StrictStr
+    id: StrictStr | None = None
+
+
+class CustomToolCallOutputItem(OpenAIModel):
+    type: Literal["custom_tool_call_output"]
+    call_id: StrictStr
+    output: StrictStr | list[ContentPart]
+    id: StrictStr | None = None
+
+
 class SummaryText(OpenAIModel):
     type: Literal["summary_text"]
     text: StrictStr
@@ -127,12 +145,23 @@ class ReasoningItem(OpenAIModel):
         return "".join(part.text for part in parts)
 
 
-Item = MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem
+Item = (
+    MessageItem
+    | FunctionCallItem
+    | FunctionCallOutputItem
+    | CustomToolCallItem
+    | CustomToolCallOutputItem
+    | ReasoningItem
+)
+CallItem = FunctionCallItem | CustomToolCallItem
+OutputItem = FunctionCallOutputItem | CustomToolCallOutputItem
 
 _ITEM_MODELS: dict[str, type[Item]] = {
     "message": MessageItem,
     "function_call": FunctionCallItem,
     "function_call_output": FunctionCallOutputItem,
+    "custom_tool_call": CustomToolCallItem,
+    "custom_tool_call_output": CustomToolCallOutputItem,
     "reasoning": ReasoningItem,
 }
 
@@ -249,7 +278,7 @@ def to_chat_request(request: ResponsesRequest, items: Sequence[Item]) -> ChatReq
     return ChatRequest(
         model=request.model,
         messages=messages,
-        tools=native_tools(request.tools),
+        tools=native_tools(toolset(request.tools)),
         tool_choice=native_tool_choice(request.tool_choice),
         parallel_tool_calls=request.parallel_tool_calls,
         stream=request.stream,
@@ -272,19 +301,19 @@ def to_chat_request(request: ResponsesRequest, items: Sequence[Item]) -> ChatReq
 
 def to_messages(items: Sequence[Item], instructions: str | None) -> list[Message]:
     """Items as native messages. A reasoning item's trace rides on the assistant message
-    that follows it; consecutive `function_call`s join the assistant turn they belong to;
-    a `function_call_output` names its tool through the call it answers."""
+    that follows it; consecutive calls (`function_call`, `custom_tool_call`) join the
+    assistant turn they belong to; an output names its tool through the call it answers."""
     messages: list[Message] = []
     if instructions:
         messages.append(Message(role="system", content=instructions))
-    names = {item.call_id: item.name for item in items if isinstance(item, FunctionCallItem)}
+    names = {item.call_id: item.name for item in items if isinstance(item, CallItem)}
     thinking = ""
     joinable = False  # whether the last message is an assistant turn a call may join
     for item in items:
         if isinstance(item, ReasoningItem):
             thinking += item.text
             continue
-        if isinstance(item, FunctionCallItem):
+        if isinstance(item, CallItem):
             call = native_call(item)
             if joinable and not thinking:
                 last = messages[-1]
@@ -295,7 +324,7 @@ def to_messages(items: Sequence[Item], instructions: str | None) -> list[Message
                 messages.append(turn)
             thinking, joinable = "", True
             continue
-        if isinstance(item, FunctionCallOutputItem):
+        if isinstance(item, OutputItem):
             messages.append(
                 Message(
                     role="tool",
@@ -360,9 +389,14 @@ def image_payload(part: InputImage) -> str:
     return image_data(part.image_url)
 
 
-def native_call(item: FunctionCallItem) -> NativeToolCall:
+def native_call(item: CallItem) -> NativeToolCall:
+    """A call as the native one; a custom call's text is its one argument, `input`."""
+    if isinstance(item, CustomToolCallItem):
+        args: dict[str, Any] = {CUSTOM_INPUT: item.input}
+    else:
+        args = arguments(item)
     return NativeToolCall.model_validate(
-        {"id": item.call_id, "function": {"name": item.name, "arguments": arguments(item)}}
+        {"id": item.call_id, "function": {"name": item.name, "arguments": args}}
     )
 
 
@@ -394,52 +428,119 @@ class FunctionTool(OpenAIModel):
     strict: StrictBool | None = None
 
 
-def function_tools(tools: list[Any] | None) -> list[FunctionTool]:
-    """The request's tools; only function tools run locally (OpenAI's hosted tools, such
-    as web_search, are a 400 rather than silently missing)."""
-    result = []
+class CustomTool(OpenAIModel):
+    """A freeform tool (Codex's `apply_patch`): the model writes its input as plain text,
+    optionally in a grammar's syntax. Locally it is a function taking one string, `input`."""
+
+    type: Literal["custom"]
+    name: StrictStr
+    description: StrictStr | None = None
+    format: dict[str, Any] | None = None
+
+
+Tool = FunctionTool | CustomTool
+
+HOSTED_TOOLS = frozenset(
+    {
+        "web_search",
+        "web_search_preview",
+        "file_search",
+        "code_interpreter",
+        "image_generation",
+        "computer_use_preview",
+        "local_shell",
+        "mcp",
+    }
+)
+"""Tools OpenAI runs on its side. Nothing here can run them, so they are left out of what
+the model is offered (with a warning, and absent from the response's `tools`): agents such
+as Codex declare some by default, and refusing them would refuse every request."""
+
+CUSTOM_INPUT = "input"
+_TOOL_MODELS: dict[str, type[Tool]] = {"function": FunctionTool, "custom": CustomTool}
+
+
+@dataclass(frozen=True, slots=True)
+class Toolset:
+    """The request's tools as served: function and custom tools, and the hosted ones left
+    out."""
+
+    tools: tuple[Tool, ...] = ()
+    left_out: tuple[str, ...] = ()
+
+    @property
+    def custom_names(self) -> frozenset[str]:
+        return frozenset(tool.name for tool in self.tools if isinstance(tool, CustomTool))
+
+    def echo(self) -> list[Json]:
+        """The tools as the response object repeats them."""
+        return [tool.model_dump(exclude_none=True) for tool in self.tools]
+
+
+def toolset(tools: list[Any] | None) -> Toolset:
+    """Parse the request's tools; an unknown type or a malformed tool is a 400 naming it."""
+    served: list[Tool] = []
+    left_out: list[str] = []
     for index, tool in enumerate(tools or ()):
+        where = f"tools[{index}]"
         kind = tool.get("type") if isinstance(tool, dict) else None
-        if kind != "function":
+        if kind in HOSTED_TOOLS:
+            left_out.append(str(kind))
+            continue
+        model = _TOOL_MODELS.get(kind) if isinstance(kind, str) else None
+        if model is None:
             raise ResponsesRequestError(
-                f"tools[{index}]: unsupported tool type {kind!r}; only function tools are "
-                "supported",
-                param=f"tools[{index}]",
+                f"{where}: unsupported tool type {kind!r}; function and custom tools are supported",
+                param=where,
             )
         try:
-            result.append(FunctionTool.model_validate(tool))
+            served.append(model.model_validate(tool))
         except ValidationError as exc:
-            raise ResponsesRequestError(
-                f"tools[{index}]: {_first_error(exc)}", param=f"tools[{index}]"
-            ) from None
-    return result
+            raise ResponsesRequestError(f"{where}: {_first_error(exc)}", param=where) from None
+    return Toolset(tuple(served), tuple(left_out))
 
 
-def native_tools(tools: list[Any] | None) -> list[Json] | None:
-    """Responses function tools (flat) as the chat API's nested `function` objects."""
-    parsed = function_tools(tools)
-    if not parsed:
-        return None
-    return [
-        {
-            "type": "function",
-            "function": {
-                "name": tool.name,
-                "description": tool.description or "",
-                "parameters": tool.parameters or {"type": "object", "properties": {}},
+def native_tools(tools: Toolset) -> list[Json] | None:
+    """The served tools as the chat API's nested `function` objects."""
+    return [native_tool(tool) for tool in tools.tools] or None
+
+
+def native_tool(tool: Tool) -> Json:
+    if isinstance(tool, FunctionTool):
+        parameters = tool.parameters or {"type": "object", "properties": {}}
+        description = tool.description or ""
+    else:
+        parameters = {
+            "type": "object",
+            "properties": {
+                CUSTOM_INPUT: {"type": "string", "description": "The whole input, as text"}
             },
+            "required": [CUSTOM_INPUT],
         }
-        for tool in parsed
-    ]
+        description = custom_description(tool)
+    function = {"name": tool.name, "description": description, "parameters": parameters}
+    return {"type": "function", "function": function}
+
+
+def custom_description(tool: CustomTool) -> str:
+    """A custom tool's description, with its input grammar when it has one, so the model
+    sees the syntax it must write."""
+    description = tool.description or ""
+    fmt = tool.format or {}
+    definition = fmt.get("definition")
+    if fmt.get("type") == "grammar" and isinstance(definition, str):
+        syntax = fmt.get("syntax", "grammar")
+        description += f"\n\nThe input follows this {syntax} grammar:\n{definition}"
+    return description
 
 
 def native_tool_choice(choice: str | dict[str, Any] | None) -> str | Json | None:
-    """`auto`/`none`/`required` as they are; `{"type": "function", "name": ...}` as the
-    chat API's `{"type": "function", "function": {"name": ...}}`."""
+    """`auto`/`none`/`required` as they are; `{"type": "function"|"custom", "name": ...}`
+    as the chat API's `{"type": "function", "function": {"name": ...}}`."""
     if choice is None or isinstance(choice, str):
         return choice
     name = choice.get("name")
-    if choice.get("type") != "function" or not isinstance(name, str):
+    if choice.get("type") not in ("function", "custom") or not isinstance(name, str):
         raise ResponsesRequestError(
             'tool_choice must be "none", "auto", "required" or {"type": "function", "name": ...}',
             param="tool_choice",

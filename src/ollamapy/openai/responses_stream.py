@@ -28,6 +28,7 @@ from ollamapy.chat.events import Delta, Final
 from ollamapy.chat.events import Event as CompletionEvent
 from ollamapy.chat.messages import ToolCall
 from ollamapy.errors import OllamaError, RunnerError
+from ollamapy.openai.responses_api import CUSTOM_INPUT
 from ollamapy.openai.stream import aclose
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class ResponseBuilder:
     """
 
     base: Json
+    custom_tools: frozenset[str] = frozenset()
+    """Names of the request's custom tools: their calls are `custom_tool_call` items."""
     id: str = field(default_factory=lambda: new_id("resp"))
     created_at: int = field(default_factory=lambda: int(time.time()))
     output: list[Json] = field(default_factory=list)
@@ -133,7 +136,10 @@ class ResponseBuilder:
             events += self._text("message", delta.content)
         for call in delta.tool_calls:
             events += self._close()
-            events += self._function_call(call)
+            if call.name in self.custom_tools:
+                events += self._custom_call(call)
+            else:
+                events += self._function_call(call)
         return events
 
     def finish(self, final: Final) -> list[Json]:
@@ -270,6 +276,27 @@ class ResponseBuilder:
         delta = self._event("response.function_call_arguments.delta", **where, delta=arguments)
         done = self._event("response.function_call_arguments.done", **where, arguments=arguments)
         item.update(arguments=arguments, status="completed")
+        finished = self._event("response.output_item.done", output_index=index, item=dict(item))
+        return [added, delta, done, finished]
+
+    def _custom_call(self, call: ToolCall) -> list[Json]:
+        """A completed call of a custom tool: its `input` text, streamed in one delta."""
+        value = call.arguments.get(CUSTOM_INPUT)
+        text = value if isinstance(value, str) else json.dumps(dict(call.arguments))
+        index = len(self.output)
+        item = {
+            "id": new_id("ctc"),
+            "type": "custom_tool_call",
+            "call_id": call.id or new_id("call"),
+            "name": call.name,
+            "input": "",
+        }
+        self.output.append(item)
+        where = {"item_id": item["id"], "output_index": index}
+        added = self._event("response.output_item.added", output_index=index, item=dict(item))
+        delta = self._event("response.custom_tool_call_input.delta", **where, delta=text)
+        done = self._event("response.custom_tool_call_input.done", **where, input=text)
+        item["input"] = text
         finished = self._event("response.output_item.done", output_index=index, item=dict(item))
         return [added, delta, done, finished]
 

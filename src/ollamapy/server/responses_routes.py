@@ -28,10 +28,10 @@ from ollamapy.openai.responses_api import (
     ResponsesRequestError,
     check_request,
     dump_items,
-    function_tools,
     parse_items,
     request_items,
     to_chat_request,
+    toolset,
 )
 from ollamapy.openai.responses_stream import (
     ResponseBuilder,
@@ -90,9 +90,12 @@ async def create_response(request: Request) -> Response:
     store = store_of(request)
     items = [*await history(store, body.previous_response_id), *request_items(body.input)]
     native = to_chat_request(body, items)
+    tools = toolset(body.tools)
+    if tools.left_out:
+        log.warning("/v1/responses: left out hosted tools %s", ", ".join(tools.left_out))
     state = state_of(request)
     prepared = await inference.prepare_chat(state, native)
-    builder = ResponseBuilder(echo(body))
+    builder = ResponseBuilder(echo(body, tools.echo()), tools.custom_names)
     events = inference.chat_events(state, prepared, native)
     keep = body.store
 
@@ -125,9 +128,8 @@ async def history(store: ResponseStore, previous_id: str | None) -> list[Any]:
     return parse_items(stored.conversation, "previous_response")
 
 
-def echo(body: ResponsesRequest) -> Json:
-    """The request fields the response object repeats."""
-    tools = [tool.model_dump(exclude_none=True) for tool in function_tools(body.tools)]
+def echo(body: ResponsesRequest, tools: list[Json]) -> Json:
+    """The request fields the response object repeats (`tools`: those served)."""
     text = body.text.format if body.text is not None else None
     return base_fields(
         model=body.model,
