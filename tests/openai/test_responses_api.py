@@ -217,10 +217,16 @@ def test_sampling_effort_format_and_truncation() -> None:
             id="allowed-tools-choice",
         ),
         pytest.param(
-            {"input": "x", "conversation": "conv_1"},
-            "conversation is not supported",
+            {"input": "x", "conversation": "conv_1", "previous_response_id": "resp_1"},
+            "previous_response_id and conversation cannot be used together",
             "conversation",
-            id="conversation",
+            id="conversation-and-previous-response",
+        ),
+        pytest.param(
+            {"input": "x", "conversation": {"name": "c"}},
+            "conversation must be an id",
+            "conversation",
+            id="conversation-without-id",
         ),
         pytest.param({"input": []}, "input must not be empty", "input", id="empty-input"),
         pytest.param(

@@ -290,6 +290,51 @@ def test_a_streamed_response_is_stored_once_it_ends(server: ScriptedServer) -> N
     assert httpx.get(f"{server.url}/v1/responses/{final['id']}").json() == final
 
 
+# ----------------------------------------------------------------------------- conversations
+
+
+def test_a_conversation_collects_its_turns(server: ScriptedServer) -> None:
+    sdk = client(server)
+    seed: Any = [{"type": "message", "role": "user", "content": "My name is Ada."}]
+    conversation = sdk.conversations.create(items=seed, metadata={"topic": "names"})
+    assert conversation.id.startswith("conv_") and conversation.metadata == {"topic": "names"}
+    first = sdk.responses.create(model=MODEL, input="Hello", conversation=conversation.id)
+    assert first.conversation is not None and first.conversation.id == conversation.id
+    assert "My name is Ada." in last_prompt(server)
+    sdk.responses.create(model=MODEL, input="Who am I?", conversation={"id": conversation.id})
+    prompt = last_prompt(server)
+    ada, hello, answer = (prompt.index(t) for t in ("My name is Ada.", "Hello", "Hi there"))
+    assert ada < hello < answer < prompt.index("Who am I?")
+    assert sdk.conversations.retrieve(conversation.id).id == conversation.id
+    deleted = sdk.conversations.delete(conversation.id)
+    assert deleted.deleted is True and deleted.object == "conversation.deleted"
+    with pytest.raises(openai.NotFoundError):
+        sdk.conversations.retrieve(conversation.id)
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.responses.create(model=MODEL, input="x", conversation=conversation.id)
+    assert caught.value.code == "conversation_not_found"
+
+
+def test_a_conversation_survives_a_restart(tmp_path: Path) -> None:
+    script = Script(chunks=["Hi"])
+    for first in serve_scripted(tmp_path, script, QWEN3):
+        sdk = strict_client(first.url)
+        conversation = sdk.conversations.create()
+        sdk.responses.create(model=MODEL, input="Remember 42", conversation=conversation.id)
+    for second in serve_scripted(tmp_path, script, QWEN3):
+        sdk = strict_client(second.url)
+        sdk.responses.create(model=MODEL, input="What number?", conversation=conversation.id)
+        assert "Remember 42" in second.script.requests[-1].prompt
+
+
+def test_a_conversation_with_a_bad_item_is_refused(server: ScriptedServer) -> None:
+    response = httpx.post(
+        f"{server.url}/v1/conversations", json={"items": [{"type": "bogus"}]}, timeout=30
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "items[0]"
+
+
 # ----------------------------------------------------------------------------- truncation
 
 SMALL = "PARAMETER num_ctx 24\n"
@@ -340,7 +385,7 @@ def test_truncation_auto_drops_the_oldest_items(server: ScriptedServer, small: s
             {"input": "x", "tools": [{"type": "namespace"}]}, 400, "tools[0]", id="unknown-tool"
         ),
         pytest.param(
-            {"input": "x", "conversation": "conv_1"}, 400, "conversation", id="conversation"
+            {"input": "x", "conversation": "conv_nope"}, 400, "conversation", id="no-conversation"
         ),
         pytest.param({"input": "x", "truncation": "sometimes"}, 400, None, id="bad-truncation"),
         pytest.param({"input": 7}, 400, None, id="input-not-string-or-list"),

@@ -255,17 +255,38 @@ class ResponsesRequest(OpenAIModel):
     metadata: dict[str, StrictStr] | None = None
 
 
+class ConversationRequest(OpenAIModel):
+    """A `POST /v1/conversations` body: items to start from, and metadata."""
+
+    items: list[Any] | None = None
+    metadata: dict[str, StrictStr] | None = None
+
+
 def check_request(request: ResponsesRequest) -> None:
     """What we refuse outright, before any item is read."""
-    if request.conversation is not None:
+    if request.conversation is not None and request.previous_response_id is not None:
         raise ResponsesRequestError(
-            "conversation is not supported; chain turns with previous_response_id",
+            "previous_response_id and conversation cannot be used together",
             param="conversation",
         )
+    conversation_id(request)
     if request.max_output_tokens is not None and request.max_output_tokens < 1:
         raise ResponsesRequestError(
             "max_output_tokens must be a positive integer", param="max_output_tokens"
         )
+
+
+def conversation_id(request: ResponsesRequest) -> str | None:
+    """`conversation` as its id: the id itself, or `{"id": ...}`."""
+    conversation = request.conversation
+    if conversation is None or isinstance(conversation, str):
+        return conversation
+    value = conversation.get("id")
+    if not isinstance(value, str):
+        raise ResponsesRequestError(
+            'conversation must be an id or {"id": ...}', param="conversation"
+        )
+    return value
 
 
 def to_chat_request(request: ResponsesRequest, items: Sequence[Item]) -> ChatRequest:

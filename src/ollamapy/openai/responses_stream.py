@@ -392,10 +392,12 @@ def base_fields(
     store: bool,
     truncation: str,
     metadata: dict[str, str] | None,
+    conversation: str | None = None,
 ) -> Json:
     """What a response object echoes from its request, with OpenAI's defaults filled in."""
     return {
         "model": model,
+        "conversation": None if conversation is None else {"id": conversation},
         "instructions": instructions,
         "max_output_tokens": max_output_tokens,
         "metadata": metadata or {},

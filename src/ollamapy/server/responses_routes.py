@@ -5,16 +5,19 @@
 through `inference.prepare_chat` / `chat_events`, and encodes the events
 (`openai.responses_stream`); with `store` (the default, as OpenAI's) the finished response
 and its conversation go into the `ResponseStore`. `GET` and `DELETE /v1/responses/{id}`
-read and remove stored responses. Errors are OpenAI error objects, with `param` and `code`
-where the failure names them.
+read and remove stored responses; `/v1/conversations` creates, reads and deletes the
+conversations a request names with `conversation`. Errors are OpenAI error objects, with
+`param` and `code` where the failure names them.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -24,9 +27,11 @@ from ollamapy.errors import BadRequestError, NotFoundError, OllamaError
 from ollamapy.openai import SSE_MEDIA_TYPE, error_for, error_object, status_of
 from ollamapy.openai.requests import OPENAI_TEMPERATURE, OPENAI_TOP_P
 from ollamapy.openai.responses_api import (
+    ConversationRequest,
     ResponsesRequest,
     ResponsesRequestError,
     check_request,
+    conversation_id,
     dump_items,
     parse_items,
     request_items,
@@ -37,13 +42,14 @@ from ollamapy.openai.responses_stream import (
     ResponseBuilder,
     base_fields,
     collect_response,
+    new_id,
     response_events,
     sse_frames,
 )
 from ollamapy.server import inference
-from ollamapy.server.http import unless_client_leaves
+from ollamapy.server.http import describe_validation_error, read_json, unless_client_leaves
 from ollamapy.server.openai_routes import read_body
-from ollamapy.server.responses_store import ResponseStore, StoredResponse
+from ollamapy.server.responses_store import ResponseStore, StoredConversation, StoredResponse
 from ollamapy.server.state import state_of
 
 log = logging.getLogger(__name__)
@@ -88,7 +94,10 @@ async def create_response(request: Request) -> Response:
     body = await read_body(request, ResponsesRequest)
     check_request(body)
     store = store_of(request)
-    items = [*await history(store, body.previous_response_id), *request_items(body.input)]
+    conversation = conversation_id(body)
+    new_items = request_items(body.input)
+    earlier = await history(store, body.previous_response_id, conversation)
+    items = [*earlier, *new_items]
     native = to_chat_request(body, items)
     tools = toolset(body.tools)
     if tools.left_out:
@@ -97,12 +106,17 @@ async def create_response(request: Request) -> Response:
     prepared = await inference.prepare_chat(state, native)
     builder = ResponseBuilder(echo(body, tools.echo()), tools.custom_names)
     events = inference.chat_events(state, prepared, native)
-    keep = body.store
 
     async def save() -> None:
-        if keep and builder.finished:
-            stored = StoredResponse(builder.response(), dump_items(items))
-            await run_in_threadpool(store.put, stored)
+        """Keep the finished response (`store`) and add this turn to its conversation."""
+        if not builder.finished:
+            return
+        response = builder.response()
+        if body.store:
+            await run_in_threadpool(store.put, StoredResponse(response, dump_items(items)))
+        if conversation is not None:
+            turn = [*dump_items(new_items), *response["output"]]
+            await run_in_threadpool(store.extend_conversation, conversation, turn)
 
     if body.stream:
         return await stream(request, response_events(builder, events), save, body.truncation)
@@ -114,18 +128,30 @@ async def create_response(request: Request) -> Response:
     return JSONResponse(result)
 
 
-async def history(store: ResponseStore, previous_id: str | None) -> list[Any]:
-    """The conversation a follow-up continues: the previous response's input and output."""
-    if previous_id is None:
-        return []
-    stored = await run_in_threadpool(store.get, previous_id)
-    if stored is None:
-        raise ResponsesRequestError(
-            f"Previous response with id '{previous_id}' not found.",
-            param="previous_response_id",
-            code="previous_response_not_found",
-        )
-    return parse_items(stored.conversation, "previous_response")
+async def history(
+    store: ResponseStore, previous_id: str | None, conversation: str | None
+) -> list[Any]:
+    """The conversation a request continues: the previous response's input and output, or
+    the items of its `conversation`."""
+    if previous_id is not None:
+        stored = await run_in_threadpool(store.get, previous_id)
+        if stored is None:
+            raise ResponsesRequestError(
+                f"Previous response with id '{previous_id}' not found.",
+                param="previous_response_id",
+                code="previous_response_not_found",
+            )
+        return parse_items(stored.conversation, "previous_response")
+    if conversation is not None:
+        found = await run_in_threadpool(store.get_conversation, conversation)
+        if found is None:
+            raise ResponsesRequestError(
+                f"Conversation with id '{conversation}' not found.",
+                param="conversation",
+                code="conversation_not_found",
+            )
+        return parse_items(found.items, "conversation")
+    return []
 
 
 def echo(body: ResponsesRequest, tools: list[Json]) -> Json:
@@ -146,6 +172,7 @@ def echo(body: ResponsesRequest, tools: list[Json]) -> Json:
         store=body.store,
         truncation=body.truncation,
         metadata=body.metadata,
+        conversation=conversation_id(body),
     )
 
 
@@ -201,8 +228,54 @@ async def delete_response(request: Request) -> Response:
     return JSONResponse({"id": response_id, "object": "response", "deleted": True})
 
 
+# ----------------------------------------------------------------------------- conversations
+
+
+@responses_errors
+async def create_conversation(request: Request) -> Response:
+    """`POST /v1/conversations`: a conversation, optionally seeded with items, that
+    responses continue with `conversation` (each finished turn is appended to it)."""
+    data = await read_json(request) if await request.body() else {}
+    if not isinstance(data, dict):
+        raise BadRequestError("request body must be a JSON object")
+    try:
+        body = ConversationRequest.model_validate(data)
+    except ValidationError as exc:
+        raise BadRequestError(describe_validation_error(exc)) from None
+    items = dump_items(parse_items(body.items or [], "items"))
+    conversation = {
+        "id": new_id("conv"),
+        "object": "conversation",
+        "created_at": int(time.time()),
+        "metadata": body.metadata or {},
+    }
+    stored = StoredConversation(conversation, items)
+    await run_in_threadpool(store_of(request).put_conversation, stored)
+    return JSONResponse(conversation)
+
+
+@responses_errors
+async def retrieve_conversation(request: Request) -> Response:
+    key: str = request.path_params["conversation_id"]
+    found = await run_in_threadpool(store_of(request).get_conversation, key)
+    if found is None:
+        raise NotFoundError(f"Conversation with id '{key}' not found.")
+    return JSONResponse(found.conversation)
+
+
+@responses_errors
+async def delete_conversation(request: Request) -> Response:
+    key: str = request.path_params["conversation_id"]
+    if not await run_in_threadpool(store_of(request).delete_conversation, key):
+        raise NotFoundError(f"Conversation with id '{key}' not found.")
+    return JSONResponse({"id": key, "object": "conversation.deleted", "deleted": True})
+
+
 ROUTES = [
     Route("/v1/responses", create_response, methods=["POST"]),
     Route("/v1/responses/{response_id}", retrieve_response, methods=["GET"]),
     Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
+    Route("/v1/conversations", create_conversation, methods=["POST"]),
+    Route("/v1/conversations/{conversation_id}", retrieve_conversation, methods=["GET"]),
+    Route("/v1/conversations/{conversation_id}", delete_conversation, methods=["DELETE"]),
 ]

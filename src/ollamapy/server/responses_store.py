@@ -1,9 +1,10 @@
-"""Stored Responses (`store: true`): what `previous_response_id`, `GET` and `DELETE
-/v1/responses/{id}` read.
+"""Stored Responses (`store: true`) and conversations: what `previous_response_id`,
+`conversation`, `GET` and `DELETE /v1/responses/{id}` and `/v1/conversations/{id}` read.
 
 One SQLite file beside the model store (`$OLLAMA_MODELS/../responses/responses.sqlite3`,
 so `~/.ollama/responses/` by default): each row is one response object plus the
-conversation items that led to it, as JSON. SQLite gives what a store of conversation
+conversation items that led to it, as JSON; a conversation row holds its object and
+items. SQLite gives what a store of conversation
 state needs without more code: every write is one transaction (a crash leaves the old
 state or the new, never half), it survives a restart, and several server threads can read
 and write it. The store is bounded: after each write the oldest responses are evicted
@@ -27,8 +28,9 @@ Json = dict[str, Any]
 DEFAULT_MAX_COUNT = 10_000
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 
+_TABLES = ("responses", "conversations")
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS responses (
+CREATE TABLE IF NOT EXISTS {table} (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
     bytes INTEGER NOT NULL,
@@ -51,8 +53,17 @@ class StoredResponse:
         return [*self.items, *self.response.get("output", [])]
 
 
+@dataclass(frozen=True, slots=True)
+class StoredConversation:
+    """A conversation (OpenAI's Conversations API): its object and its items so far."""
+
+    conversation: Json
+    items: list[Json]
+
+
 class ResponseStore:
-    """Responses kept in one SQLite file, oldest evicted past `max_count` or `max_bytes`."""
+    """Responses and conversations kept in one SQLite file; in each table the oldest
+    (least recently written) are evicted past `max_count` rows or `max_bytes`."""
 
     def __init__(
         self,
@@ -75,67 +86,108 @@ class ResponseStore:
         connection = sqlite3.connect(self.path, timeout=30)
         if not self._ready:
             with connection:
-                connection.execute(_SCHEMA)
+                for table in _TABLES:
+                    connection.execute(_SCHEMA.format(table=table))
             self._ready = True
         return connection
 
     def put(self, stored: StoredResponse) -> None:
         """Save (or replace) a response, then evict the oldest past the bounds; one
         transaction, so readers see all of it or none."""
-        body = json.dumps(
-            {"response": stored.response, "items": stored.items},
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
-        size = len(body.encode())
+        body = {"response": stored.response, "items": stored.items}
+        self._put("responses", stored.response["id"], body)
+
+    def get(self, response_id: str) -> StoredResponse | None:
+        data = self._get("responses", response_id)
+        return None if data is None else StoredResponse(data["response"], data["items"])
+
+    def delete(self, response_id: str) -> bool:
+        return self._delete("responses", response_id)
+
+    def put_conversation(self, stored: StoredConversation) -> None:
+        body = {"conversation": stored.conversation, "items": stored.items}
+        self._put("conversations", stored.conversation["id"], body)
+
+    def get_conversation(self, conversation_id: str) -> StoredConversation | None:
+        data = self._get("conversations", conversation_id)
+        if data is None:
+            return None
+        return StoredConversation(data["conversation"], data["items"])
+
+    def extend_conversation(self, conversation_id: str, items: list[Json]) -> bool:
+        """Append items to a conversation, in one transaction (two turns finishing at once
+        both land); False if it is gone."""
         with self._lock:
             connection = self._connect()
             try:
                 with connection:
-                    connection.execute(
-                        "INSERT OR REPLACE INTO responses (id, bytes, body) VALUES (?, ?, ?)",
-                        (stored.response["id"], size, body),
-                    )
-                    self._evict(connection)
+                    row = connection.execute(
+                        "SELECT body FROM conversations WHERE id = ?", (conversation_id,)
+                    ).fetchone()
+                    if row is None:
+                        return False
+                    data = json.loads(row[0])
+                    data["items"].extend(items)
+                    self._write(connection, "conversations", conversation_id, data)
+            finally:
+                connection.close()
+        return True
+
+    def delete_conversation(self, conversation_id: str) -> bool:
+        return self._delete("conversations", conversation_id)
+
+    # ------------------------------------------------------------------ one table
+
+    def _put(self, table: str, key: str, body: Json) -> None:
+        with self._lock:
+            connection = self._connect()
+            try:
+                with connection:
+                    self._write(connection, table, key, body)
             finally:
                 connection.close()
 
-    def _evict(self, connection: sqlite3.Connection) -> None:
+    def _write(self, connection: sqlite3.Connection, table: str, key: str, body: Json) -> None:
+        """Replace the row (it becomes the newest), then evict past the bounds."""
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        connection.execute(
+            f"INSERT OR REPLACE INTO {table} (id, bytes, body) VALUES (?, ?, ?)",
+            (key, len(text.encode()), text),
+        )
+        self._evict(connection, table)
+
+    def _evict(self, connection: sqlite3.Connection, table: str) -> None:
         count, total = connection.execute(
-            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM responses"
+            f"SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM {table}"
         ).fetchone()
         if count <= self.max_count and total <= self.max_bytes:
             return
-        rows = connection.execute("SELECT seq, bytes FROM responses ORDER BY seq").fetchall()
+        rows = connection.execute(f"SELECT seq, bytes FROM {table} ORDER BY seq").fetchall()
         cut = None
         for seq, size in rows[:-1]:  # the newest is always kept
             if count <= self.max_count and total <= self.max_bytes:
                 break
             count, total, cut = count - 1, total - size, seq
         if cut is not None:
-            connection.execute("DELETE FROM responses WHERE seq <= ?", (cut,))
+            connection.execute(f"DELETE FROM {table} WHERE seq <= ?", (cut,))
 
-    def get(self, response_id: str) -> StoredResponse | None:
+    def _get(self, table: str, key: str) -> Json | None:
         connection = self._connect()
         try:
-            row = connection.execute(
-                "SELECT body FROM responses WHERE id = ?", (response_id,)
-            ).fetchone()
+            row = connection.execute(f"SELECT body FROM {table} WHERE id = ?", (key,)).fetchone()
         finally:
             connection.close()
         if row is None:
             return None
-        data = json.loads(row[0])
-        return StoredResponse(data["response"], data["items"])
+        data: Json = json.loads(row[0])
+        return data
 
-    def delete(self, response_id: str) -> bool:
+    def _delete(self, table: str, key: str) -> bool:
         with self._lock:
             connection = self._connect()
             try:
                 with connection:
-                    cursor = connection.execute(
-                        "DELETE FROM responses WHERE id = ?", (response_id,)
-                    )
+                    cursor = connection.execute(f"DELETE FROM {table} WHERE id = ?", (key,))
             finally:
                 connection.close()
         return cursor.rowcount > 0
