@@ -1,13 +1,14 @@
 """The stored-response store (`server/responses_store.py`): a response and its conversation
 round-trip, survive reopening the file (a server restart), are replaced by id, deleted, and
-the oldest are evicted past the count and byte bounds (the newest always kept)."""
+the oldest are evicted past the count and byte bounds (the newest always kept);
+conversations grow by appending, and are bounded apart from responses."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from ollamapy.server.responses_store import ResponseStore, StoredResponse
+from ollamapy.server.responses_store import ResponseStore, StoredConversation, StoredResponse
 
 USER: Any = [{"type": "message", "role": "user", "content": "hi"}]
 
@@ -71,3 +72,31 @@ def test_the_newest_is_kept_even_alone_past_the_byte_bound(tmp_path: Path) -> No
     store.put(stored("resp_1"))
     store.put(stored("resp_2"))
     assert store.ids() == ["resp_2"]
+
+
+def conversation(key: str) -> StoredConversation:
+    return StoredConversation({"id": key, "object": "conversation"}, list(USER))
+
+
+def test_a_conversation_grows_by_appending(tmp_path: Path) -> None:
+    store = ResponseStore(tmp_path)
+    store.put_conversation(conversation("conv_1"))
+    turn: Any = [{"type": "message", "role": "user", "content": "again"}]
+    assert store.extend_conversation("conv_1", turn) is True
+    got = ResponseStore(tmp_path).get_conversation("conv_1")  # reopened: a restart
+    assert got is not None and got.items == [*USER, *turn]
+    assert store.extend_conversation("conv_2", turn) is False
+    assert store.delete_conversation("conv_1") is True
+    assert store.get_conversation("conv_1") is None
+
+
+def test_conversations_and_responses_are_bounded_apart(tmp_path: Path) -> None:
+    store = ResponseStore(tmp_path, max_count=2)
+    store.put(stored("resp_1"))
+    for n in range(3):
+        store.put_conversation(conversation(f"conv_{n}"))
+    store.extend_conversation("conv_1", [])  # written last: now the newest
+    store.put_conversation(conversation("conv_3"))
+    assert store.ids() == ["resp_1"]
+    assert store.get_conversation("conv_2") is None and store.get_conversation("conv_0") is None
+    assert store.get_conversation("conv_1") is not None
