@@ -10,6 +10,7 @@ sampling options, the call grammar, `truncate`) is checked too.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import httpx
 import openai
 import pytest
 
+from ollamapy.server.responses_store import ResponseStore, StoredResponse
 from tests.conftest import TESTDATA
 from tests.fakes import MODEL, Script, ScriptedServer, serve_scripted
 from tests.openai.responses_checks import parse_events, parse_response, strict_client
@@ -333,6 +335,34 @@ def test_a_conversation_with_a_bad_item_is_refused(server: ScriptedServer) -> No
     )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "items[0]"
+
+
+class SlowStore(ResponseStore):
+    """The app's store, taking half a second to save a response."""
+
+    def __init__(self, store: ResponseStore) -> None:
+        super().__init__(store.path.parent)
+
+    def put(self, stored: StoredResponse) -> None:
+        time.sleep(0.5)
+        super().put(stored)
+
+
+def test_a_streamed_response_is_stored_before_its_terminal_event(server: ScriptedServer) -> None:
+    """An agent continues the moment it reads `response.completed`: by then the response
+    must be retrievable (checked while the stream is still open, with a store that is slow
+    to write, so saving after the last event would lose the race)."""
+    server.live.app.state.responses = SlowStore(server.live.app.state.responses)
+    body = {"model": MODEL, "input": "Hello", "stream": True}
+    with httpx.stream("POST", f"{server.url}/v1/responses", json=body, timeout=30) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: ") and '"type":"response.completed"' in line:
+                response_id = json.loads(line.removeprefix("data: "))["response"]["id"]
+                got = httpx.get(f"{server.url}/v1/responses/{response_id}", timeout=30)
+                assert got.status_code == 200, got.text
+                break
+        else:
+            pytest.fail("no response.completed event")
 
 
 # ----------------------------------------------------------------------------- truncation

@@ -46,6 +46,7 @@ from ollamapy.openai.responses_stream import (
     response_events,
     sse_frames,
 )
+from ollamapy.openai.stream import aclose
 from ollamapy.server import inference
 from ollamapy.server.http import describe_validation_error, read_json, unless_client_leaves
 from ollamapy.server.openai_routes import read_body
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 
 Json = dict[str, Any]
 Handler = Callable[[Request], Awaitable[Response]]
+
+FINISHED = ("response.completed", "response.incomplete")
 
 DISABLED_HINT = (
     ' (truncation is "disabled": send truncation "auto" to drop the oldest input items instead)'
@@ -192,20 +195,29 @@ async def stream(
     truncation: str,
 ) -> Response:
     """Stream as SSE; the first event is pulled now, so a request refused before the model
-    wrote anything keeps its HTTP status. The response is stored once the stream ends."""
+    wrote anything keeps its HTTP status. The response is stored before its terminal event
+    goes out: a client that continues as soon as it reads it finds it stored."""
     try:
         first = await unless_client_leaves(request, anext(events))
     except StopAsyncIteration:
         raise OllamaError("no response from the model") from None
     except BadRequestError as exc:
         raise explained(exc, truncation) from None
+    body = sse_frames(first, saved_first(events, save))
+    return StreamingResponse(body, media_type=SSE_MEDIA_TYPE)
 
-    async def body() -> AsyncIterator[bytes]:
-        async for frame in sse_frames(first, events):
-            yield frame
-        await save()
 
-    return StreamingResponse(body(), media_type=SSE_MEDIA_TYPE)
+async def saved_first(
+    events: AsyncIterator[Json], save: Callable[[], Awaitable[None]]
+) -> AsyncIterator[Json]:
+    """The events, with `save` run just before the one that finishes the response."""
+    try:
+        async for event in events:
+            if event["type"] in FINISHED:
+                await save()
+            yield event
+    finally:
+        await aclose(events)
 
 
 # ----------------------------------------------------------------------------- stored
