@@ -260,6 +260,35 @@ def test_a_stored_response_survives_a_server_restart(tmp_path: Path) -> None:
     assert (tmp_path / "responses" / "responses.sqlite3").is_file()  # beside the models dir
 
 
+def test_input_items_list_what_a_response_was_given(server: ScriptedServer, script: Script) -> None:
+    sdk = client(server)
+    script.chunks = list(CALL)
+    asked = sdk.responses.create(
+        model=MODEL,
+        input=[{"role": "user", "content": [{"type": "input_text", "text": "Weather?"}]}],
+        tools=[WEATHER],
+    )
+    call = asked.output[0]
+    assert call.type == "function_call"
+    script.chunks = ["Sunny."]
+    answered = sdk.responses.create(
+        model=MODEL,
+        previous_response_id=asked.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "18C"}],
+    )
+    newest_first = list(sdk.responses.input_items.list(answered.id))
+    assert [item.type for item in newest_first] == [
+        "function_call_output",
+        "function_call",
+        "message",
+    ]
+    assert newest_first[1].id == call.id  # the output item, as the first response wrote it
+    paged = list(sdk.responses.input_items.list(answered.id, order="asc", limit=1))
+    assert [item.id for item in paged] == [item.id for item in reversed(newest_first)]
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.input_items.list("resp_missing")
+
+
 def test_get_returns_the_stored_object_and_delete_removes_it(server: ScriptedServer) -> None:
     sdk = client(server)
     created = sdk.responses.create(model=MODEL, input="Hello", metadata={"k": "v"})

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
+from openai.types.responses import ResponseItem
+from pydantic import TypeAdapter
 
 from ollamapy.chat.events import Delta, Event, Final
 from ollamapy.chat.messages import ToolCall
@@ -18,6 +20,8 @@ from ollamapy.openai.responses_stream import (
     ResponseBuilder,
     base_fields,
     collect_response,
+    item_page,
+    listed_items,
     response_events,
     sse_frame,
 )
@@ -195,3 +199,41 @@ def test_a_custom_tool_call_streams_its_input() -> None:
     (call,) = parse_response(events[-1]["response"]).output
     assert call.type == "custom_tool_call"
     assert (call.name, call.input, call.call_id) == ("apply_patch", "*** Begin Patch", "call_p")
+
+
+STORED_ITEMS: list[dict[str, Any]] = [
+    {"type": "message", "role": "developer", "content": "Rules"},
+    {
+        "type": "message",
+        "role": "user",
+        "content": [
+            {"type": "input_text", "text": "Look"},
+            {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="},
+        ],
+    },
+    {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "t"}]},
+    {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hi"}]},
+    {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}", "id": "fc_1"},
+    {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+    {"type": "custom_tool_call", "call_id": "c2", "name": "p", "input": "x"},
+    {"type": "custom_tool_call_output", "call_id": "c2", "output": "done"},
+]
+
+
+def test_listed_input_items_are_the_sdks_response_items() -> None:
+    listed = listed_items(STORED_ITEMS, "resp_abc")
+    parsed = [TypeAdapter(ResponseItem).validate_python(item) for item in listed]
+    assert [item.type for item in parsed] == [item["type"] for item in STORED_ITEMS]
+    assert [item.id for item in parsed][:3] == ["msg_abc_0", "msg_abc_1", "rs_1"]
+    assert parsed[4].id == "fc_1"  # an item's own id is kept
+    assert len({item.id for item in parsed}) == len(parsed)
+
+
+def test_item_pages_follow_the_cursor() -> None:
+    items = [{"id": f"i{n}"} for n in range(5)]
+    first = item_page(items, limit=2)
+    assert [i["id"] for i in first["data"]] == ["i4", "i3"] and first["has_more"] is True
+    rest = item_page(items, limit=2, after=first["last_id"])
+    assert [i["id"] for i in rest["data"]] == ["i2", "i1"]
+    last = item_page(items, order="asc", limit=3, after="i2")
+    assert [i["id"] for i in last["data"]] == ["i3", "i4"] and last["has_more"] is False

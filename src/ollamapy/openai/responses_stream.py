@@ -413,3 +413,70 @@ def base_fields(
         "truncation": truncation,
         "user": None,
     }
+
+
+# ----------------------------------------------------------------------------- input items
+
+
+def listed_items(items: Sequence[Json], response_id: str) -> list[Json]:
+    """A stored response's input items as `GET /v1/responses/{id}/input_items` lists them:
+    each with an id (its own, else one derived from the response's and its position) and
+    a status, messages with their content as parts."""
+    stem = response_id.removeprefix("resp_")
+    return [listed_item(item, f"{stem}_{index}") for index, item in enumerate(items)]
+
+
+_ID_PREFIXES = {
+    "message": "msg",
+    "function_call": "fc",
+    "function_call_output": "fco",
+    "custom_tool_call": "ctc",
+    "custom_tool_call_output": "ctco",
+    "reasoning": "rs",
+}
+
+
+def listed_item(item: Json, suffix: str) -> Json:
+    kind = item.get("type", "message")
+    listed = {**item, "type": kind, "id": item.get("id") or f"{_ID_PREFIXES[kind]}_{suffix}"}
+    if kind != "reasoning":
+        listed["status"] = item.get("status") or "completed"
+    if kind == "message":
+        listed["content"] = message_parts(item)
+    return listed
+
+
+def message_parts(item: Json) -> list[Json]:
+    """A message's content as parts: an assistant's as `output_text`, others' as input parts
+    (images with the `detail` the API always names)."""
+    content = item["content"]
+    assistant = item.get("role") == "assistant"
+    if isinstance(content, str):
+        return [output_text(content)] if assistant else [{"type": "input_text", "text": content}]
+    parts = []
+    for part in content:
+        if part["type"] == "output_text":
+            parts.append(output_text(part["text"]))
+        elif part["type"] == "input_image":
+            parts.append({"detail": "auto", **part})
+        else:
+            parts.append(part)
+    return parts
+
+
+def item_page(
+    items: Sequence[Json], *, order: str = "desc", limit: int = 20, after: str | None = None
+) -> Json:
+    """One page of listed items (OpenAI's cursor list: `after` is the last id seen)."""
+    ordered = list(items) if order == "asc" else list(reversed(items))
+    if after is not None:
+        ids = [item["id"] for item in ordered]
+        ordered = ordered[ids.index(after) + 1 :] if after in ids else []
+    page = ordered[:limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else "",
+        "last_id": page[-1]["id"] if page else "",
+        "has_more": len(ordered) > limit,
+    }

@@ -42,6 +42,8 @@ from ollamapy.openai.responses_stream import (
     ResponseBuilder,
     base_fields,
     collect_response,
+    item_page,
+    listed_items,
     new_id,
     response_events,
     sse_frames,
@@ -233,6 +235,28 @@ async def retrieve_response(request: Request) -> Response:
 
 
 @responses_errors
+async def list_input_items(request: Request) -> Response:
+    """`GET /v1/responses/{id}/input_items`: what the response was given (stored history
+    included), newest first unless `order=asc`, `limit` (1-100) at a time after `after`."""
+    response_id: str = request.path_params["response_id"]
+    stored = await run_in_threadpool(store_of(request).get, response_id)
+    if stored is None:
+        raise NotFoundError(f"Response with id '{response_id}' not found.")
+    query = request.query_params
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise ResponsesRequestError("order must be 'asc' or 'desc'", param="order")
+    try:
+        limit = int(query.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise ResponsesRequestError("limit must be an integer from 1 to 100", param="limit")
+    items = listed_items(stored.items, response_id)
+    return JSONResponse(item_page(items, order=order, limit=limit, after=query.get("after")))
+
+
+@responses_errors
 async def delete_response(request: Request) -> Response:
     response_id: str = request.path_params["response_id"]
     if not await run_in_threadpool(store_of(request).delete, response_id):
@@ -287,6 +311,7 @@ ROUTES = [
     Route("/v1/responses", create_response, methods=["POST"]),
     Route("/v1/responses/{response_id}", retrieve_response, methods=["GET"]),
     Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
+    Route("/v1/responses/{response_id}/input_items", list_input_items, methods=["GET"]),
     Route("/v1/conversations", create_conversation, methods=["POST"]),
     Route("/v1/conversations/{conversation_id}", retrieve_conversation, methods=["GET"]),
     Route("/v1/conversations/{conversation_id}", delete_conversation, methods=["DELETE"]),
