@@ -214,6 +214,16 @@ def test_a_runner_failure_mid_stream_is_an_error_event_and_response_failed(
     assert httpx.get(f"{server.url}/v1/responses/{failed_id}").status_code == 404  # not kept
 
 
+def test_a_copied_model_name_serves_as_an_openai_model(server: ScriptedServer) -> None:
+    """`ollama cp MODEL gpt-5-codex`, as Ollama documents for clients with fixed names."""
+    copied = httpx.post(
+        f"{server.url}/api/copy", json={"source": MODEL, "destination": "gpt-5-codex"}, timeout=30
+    )
+    assert copied.status_code == 200
+    result = client(server).responses.create(model="gpt-5-codex", input="Hello")
+    assert result.model == "gpt-5-codex" and result.output_text == "Hi there"
+
+
 # ----------------------------------------------------------------------------- state
 
 
