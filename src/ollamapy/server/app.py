@@ -7,6 +7,7 @@ routes; `run_server` serves it with uvicorn on `OLLAMA_HOST`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,10 +19,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ollamapy.config import Config
+from ollamapy.config import Config, HostAddress
 from ollamapy.errors import NotFoundError, OllamaError
 from ollamapy.scheduler import Scheduler
-from ollamapy.server import embed, inference, models, openai_routes, responses_routes, transfer
+from ollamapy.server import (
+    embed,
+    inference,
+    models,
+    openai_routes,
+    responses_routes,
+    transfer,
+    ui,
+)
+from ollamapy.server.auth import KeyGuard, KeySource
+from ollamapy.server.exposure import prepare_to_serve
 from ollamapy.server.guards import EdgeGuard
 from ollamapy.server.http import error_response, handle_errors
 from ollamapy.server.responses_store import ResponseStore
@@ -53,6 +64,7 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
             *embed.ROUTES,
             *openai_routes.ROUTES,
             *responses_routes.ROUTES,
+            *ui.ROUTES,
             Route("/{path:path}", not_found, methods=_ALL_METHODS),
         ],
         middleware=[
@@ -60,7 +72,10 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
                 EdgeGuard,
                 origins=config.allowed_origins,
                 loopback_only=config.host.is_loopback,
-            )
+            ),
+            Middleware(
+                KeyGuard, keys=KeySource(config.keys_file), required=config.api_keys_required
+            ),
         ],
         exception_handlers={OllamaError: handle_errors, Exception: handle_errors, 405: _405},
         lifespan=lifespan,
@@ -100,14 +115,27 @@ def run_server(config: Config) -> None:
     )
     if not config.debug:  # one line per runner call is noise, and costs a write per request
         logging.getLogger("httpx").setLevel(logging.WARNING)
+    cert, key = prepare_to_serve(config)
     log.info("Listening on %s:%d (version %s)", config.host.host, config.host.port, _version())
+    log.info("Chat and models page at %s", page_address(config))
     uvicorn.run(
         create_app(config),
         host=config.host.host,
         port=config.host.port,
         log_level="debug" if config.debug else "warning",
         timeout_graceful_shutdown=5,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
     )
+
+
+def page_address(config: Config) -> str:
+    """The page's address for a browser on this machine (a wildcard bind is reached on
+    loopback), which `ollama serve` prints."""
+    host: HostAddress = config.host
+    if host.host in {"0.0.0.0", "::", ""}:
+        host = dataclasses.replace(host, host="::1" if host.host == "::" else "127.0.0.1")
+    return ui.page_url(host.url)
 
 
 def _version() -> str:
