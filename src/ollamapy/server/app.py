@@ -48,6 +48,8 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
     store = Store(config.models_dir)
     state = ServerState(config, store, scheduler or default_scheduler(config))
 
+    responses = ResponseStore(config.models_dir.parent / "responses")
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         _prepare_store(state)
@@ -55,6 +57,7 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
             yield
         finally:
             await state.scheduler.shutdown()
+            responses.close()
 
     app = Starlette(
         routes=[
@@ -81,7 +84,7 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
         lifespan=lifespan,
     )
     app.state.ollama = state
-    app.state.responses = ResponseStore(config.models_dir.parent / "responses")
+    app.state.responses = responses
     return app
 
 

@@ -3,22 +3,23 @@
 
 One SQLite file beside the model store (`$OLLAMA_MODELS/../responses/responses.sqlite3`,
 so `~/.ollama/responses/` by default): each row is one response object plus the
-conversation items that led to it, as JSON; a conversation row holds its object and
-items. SQLite gives what a store of conversation
-state needs without more code: every write is one transaction (a crash leaves the old
-state or the new, never half), it survives a restart, and several server threads can read
-and write it. The store is bounded: after each write the oldest responses are evicted
-until both the count and the total size fit, so an agent that never deletes cannot fill
-the disk.
+conversation items that led to it, as JSON; a conversation row holds its object and items.
+SQLite gives what a store of conversation state needs without more code: every write is
+one transaction (a crash leaves the old state or the new, never half), it survives a
+restart, and the server's threads share one kept connection (in WAL mode, under a lock).
+The store is bounded: after each write the oldest rows are evicted until both the count
+and the total size fit, so an agent that never deletes cannot fill the disk.
 
 Calls are blocking (file I/O); routes run them in a worker thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,20 +77,36 @@ class ResponseStore:
         self.max_count = max_count
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._ready = False
+        self._connection: sqlite3.Connection | None = None
 
-    def _connect(self) -> sqlite3.Connection:
-        """A fresh connection per call (cheap, and safe across worker threads); the file
-        and its table are created on first use, not at server start."""
-        if not self._ready:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.path, timeout=30)
-        if not self._ready:
-            with connection:
-                for table in _TABLES:
-                    connection.execute(_SCHEMA.format(table=table))
-            self._ready = True
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[sqlite3.Connection]:
+        """The store's one connection, for one caller at a time. It is opened on first use
+        (the file and tables are created then, not at server start) and kept: in WAL mode
+        with `synchronous=NORMAL` a commit is an append without an fsync, which holds only
+        while a connection stays open (closing the last one checkpoints and syncs). A power
+        cut may lose the newest writes, never tear one."""
+        with self._lock:
+            if self._connection is None:
+                self._connection = self._open()
+            yield self._connection
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        with connection:
+            for table in _TABLES:
+                connection.execute(_SCHEMA.format(table=table))
         return connection
+
+    def close(self) -> None:
+        """Close the connection (at server shutdown); a later call opens it again."""
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
     def put(self, stored: StoredResponse) -> None:
         """Save (or replace) a response, then evict the oldest past the bounds; one
@@ -117,20 +134,15 @@ class ResponseStore:
     def extend_conversation(self, conversation_id: str, items: list[Json]) -> bool:
         """Append items to a conversation, in one transaction (two turns finishing at once
         both land); False if it is gone."""
-        with self._lock:
-            connection = self._connect()
-            try:
-                with connection:
-                    row = connection.execute(
-                        "SELECT body FROM conversations WHERE id = ?", (conversation_id,)
-                    ).fetchone()
-                    if row is None:
-                        return False
-                    data = json.loads(row[0])
-                    data["items"].extend(items)
-                    self._write(connection, "conversations", conversation_id, data)
-            finally:
-                connection.close()
+        with self._session() as connection, connection:
+            row = connection.execute(
+                "SELECT body FROM conversations WHERE id = ?", (conversation_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            data = json.loads(row[0])
+            data["items"].extend(items)
+            self._write(connection, "conversations", conversation_id, data)
         return True
 
     def delete_conversation(self, conversation_id: str) -> bool:
@@ -139,13 +151,8 @@ class ResponseStore:
     # ------------------------------------------------------------------ one table
 
     def _put(self, table: str, key: str, body: Json) -> None:
-        with self._lock:
-            connection = self._connect()
-            try:
-                with connection:
-                    self._write(connection, table, key, body)
-            finally:
-                connection.close()
+        with self._session() as connection, connection:
+            self._write(connection, table, key, body)
 
     def _write(self, connection: sqlite3.Connection, table: str, key: str, body: Json) -> None:
         """Replace the row (it becomes the newest), then evict past the bounds."""
@@ -172,31 +179,20 @@ class ResponseStore:
             connection.execute(f"DELETE FROM {table} WHERE seq <= ?", (cut,))
 
     def _get(self, table: str, key: str) -> Json | None:
-        connection = self._connect()
-        try:
+        with self._session() as connection:
             row = connection.execute(f"SELECT body FROM {table} WHERE id = ?", (key,)).fetchone()
-        finally:
-            connection.close()
         if row is None:
             return None
         data: Json = json.loads(row[0])
         return data
 
     def _delete(self, table: str, key: str) -> bool:
-        with self._lock:
-            connection = self._connect()
-            try:
-                with connection:
-                    cursor = connection.execute(f"DELETE FROM {table} WHERE id = ?", (key,))
-            finally:
-                connection.close()
+        with self._session() as connection, connection:
+            cursor = connection.execute(f"DELETE FROM {table} WHERE id = ?", (key,))
         return cursor.rowcount > 0
 
     def ids(self) -> list[str]:
         """Every stored id, oldest first (for tests and inspection)."""
-        connection = self._connect()
-        try:
+        with self._session() as connection:
             rows = connection.execute("SELECT id FROM responses ORDER BY seq").fetchall()
-        finally:
-            connection.close()
         return [row[0] for row in rows]
