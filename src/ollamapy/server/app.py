@@ -22,11 +22,20 @@ from starlette.routing import Route
 from ollamapy.config import Config, HostAddress
 from ollamapy.errors import NotFoundError, OllamaError
 from ollamapy.scheduler import Scheduler
-from ollamapy.server import embed, inference, models, openai_routes, transfer, ui
+from ollamapy.server import (
+    embed,
+    inference,
+    models,
+    openai_routes,
+    responses_routes,
+    transfer,
+    ui,
+)
 from ollamapy.server.auth import KeyGuard, KeySource
 from ollamapy.server.exposure import prepare_to_serve
 from ollamapy.server.guards import EdgeGuard
 from ollamapy.server.http import error_response, handle_errors
+from ollamapy.server.responses_store import ResponseStore
 from ollamapy.server.runners import default_scheduler
 from ollamapy.server.state import ServerState
 from ollamapy.store import Store, StoreBusyError
@@ -43,6 +52,8 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
     store = Store(config.models_dir)
     state = ServerState(config, store, scheduler or default_scheduler(config))
 
+    responses = ResponseStore(config.models_dir.parent / "responses")
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         _prepare_store(state)
@@ -50,6 +61,7 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
             yield
         finally:
             await state.scheduler.shutdown()
+            responses.close()
 
     app = Starlette(
         routes=[
@@ -58,6 +70,7 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
             *transfer.ROUTES,
             *embed.ROUTES,
             *openai_routes.ROUTES,
+            *responses_routes.ROUTES,
             *ui.ROUTES,
             Route("/{path:path}", not_found, methods=_ALL_METHODS),
         ],
@@ -75,6 +88,7 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
         lifespan=lifespan,
     )
     app.state.ollama = state
+    app.state.responses = responses
     return app
 
 
