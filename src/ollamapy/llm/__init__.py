@@ -11,6 +11,7 @@ from ollamapy.runner.protocol import (
     CompletionDone,
     CompletionRequest,
     RunnerInfo,
+    TokenizeResponse,
     ToolCallGrammar,
     TraceBudget,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "Runner",
     "RunnerInfo",
     "RunnerSpec",
+    "TokenizeResponse",
     "ToolCallGrammar",
     "TraceBudget",
     "quantize_type_named",

@@ -140,7 +140,11 @@ def to_think(request: ChatCompletionRequest) -> bool | str | None:
     """`reasoning.effort` (else `reasoning_effort`) picks the thinking level; "none" turns it
     off; no effort leaves the model's default (a thinking model thinks)."""
     reasoning = request.reasoning
-    effort = reasoning.effort if reasoning is not None else request.reasoning_effort
+    return effort_think(reasoning.effort if reasoning is not None else request.reasoning_effort)
+
+
+def effort_think(effort: str | None) -> bool | str | None:
+    """A reasoning effort as the native `think` value (shared with /v1/responses)."""
     if not effort:
         return None
     if effort not in _EFFORTS:
