@@ -51,7 +51,15 @@ IMAGE_SIDE = 896
 QUESTION = "What is in this picture?"
 
 SPECIALS = ["<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>"]
-IDEFICS_SPECIALS = ["<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>"]
+IDEFICS_SPECIALS = [
+    "<fake_token_around_image>",
+    "<image>",
+    "<global-img>",
+    "<end_of_utterance>",
+    "\n\n",
+    "\n",
+]
+"""SmolVLM's specials; mtmd looks up "\\n\\n" and "\\n" as single tokens around the tiles."""
 CORPUS = [
     "What is in this picture? A red square on a blue field.",
     "Describe the image. It shows a cat sitting on a mat.",
@@ -198,6 +206,74 @@ def legacy_vision_names(hf_dir: Path, family: str) -> None:
     save_file(renamed, path, metadata={"format": "pt"})
 
 
+def build_smolvlm(work: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration
+
+    import sentencepiece as spm
+
+    spm_model = train_spm(work, IDEFICS_SPECIALS)
+    sp = spm.SentencePieceProcessor(model_file=str(spm_model))
+    config = Idefics3Config(
+        text_config={
+            "model_type": "llama",
+            "vocab_size": sp.get_piece_size(),
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 2048,
+            "rms_norm_eps": 1e-5,
+            "tie_word_embeddings": False,
+        },
+        vision_config={
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": IMAGE_SIDE,
+            "patch_size": 14,
+            "layer_norm_eps": 1e-5,
+        },
+        scale_factor=8,
+        image_token_id=sp.piece_to_id("<image>"),
+        tie_word_embeddings=False,
+    )
+    model = Idefics3ForConditionalGeneration(config).eval()
+    randomise(model, SEED + 1)
+    processor = {
+        "image_processor_type": "Idefics3ImageProcessor",
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "size": {"longest_edge": IMAGE_SIDE},
+        "max_image_size": {"longest_edge": IMAGE_SIDE},
+    }
+    (work / "preprocessor_config.json").write_text(json.dumps(processor))
+    tok_config = {"bos_token": "<s>", "eos_token": "<end_of_utterance>", "add_bos_token": True}
+    (work / "tokenizer_config.json").write_text(json.dumps(tok_config))
+    tokens_per_tile = (IMAGE_SIDE // 14) ** 2 // 8**2
+    meta = {"image_token": sp.piece_to_id("<image>"), "side": IMAGE_SIDE}
+    return model, meta | {"tokens_per_tile": tokens_per_tile}
+
+
+def text_dir(model: torch.nn.Module, work: Path) -> Path:
+    """Where the language model's weights are, as llama.cpp's converter takes them:
+    Gemma 3's whole checkpoint; Idefics3's Llama saved on its own (as SmolVLM's GGUFs are
+    made: the converter has no text class for Idefics3ForConditionalGeneration)."""
+    from transformers import LlamaForCausalLM
+
+    if "gemma3" in type(model).__name__.lower():
+        return work
+    llama = LlamaForCausalLM(model.config.text_config).eval()
+    llama.model.load_state_dict(model.model.text_model.state_dict())
+    llama.lm_head.load_state_dict(model.lm_head.state_dict())
+    out = work / "text"
+    llama.save_pretrained(out, safe_serialization=True)
+    for name in ("tokenizer.model", "tokenizer_config.json"):
+        (out / name).write_bytes((work / name).read_bytes())
+    return out
+
+
 def convert(llama_cpp: Path, hf_dir: Path, out: Path, *, mmproj: bool) -> None:
     argv = [sys.executable, str(llama_cpp / "convert_hf_to_gguf.py"), str(hf_dir)]
     argv += ["--outfile", str(out), "--outtype", "f32"]
@@ -245,20 +321,22 @@ def hf_logits(
     model: torch.nn.Module, layout: list[int | None], image: Image.Image, meta: dict[str, Any]
 ) -> list[float]:
     ids = torch.tensor([[meta["image_token"] if t is None else t for t in layout]])
-    token_type_ids = torch.tensor([[1 if t is None else 0 for t in layout]])
+    kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if "gemma3" in type(model).__name__.lower():
+        kwargs["pixel_values"] = pixels(image, meta["side"])
+        kwargs["token_type_ids"] = torch.tensor([[1 if t is None else 0 for t in layout]])
+    else:  # Idefics3: the image is one tile plus its overview, identical at this size
+        tiles = layout.count(None) // meta["tokens_per_tile"]
+        kwargs["pixel_values"] = pixels(image, meta["side"])[:, None].repeat(1, tiles, 1, 1, 1)
     with torch.no_grad():
-        out = model(
-            input_ids=ids,
-            pixel_values=pixels(image, meta["side"]),
-            token_type_ids=token_type_ids,
-            attention_mask=torch.ones_like(ids),
-        )
+        out = model(**kwargs)
     return [round(float(v), 6) for v in out.logits[0, -1]]
 
 
-FAMILIES = {"gemma3": build_gemma3}
+FAMILIES = {"gemma3": build_gemma3, "smolvlm": build_smolvlm}
 PROMPTS = {
     "gemma3": f"<start_of_turn>user\n<__media__>{QUESTION}<end_of_turn>\n<start_of_turn>model\n",
+    "smolvlm": f"<|im_start|>User:<__media__>{QUESTION}<end_of_utterance>\nAssistant:",
 }
 
 
@@ -280,7 +358,7 @@ def main() -> None:
             model.save_pretrained(work, safe_serialization=True)
             legacy_vision_names(work, family)
             lang, proj = OUT / f"{family}.gguf", OUT / f"{family}-mmproj.gguf"
-            convert(args.llama_cpp, work, lang, mmproj=False)
+            convert(args.llama_cpp, text_dir(model, work), lang, mmproj=False)
             convert(args.llama_cpp, work, proj, mmproj=True)
             entry: dict[str, Any] = {"prompt": PROMPTS[family], "images": {}}
             for picture, image in pictures.items():
