@@ -207,9 +207,8 @@ def legacy_vision_names(hf_dir: Path, family: str) -> None:
 
 
 def build_smolvlm(work: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    from transformers import Idefics3Config, Idefics3ForConditionalGeneration
-
     import sentencepiece as spm
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration
 
     spm_model = train_spm(work, IDEFICS_SPECIALS)
     sp = spm.SentencePieceProcessor(model_file=str(spm_model))
