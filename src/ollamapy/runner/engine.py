@@ -35,8 +35,9 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ollamapy.runner.native import Batch, Context, Model, SamplerChain
 from ollamapy.runner.protocol import (
@@ -48,12 +49,22 @@ from ollamapy.runner.protocol import (
 )
 from ollamapy.runner.sampling import token_logprob
 from ollamapy.runner.textstream import StopMatcher, Utf8Decoder
+from ollamapy.runner.vision import chunk_of, image_start, is_image
 from ollamapy.types.logprobs import TokenLogprob
 from ollamapy.types.options import SamplingOptions
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[CompletionEvent], None]
+
+
+class ImageInput(Protocol):
+    """An encoded image chunk the engine can evaluate (`runner.vision.ImageChunk`)."""
+
+    n_tokens: int
+    non_causal: bool
+
+    def decode(self, ctx: Context, seq: int, pos: int, n_batch: int) -> None: ...
 
 
 def min_copied_prefix(n_ctx: int) -> int:
@@ -88,6 +99,9 @@ class Job:
     logprobs: bool = False
     top_logprobs: int = 0
     shift: bool = True
+    images: Mapping[int, ImageInput] = field(default_factory=dict)
+    """The image chunks whose positions (negative ids, see `runner.vision`) the prompt
+    holds, by chunk id."""
 
     def cancel(self) -> None:
         """Ask the engine to stop this job (safe from any thread; acted on next step)."""
@@ -134,6 +148,15 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
         if a[i] != b[i]:
             return i
     return n
+
+
+def _text_run(pending: list[int], room: int) -> list[int]:
+    """The text tokens at the front of `pending`, up to `room` and the next image."""
+    run = pending[:room]
+    for i, token in enumerate(run):
+        if is_image(token):
+            return run[:i]
+    return run
 
 
 def fit_prompt(prompt: list[int], num_keep: int, n_ctx: int) -> list[int]:
@@ -294,6 +317,7 @@ class Engine:
         num_keep = effective_num_keep(options.num_keep, len(job.prompt), self._n_ctx)
         prompt = fit_prompt(job.prompt, num_keep, self._n_ctx)
         reuse = min(common_prefix(slot.cache, prompt), len(prompt) - 1) if self._intact(slot) else 0
+        reuse = image_start(prompt, reuse)
         donor, shared = self._best_donor(slot, prompt)
         if donor is not None and shared >= reuse + self._min_copy:
             self._copy_prefix(donor, slot, shared)
@@ -327,7 +351,7 @@ class Engine:
         if not shared:
             return None, 0
         seq = max(shared, key=shared.__getitem__)
-        return self._slots[seq], min(shared[seq], len(prompt) - 1)
+        return self._slots[seq], image_start(prompt, min(shared[seq], len(prompt) - 1))
 
     def _intact(self, slot: Slot) -> bool:
         """Whether the slot's KV still holds its cache from position 0: a sliding-window
@@ -355,12 +379,18 @@ class Engine:
                 slot.next_token = None
                 outputs.append((slot, index))
         for slot in self._slots:
-            if slot.job is None or not slot.pending or batch.room == 0:
+            if slot.job is None or not slot.pending:
                 continue
-            chunk = slot.pending[: batch.room]
-            del slot.pending[: len(chunk)]
             if not slot.t_prompt_start:
                 slot.t_prompt_start = time.perf_counter_ns()
+            if is_image(slot.pending[0]):
+                self._decode_image(slot, slot.job)
+            if batch.room == 0 or not slot.pending:
+                continue
+            chunk = _text_run(slot.pending, batch.room)
+            if not chunk:  # another image next: the next step evaluates it
+                continue
+            del slot.pending[: len(chunk)]
             done = not slot.pending
             index = batch.add_run(chunk, len(slot.cache), slot.seq, done)
             slot.cache.extend(chunk)
@@ -379,6 +409,14 @@ class Engine:
                     slot.t_prompt_end = now
                 token = slot.job.sampler.sample(self._ctx, index)
                 self._accept(slot, token, self._logprob(slot.job, index, token))
+
+    def _decode_image(self, slot: Slot, job: Job) -> None:
+        """Evaluate the image chunk at the front of the slot's pending prompt, whole (its
+        own decode: a batch holds token ids or embeddings, never both)."""
+        image = job.images[chunk_of(slot.pending[0])[0]]
+        image.decode(self._ctx, slot.seq, len(slot.cache), self._ctx.n_batch)
+        slot.cache.extend(slot.pending[: image.n_tokens])
+        del slot.pending[: image.n_tokens]
 
     def _make_room(self, slot: Slot) -> bool:
         """Ensure the slot's sequence can take one more token; False if it had to finish."""
@@ -469,7 +507,7 @@ class Engine:
             prompt_eval_duration=max(end_prompt - slot.t_prompt_start, 0),
             eval_count=len(slot.generated),
             eval_duration=max(now - end_prompt, 0),
-            tokens=slot.prompt + slot.generated,
+            tokens=[t for t in slot.prompt if not is_image(t)] + slot.generated,
             prompt_cached_count=slot.prompt_cached_count,
         )
         self._emit(slot, done)
