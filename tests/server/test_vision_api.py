@@ -176,3 +176,10 @@ def test_webp_is_served(server: LiveServer) -> None:
     Image.open(io.BytesIO(picture())).save(out, "WEBP")
     answer = server.client().generate(model="tiny-vision", prompt="Hi", images=[out.getvalue()])
     assert answer.prompt_eval_count is not None and answer.prompt_eval_count > IMAGE_POSITIONS
+
+
+def test_a_raw_prompt_places_images_at_its_tags(server: LiveServer) -> None:
+    client = server.client()
+    raw = "<start_of_turn>user\n[img-0] What is this?<end_of_turn>\n<start_of_turn>model\n"
+    answer = client.generate(model="tiny-vision", prompt=raw, raw=True, images=[picture()])
+    assert answer.prompt_eval_count is not None and answer.prompt_eval_count > IMAGE_POSITIONS
