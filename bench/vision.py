@@ -15,7 +15,7 @@ cached) and asks, on each server in turn (the order alternates between rounds):
 Reported: the medians (min-max) of both, ours / llama-server for the first question (goal
 >= 0.95 in speed, i.e. a time ratio <= 1/0.95), and each server's second / first (goal
 <= 0.3). An in-process ceiling (`ceiling`: mtmd's own helpers on this llama.cpp, no
-server) runs the first question too, after the servers are stopped. The reference
+server) runs the first question too, in the same rounds (the order rotates). The reference
 llama-server is the one `python -m bench` builds from the llama-cpp-python sdist
 (`bench.reference`).
 """
@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VISION = ROOT / "tests" / "testdata" / "vision"
 MODEL, PROJECTOR = VISION / "gemma3.gguf", VISION / "gemma3-mmproj.gguf"
 NUM_CTX = 2048
+WARMUP = False
 SIDE = 896
 QUESTIONS = ("What is in this picture?", "Which colours does it use?")
 TEMPLATE = (
@@ -107,52 +108,58 @@ def create_ours(server: Server, threads: int) -> str:
     return "tiny-vision"
 
 
-def ceiling(repeat: int, threads: int) -> list[float]:
+class Ceiling:
     """The first question done in-process with no server: mtmd decodes, lays out, encodes
-    and evaluates (mtmd_helper_eval_chunks) on a fresh context, the same llama.cpp build
-    as our runner. Seconds per round."""
-    import ctypes
+    and evaluates (`mtmd_helper_eval_chunks`) on a cleared context; the same llama.cpp
+    build as our runner, measured in the same rounds as the servers."""
 
-    import llama_cpp as lc
-    from llama_cpp import mtmd_cpp as mtmd
+    def __init__(self, threads: int) -> None:
+        import llama_cpp as lc
+        from llama_cpp import mtmd_cpp as mtmd
 
-    lc.llama_backend_init()
-    model = lc.llama_model_load_from_file(str(MODEL).encode(), lc.llama_model_default_params())
-    params = lc.llama_context_default_params()
-    params.n_ctx, params.n_batch, params.n_ubatch = NUM_CTX, 512, 512
-    params.n_threads = params.n_threads_batch = threads
-    ctx = lc.llama_init_from_model(model, params)
-    mparams = mtmd.mtmd_context_params_default()
-    mparams.use_gpu, mparams.n_threads, mparams.print_timings = False, threads, False
-    vision = mtmd.mtmd_init_from_file(str(PROJECTOR).encode(), model, mparams)
-    prompt = f"<start_of_turn>user\n<__media__>{QUESTIONS[0]}<end_of_turn>\n<start_of_turn>model\n"
-    times = []
-    try:
-        for round_no in range(-1, repeat):  # round -1 warms up
-            data = base64.b64decode(image(20_000 + round_no))
-            start = time.perf_counter()
-            buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-            bitmap = mtmd.mtmd_helper_bitmap_init_from_buf(vision, buf, len(data), False)
-            chunks = mtmd.mtmd_input_chunks_init()
-            text = mtmd.mtmd_input_text(prompt.encode(), len(prompt.encode()), True, True)
-            bitmaps = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
-            assert mtmd.mtmd_tokenize(vision, chunks, ctypes.byref(text), bitmaps, 1) == 0
-            lc.llama_memory_clear(lc.llama_get_memory(ctx), True)
-            n_past = lc.llama_pos(0)
-            rc = mtmd.mtmd_helper_eval_chunks(
-                vision, ctx, chunks, 0, 0, 512, True, ctypes.byref(n_past)
-            )
-            assert rc == 0
-            elapsed = time.perf_counter() - start
-            mtmd.mtmd_input_chunks_free(chunks)
-            mtmd.mtmd_bitmap_free(bitmap)
-            if round_no >= 0:
-                times.append(elapsed)
-    finally:
-        mtmd.mtmd_free(vision)
-        lc.llama_free(ctx)
-        lc.llama_model_free(model)
-    return times
+        self.lc, self.mtmd = lc, mtmd
+        lc.llama_backend_init()
+        params = lc.llama_model_default_params()
+        self.model = lc.llama_model_load_from_file(str(MODEL).encode(), params)
+        cparams = lc.llama_context_default_params()
+        cparams.n_ctx, cparams.n_batch, cparams.n_ubatch = NUM_CTX, 512, 512
+        cparams.n_threads = cparams.n_threads_batch = threads
+        self.ctx = lc.llama_init_from_model(self.model, cparams)
+        mparams = mtmd.mtmd_context_params_default()
+        mparams.use_gpu, mparams.n_threads, mparams.print_timings = False, threads, False
+        mparams.warmup = WARMUP
+        self.vision = mtmd.mtmd_init_from_file(str(PROJECTOR).encode(), self.model, mparams)
+        turn = f"<start_of_turn>user\n<__media__>{QUESTIONS[0]}<end_of_turn>\n"
+        self.prompt = (turn + "<start_of_turn>model\n").encode()
+
+    def ask(self, data_b64: str) -> float:
+        """Seconds from the PNG's bytes to the logits after the prompt."""
+        import ctypes
+
+        lc, mtmd = self.lc, self.mtmd
+        data = base64.b64decode(data_b64)
+        start = time.perf_counter()
+        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        bitmap = mtmd.mtmd_helper_bitmap_init_from_buf(self.vision, buf, len(data), False)
+        chunks = mtmd.mtmd_input_chunks_init()
+        text = mtmd.mtmd_input_text(self.prompt, len(self.prompt), True, True)
+        bitmaps = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
+        assert mtmd.mtmd_tokenize(self.vision, chunks, ctypes.byref(text), bitmaps, 1) == 0
+        lc.llama_memory_clear(lc.llama_get_memory(self.ctx), True)
+        n_past = lc.llama_pos(0)
+        rc = mtmd.mtmd_helper_eval_chunks(
+            self.vision, self.ctx, chunks, 0, 0, 512, True, ctypes.byref(n_past)
+        )
+        elapsed = time.perf_counter() - start
+        mtmd.mtmd_input_chunks_free(chunks)
+        mtmd.mtmd_bitmap_free(bitmap)
+        assert rc == 0
+        return elapsed
+
+    def close(self) -> None:
+        self.mtmd.mtmd_free(self.vision)
+        self.lc.llama_free(self.ctx)
+        self.lc.llama_model_free(self.model)
 
 
 def run(repeat: int, threads: int) -> dict[str, Any]:
@@ -167,22 +174,29 @@ def run(repeat: int, threads: int) -> dict[str, Any]:
         (logdir / "models").mkdir()
         ours = start_ours(logdir / "models", 1, logdir)
         llama = start_llama_server(ref, threads, logdir)
+        inproc = Ceiling(threads)
+        samples["ceiling_first"] = []
         try:
             name = create_ours(ours, threads)
             targets = {"ours": (ours.base_url, name), "llama": (llama.base_url, "tiny")}
             for who, (base, model) in targets.items():  # warm-up: load, first encode
                 ask(base, model, image(10_000 + len(who)), QUESTIONS[0])
+            inproc.ask(image(10_000))
             for round_no in range(repeat):
-                order = list(targets) if round_no % 2 == 0 else list(reversed(targets))
+                order = [*targets, "ceiling"]
+                order = order[round_no % 3 :] + order[: round_no % 3]  # rotate who goes first
                 for who in order:
-                    base, model = targets[who]
                     data = image(round_no)
+                    if who == "ceiling":
+                        samples["ceiling_first"].append(inproc.ask(data))
+                        continue
+                    base, model = targets[who]
                     samples[f"{who}_first"].append(ask(base, model, data, QUESTIONS[0]))
                     samples[f"{who}_second"].append(ask(base, model, data, QUESTIONS[1]))
         finally:
+            inproc.close()
             ours.stop()
             llama.stop()
-    samples["ceiling_first"] = ceiling(repeat, threads)
     summary = {key: summarize(values) for key, values in samples.items()}
     return {
         "vision": summary,
