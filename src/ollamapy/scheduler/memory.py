@@ -105,6 +105,8 @@ class MemoryEstimate:
     weights: int = 0
     kv_cache: int = 0
     compute: int = 0
+    layers: int = 0
+    """The model's repeating layers (`block_count`), for splitting it across devices."""
 
     @property
     def total(self) -> int:
@@ -143,6 +145,7 @@ def estimate_memory(
         weights=shape.file_size,
         kv_cache=kv_cache_bytes(shape, num_ctx, num_parallel, cache_type),
         compute=compute_bytes(shape, num_ctx, num_batch, num_parallel),
+        layers=shape.n_layer,
     )
 
 

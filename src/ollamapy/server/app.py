@@ -7,6 +7,7 @@ routes; `run_server` serves it with uvicorn on `OLLAMA_HOST`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,17 +19,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ollamapy.config import Config
+from ollamapy.config import Config, HostAddress
 from ollamapy.errors import NotFoundError, OllamaError
 from ollamapy.scheduler import Scheduler
-from ollamapy.server import embed, inference, models, openai_routes, transfer
+from ollamapy.server import embed, inference, models, openai_routes, transfer, ui
+from ollamapy.server.auth import KeyGuard, KeySource
+from ollamapy.server.exposure import prepare_to_serve
 from ollamapy.server.guards import EdgeGuard
 from ollamapy.server.http import error_response, handle_errors
 from ollamapy.server.runners import default_scheduler
 from ollamapy.server.state import ServerState
-from ollamapy.store import Store
+from ollamapy.store import Store, StoreBusyError
 
 log = logging.getLogger(__name__)
+
+PRUNE_GRACE_S = 15 * 60.0
+"""The startup prune keeps temp files and unreferenced blobs younger than this: on a store
+shared by replicas they may be another server's create or blob upload in progress."""
 
 
 def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starlette:
@@ -51,6 +58,7 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
             *transfer.ROUTES,
             *embed.ROUTES,
             *openai_routes.ROUTES,
+            *ui.ROUTES,
             Route("/{path:path}", not_found, methods=_ALL_METHODS),
         ],
         middleware=[
@@ -58,7 +66,10 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
                 EdgeGuard,
                 origins=config.allowed_origins,
                 loopback_only=config.host.is_loopback,
-            )
+            ),
+            Middleware(
+                KeyGuard, keys=KeySource(config.keys_file), required=config.api_keys_required
+            ),
         ],
         exception_handlers={OllamaError: handle_errors, Exception: handle_errors, 405: _405},
         lifespan=lifespan,
@@ -70,10 +81,14 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
 def _prepare_store(state: ServerState) -> None:
     store = state.store
     store.root.mkdir(parents=True, exist_ok=True)
-    if state.config.noprune:
-        store.cleanup_temp()
+    try:
+        if state.config.noprune:
+            store.cleanup_temp(grace_s=PRUNE_GRACE_S)
+            return
+        removed = store.prune(grace_s=PRUNE_GRACE_S)
+    except StoreBusyError:
+        log.warning("model store busy (other servers share it): prune skipped")
         return
-    removed = store.prune()
     if removed:
         log.info("pruned %d unused blob(s)", len(removed))
 
@@ -97,14 +112,27 @@ def run_server(config: Config) -> None:
     )
     if not config.debug:  # one line per runner call is noise, and costs a write per request
         logging.getLogger("httpx").setLevel(logging.WARNING)
+    cert, key = prepare_to_serve(config)
     log.info("Listening on %s:%d (version %s)", config.host.host, config.host.port, _version())
+    log.info("Chat and models page at %s", page_address(config))
     uvicorn.run(
         create_app(config),
         host=config.host.host,
         port=config.host.port,
         log_level="debug" if config.debug else "warning",
         timeout_graceful_shutdown=5,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
     )
+
+
+def page_address(config: Config) -> str:
+    """The page's address for a browser on this machine (a wildcard bind is reached on
+    loopback), which `ollama serve` prints."""
+    host: HostAddress = config.host
+    if host.host in {"0.0.0.0", "::", ""}:
+        host = dataclasses.replace(host, host="::1" if host.host == "::" else "127.0.0.1")
+    return ui.page_url(host.url)
 
 
 def _version() -> str:
