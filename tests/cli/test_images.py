@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from ollamapy.cli.images import ImageFileError, extract_images, unescape
+from ollamapy.cli.show import render_show
 from tests.cli.cli_fakes import FakeOllama, Outcome, ndjson
 from tests.cli.test_repl import make_repl
 
@@ -109,3 +110,25 @@ def test_the_repl_attaches_images_and_keeps_only_the_newest(
     assert last[-1]["images"] == [base64.b64encode(second).decode()]
     assert last[-1]["content"] == "this?"
     assert all("images" not in m for m in last[:-1])  # earlier images dropped
+
+
+def test_show_lists_the_projector_of_a_vision_model() -> None:
+    shown = {
+        **VISION_SHOW,
+        "model_info": {"general.architecture": "gemma3", "general.parameter_count": 4_300_000},
+        "projector_info": {
+            "general.architecture": "clip",
+            "general.parameter_count": 419_000_000,
+            "clip.vision.embedding_length": 1152,
+            "clip.vision.projection_dim": 2560,
+        },
+    }
+    text = render_show(shown)
+    projector = text.split("  Projector\n", 1)[1].split("\n\n", 1)[0].split("\n")
+    assert [row.split() for row in projector] == [
+        ["architecture", "clip"],
+        ["parameters", "419M"],
+        ["embedding", "length", "1152"],
+        ["dimensions", "2560"],
+    ]
+    assert text.index("  Model\n") < text.index("  Projector\n") < text.index("  Capabilities\n")
