@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import queue
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,9 @@ class Harness:
         assert self.loaded.vision is not None
         return self.loaded.vision
 
-    def submit(self, images: list[str], prompt: str | None = None) -> tuple[Job, Any, Any]:
+    def submit(
+        self, images: list[str], prompt: str | None = None, started_ns: int = 0
+    ) -> tuple[Job, Any, Any]:
         layout = self.vision.prompt(prompt or self.prompt, images)
         model = self.loaded.model
         options = SamplingOptions(temperature=0.0, num_predict=2)
@@ -88,6 +91,7 @@ class Harness:
         sampler = RecordingSampler(model, plan, [t for t in layout.tokens if not is_image(t)])
         events: queue.Queue[CompletionEvent] = queue.Queue()
         job = Job(list(layout.tokens), options, sampler, events.put, images=layout.images)
+        job.started_ns = started_ns
         self.engine.submit(job)
         return job, events, layout
 
@@ -149,6 +153,13 @@ def test_a_second_question_about_the_same_image_reuses_its_encoding(harness: Har
     assert harness.vision.encoded_count == encoded  # nothing encoded again
     image_end = max(i for i, t in enumerate(second.layout.tokens) if is_image(t)) + 1
     assert second.done.prompt_cached_count >= image_end  # the image's KV was reused
+
+
+def test_encoding_counts_in_the_prompt_evaluation_time(harness: Harness) -> None:
+    """The runner stamps when it began on a prompt's images; that time is the prompt's."""
+    began = time.perf_counter_ns() - 10**9  # as if encoding had taken a second
+    done = harness.finish(harness.submit([picture("gradient")], started_ns=began)).done
+    assert done.prompt_eval_duration >= 10**9
 
 
 def test_another_image_is_not_mistaken_for_a_cached_one(harness: Harness) -> None:

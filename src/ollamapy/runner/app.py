@@ -11,6 +11,7 @@ import contextlib
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -129,8 +130,9 @@ def build_app(state: RunnerState) -> Starlette:
         loaded, engine = state.require()
         req = p.CompletionRequest.from_json(await _json_body(request))
         assert state.outbox is not None and state.prompts is not None  # made with the engine
-        layout = None
+        layout, started = None, 0
         if req.images:
+            started = time.perf_counter_ns()
             if loaded.vision is None:
                 raise BadRequestError("this model does not support images")
             work = functools.partial(loaded.vision.prompt, req.prompt, req.images)
@@ -139,6 +141,7 @@ def build_app(state: RunnerState) -> Starlette:
             except NativeError as exc:
                 return _error(str(exc), 500)
         job, events = _make_job(loaded, engine, state.outbox, state.prompts, req, layout)
+        job.started_ns = started
         try:
             engine.submit(job)
         except EngineClosedError as exc:

@@ -99,6 +99,9 @@ class Job:
     logprobs: bool = False
     top_logprobs: int = 0
     shift: bool = True
+    started_ns: int = 0
+    """When preparing the prompt began (`time.perf_counter_ns`), if before the engine got
+    it: encoding its images counts in the prompt's evaluation time."""
     images: Mapping[int, ImageInput] = field(default_factory=dict)
     """The image chunks whose positions (negative ids, see `runner.vision`) the prompt
     holds, by chunk id."""
@@ -335,7 +338,7 @@ class Engine:
         slot.decoder = Utf8Decoder()
         slot.stops = StopMatcher(options.stop)
         slot.prompt_cached_count = reuse
-        slot.t_prompt_start = slot.t_prompt_end = 0
+        slot.t_prompt_start, slot.t_prompt_end = job.started_ns, 0
         slot.logprobs.clear()
         slot.decoded = slot.emitted = 0
 
