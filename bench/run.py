@@ -6,6 +6,7 @@
     python -m bench decode [...]     (bench.decode: streamed decode against llama-bench tg)
     python -m bench decode-parts [...]  (bench.decode_parts: decode's cost layer by layer)
     python -m bench agent-session [...]  (bench.agent_session: /v1/messages TTFT by turn)
+    python -m bench vision [...]     (bench.vision: TTFT with an image vs llama-server)
 
 Writes bench/results/<date>-<host>.json and .md (plus PNG plots when matplotlib is
 installed) and prints the Markdown table.
@@ -453,6 +454,7 @@ COMMANDS = {
     "decode": "decode",
     "decode-parts": "decode_parts",
     "agent-session": "agent_session",
+    "vision": "vision",
 }
 """Sub-commands: `python -m bench <command> ...` runs that `bench` module's own CLI alone."""
 

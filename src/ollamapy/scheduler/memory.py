@@ -9,6 +9,7 @@ eviction logic is tested with fake numbers; only `probe_memory` touches the mach
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import logging
@@ -148,6 +149,13 @@ def estimate_memory(
     )
 
 
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def read_shape(path: Path) -> ModelShape:
     """The shape of a model file; a file that cannot be parsed counts by its size alone, so
     that the runner (not the estimate) reports why it cannot be loaded."""
@@ -176,13 +184,16 @@ class GGUFEstimator:
         shape = self._shapes.get(load.model_path)
         if shape is None:
             shape = self._shapes[load.model_path] = read_shape(load.model_path)
-        return estimate_memory(
+        estimate = estimate_memory(
             shape,
             num_ctx=load.options.num_ctx,
             num_parallel=num_parallel,
             num_batch=load.options.num_batch,
             cache_type=self._cache_type,
         )
+        # A vision projector loads with the model: its weights count too.
+        projectors = sum(_file_size(path) for path in load.projectors)
+        return dataclasses.replace(estimate, weights=estimate.weights + projectors)
 
 
 # ----------------------------------------------------------------------------- free memory

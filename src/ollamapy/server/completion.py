@@ -11,6 +11,7 @@ stats are measured here. Dialects encode these events at the edge.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import secrets
 import string
@@ -155,7 +156,10 @@ async def complete(
         prompt = await prompt_of(runner)
         request = CompletionRequest(
             prompt=prompt.text,
-            tokens=tuple(prompt.tokens) if prompt.tokens is not None else None,
+            # Counted tokens hold the `[img-N]` tags as text: with images the runner lays
+            # the prompt out itself.
+            tokens=None if prompt.tokens is None or prompt.images else tuple(prompt.tokens),
+            images=tuple(base64.b64encode(image).decode() for image in prompt.images),
             options=prepared.sampling,
             format=format,
             stream=stream,

@@ -23,6 +23,7 @@ def runner_factory(config: Config) -> Callable[[ModelLoad], Awaitable[ProcessRun
         spec = RunnerSpec(
             model_path=load.model_path,
             adapters=load.adapters,
+            projector=load.projectors[0] if load.projectors else None,
             options=load.options,
             num_parallel=load.num_parallel,
             flash_attention=_flash_attention(config, load),
