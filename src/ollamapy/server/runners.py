@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from ollamapy.config import Config
 from ollamapy.llm import ProcessRunner, RunnerSpec, start_runner
 from ollamapy.scheduler import ModelLoad, Scheduler
+from ollamapy.scheduler.cores import physical_cores
 from ollamapy.scheduler.memory import GGUFEstimator, probe_memory
 
 
@@ -44,4 +45,6 @@ def default_scheduler(
         max_queue=config.max_queue,
         estimator=GGUFEstimator(config.kv_cache_type),
         memory=probe_memory,
+        cores=physical_cores() if config.share_cores else 0,
+        set_threads=ProcessRunner.set_threads,
     )
