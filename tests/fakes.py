@@ -86,6 +86,8 @@ class Script:
     """When set, the runner waits for it before each chunk (a slow model)."""
     fail_after: int | None = None
     """When set, the runner fails after that many chunks: `RunnerError("runner crashed")`."""
+    cached: int = 0
+    """How many prompt tokens the runner says its cache served (`prompt_cached_count`)."""
     requests: list[CompletionRequest] = field(default_factory=list)
     tokenized: list[str] = field(default_factory=list)
     embedded: list[str] = field(default_factory=list)
@@ -140,7 +142,13 @@ class ScriptedRunner:
             self.script.cancelled += 1
             raise
         yield CompletionDone(
-            self.script.done_reason, len(prompt), 1000, len(generated), 2000, prompt + generated
+            self.script.done_reason,
+            len(prompt),
+            1000,
+            len(generated),
+            2000,
+            prompt + generated,
+            prompt_cached_count=min(self.script.cached, len(prompt)),
         )
 
     async def tokenize(self, content: str, *, add_special: bool = True) -> list[int]:

@@ -15,6 +15,9 @@ from ollamapy.scheduler.scheduler import (
     ModelLoad,
     RunnerFactory,
     Scheduler,
+    SchedulerObserver,
+    StartingModel,
+    StopReason,
 )
 
 __all__ = [
@@ -30,4 +33,7 @@ __all__ = [
     "ModelShape",
     "RunnerFactory",
     "Scheduler",
+    "SchedulerObserver",
+    "StartingModel",
+    "StopReason",
 ]

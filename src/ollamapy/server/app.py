@@ -21,7 +21,7 @@ from starlette.routing import Route
 from ollamapy.config import Config
 from ollamapy.errors import NotFoundError, OllamaError
 from ollamapy.scheduler import Scheduler
-from ollamapy.server import embed, inference, models, openai_routes, transfer
+from ollamapy.server import embed, inference, metrics, models, openai_routes, transfer
 from ollamapy.server.guards import EdgeGuard
 from ollamapy.server.http import error_response, handle_errors
 from ollamapy.server.runners import default_scheduler
@@ -35,6 +35,8 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
     """Build the app; `scheduler` is injectable so tests can run fake runners."""
     store = Store(config.models_dir)
     state = ServerState(config, store, scheduler or default_scheduler(config))
+    observed = metrics.Metrics()
+    observed.watch(state.scheduler)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -51,19 +53,22 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
             *transfer.ROUTES,
             *embed.ROUTES,
             *openai_routes.ROUTES,
+            *metrics.ROUTES,
             Route("/{path:path}", not_found, methods=_ALL_METHODS),
         ],
         middleware=[
+            Middleware(metrics.RequestObserver, metrics=observed),
             Middleware(
                 EdgeGuard,
                 origins=config.allowed_origins,
                 loopback_only=config.host.is_loopback,
-            )
+            ),
         ],
         exception_handlers={OllamaError: handle_errors, Exception: handle_errors, 405: _405},
         lifespan=lifespan,
     )
     app.state.ollama = state
+    app.state.metrics = observed
     return app
 
 
@@ -91,12 +96,7 @@ async def _405(request: Request, exc: Exception) -> Response:
 
 def run_server(config: Config) -> None:
     """Serve until interrupted (SIGINT/SIGTERM stop every runner before exiting)."""
-    logging.basicConfig(
-        level=logging.DEBUG if config.debug else logging.INFO,
-        format="time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s",
-    )
-    if not config.debug:  # one line per runner call is noise, and costs a write per request
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(config)
     log.info("Listening on %s:%d (version %s)", config.host.host, config.host.port, _version())
     uvicorn.run(
         create_app(config),
@@ -105,6 +105,19 @@ def run_server(config: Config) -> None:
         log_level="debug" if config.debug else "warning",
         timeout_graceful_shutdown=5,
     )
+
+
+def configure_logging(config: Config) -> None:
+    """Log at the level `OLLAMA_DEBUG` selects: INFO (one line per request, see
+    `server.metrics`), or DEBUG with it set (metrics scrapes and runner traffic too)."""
+    level = logging.DEBUG if config.debug else logging.INFO
+    logging.basicConfig(
+        level=level,
+        format="time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s",
+    )
+    logging.getLogger().setLevel(level)
+    if not config.debug:  # one line per runner call is noise, and costs a write per request
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _version() -> str:

@@ -28,7 +28,7 @@ from ollamapy.chat.tools import ToolCallParser
 from ollamapy.errors import BadRequestError
 from ollamapy.llm import CompletionDone, CompletionRequest, Runner, ToolCallGrammar
 from ollamapy.scheduler import ModelLoad
-from ollamapy.server import loads
+from ollamapy.server import loads, metrics
 from ollamapy.server.models import details
 from ollamapy.server.resolved import ResolvedModel, resolve
 from ollamapy.server.state import ServerState
@@ -57,6 +57,7 @@ def prepare(state: ServerState, model_name: str, options: object, keep_alive: ob
     """Resolve the model and merge its parameters with the request's options."""
     name = ModelName.parse(model_name)
     model = resolve(state.store, name)
+    metrics.note_model(model.name.display)
     if model.model_path is None:
         raise BadRequestError(f"model '{model_name}' has no model layer")
     merged = {**validate_options(model.parameters), **validate_options(options)}
@@ -169,12 +170,16 @@ async def complete(
                 if isinstance(chunk, CompletionDone):
                     tail = split.finish()
                     if tail is not None:
+                        metrics.note_first_token()
                         yield tail
-                    yield final(chunk, timing)
+                    done = final(chunk, timing)
+                    metrics.note_final(done)
+                    yield done
                     return
                 if chunk.content or chunk.logprobs:
                     delta = split.feed(chunk.content, chunk.logprobs)
                     if delta is not None:
+                        metrics.note_first_token()
                         yield delta
 
 

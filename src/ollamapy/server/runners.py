@@ -6,6 +6,7 @@ runners behind the `Runner` Protocol through the same app).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 
 from ollamapy.config import Config
@@ -13,9 +14,14 @@ from ollamapy.llm import ProcessRunner, RunnerSpec, start_runner
 from ollamapy.scheduler import ModelLoad, Scheduler
 from ollamapy.scheduler.memory import GGUFEstimator, probe_memory
 
+Progress = Callable[[ModelLoad, float], None]
 
-def runner_factory(config: Config) -> Callable[[ModelLoad], Awaitable[ProcessRunner]]:
-    """Start a llama.cpp runner process for a load (separate so tests can wrap it)."""
+
+def runner_factory(
+    config: Config, on_progress: Progress | None = None
+) -> Callable[[ModelLoad], Awaitable[ProcessRunner]]:
+    """Start a llama.cpp runner process for a load (separate so tests can wrap it);
+    `on_progress` hears how far each load has come."""
 
     async def factory(load: ModelLoad) -> ProcessRunner:
         spec = RunnerSpec(
@@ -27,7 +33,8 @@ def runner_factory(config: Config) -> Callable[[ModelLoad], Awaitable[ProcessRun
             kv_cache_type=config.kv_cache_type or None,
             verbose=config.debug,
         )
-        return await start_runner(spec, load_timeout=config.load_timeout)
+        progress = None if on_progress is None else functools.partial(on_progress, load)
+        return await start_runner(spec, load_timeout=config.load_timeout, on_progress=progress)
 
     return factory
 
@@ -36,12 +43,18 @@ def default_scheduler(
     config: Config,
     factory: Callable[[ModelLoad], Awaitable[ProcessRunner]] | None = None,
 ) -> Scheduler[ProcessRunner]:
-    """The production scheduler: runner processes on llama.cpp, fitted to free memory."""
-    return Scheduler(
-        factory or runner_factory(config),
+    """The production scheduler: runner processes on llama.cpp, fitted to free memory; its
+    runners report their load progress to it (shown by /api/ps)."""
+
+    def progress(load: ModelLoad, value: float) -> None:
+        scheduler.report_progress(load.key, value)
+
+    scheduler: Scheduler[ProcessRunner] = Scheduler(
+        factory or runner_factory(config, progress),
         default_keep_alive=config.keep_alive,
         max_loaded=config.max_loaded_models,
         max_queue=config.max_queue,
         estimator=GGUFEstimator(config.kv_cache_type),
         memory=probe_memory,
     )
+    return scheduler
