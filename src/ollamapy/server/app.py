@@ -21,7 +21,15 @@ from starlette.routing import Route
 from ollamapy.config import Config
 from ollamapy.errors import NotFoundError, OllamaError
 from ollamapy.scheduler import Scheduler
-from ollamapy.server import embed, inference, metrics, models, openai_routes, transfer
+from ollamapy.server import (
+    embed,
+    inference,
+    metrics,
+    models,
+    openai_routes,
+    openapi,
+    transfer,
+)
 from ollamapy.server.guards import EdgeGuard
 from ollamapy.server.http import error_response, handle_errors
 from ollamapy.server.runners import default_scheduler
@@ -54,6 +62,7 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
             *embed.ROUTES,
             *openai_routes.ROUTES,
             *metrics.ROUTES,
+            *openapi.ROUTES,
             Route("/{path:path}", not_found, methods=_ALL_METHODS),
         ],
         middleware=[
