@@ -49,10 +49,11 @@ def scripted_server(root: Path) -> Iterator[str]:
 
 @contextmanager
 def real_server(root: Path) -> Iterator[str]:
-    from ollamapy.config import Config, parse_host
     from tests.conftest import BUNDLE_CACHE
     from tests.scheduler.live import CHATML, create_model, serve_app
     from tests.server.conftest import free_port
+
+    from ollamapy.config import Config, parse_host
 
     gguf = BUNDLE_CACHE / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     config = Config(host=parse_host(f"127.0.0.1:{free_port()}"), models_dir=root / "models")

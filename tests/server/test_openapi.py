@@ -4,7 +4,6 @@ wire models, with each operation's errors in its API's own shape."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
