@@ -289,6 +289,11 @@ class Scheduler(Generic[RunnerT]):
         """Loads whose runner is still starting (not yet listed by `loaded()`)."""
         return [loading.load for loading in self._loading.values()]
 
+    @property
+    def closed(self) -> bool:
+        """Whether `shutdown()` has begun: no request is granted a runner any more."""
+        return self._closed
+
     def starting_models(self) -> list[StartingModel]:
         """Loads still starting, with their progress and the requests waiting for them."""
         return [

@@ -6,9 +6,11 @@ routes; `run_server` serves it with uvicorn on `OLLAMA_HOST`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -49,10 +51,11 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         _prepare_store(state)
+        app.state.loop = asyncio.get_running_loop()
         try:
             yield
         finally:
-            await state.scheduler.shutdown()
+            await state.scheduler.shutdown()  # waits for a shutdown `stop_runners` began
 
     app = Starlette(
         routes=[
@@ -107,13 +110,43 @@ def run_server(config: Config) -> None:
     """Serve until interrupted (SIGINT/SIGTERM stop every runner before exiting)."""
     configure_logging(config)
     log.info("Listening on %s:%d (version %s)", config.host.host, config.host.port, _version())
-    uvicorn.run(
-        create_app(config),
+    app = create_app(config)
+    settings = uvicorn.Config(
+        app,
         host=config.host.host,
         port=config.host.port,
         log_level="debug" if config.debug else "warning",
         timeout_graceful_shutdown=5,
     )
+    _Server(settings, on_exit=lambda: stop_runners(app)).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the app as soon as a signal asks it to exit."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._on_exit()
+
+
+def stop_runners(app: Starlette) -> None:
+    """Begin the scheduler's shutdown now, from a signal handler, rather than after uvicorn
+    has waited for open connections: each open stream then loses its runner at once and
+    ends with a final `{"error": "server is shutting down"}` line (a request not yet
+    answered gets that 503), so the process exits in seconds and leaves no runner behind."""
+    loop: asyncio.AbstractEventLoop | None = getattr(app.state, "loop", None)
+    if loop is None or loop.is_closed():
+        return
+    state: ServerState = app.state.ollama
+
+    def begin() -> None:
+        app.state.stopping = loop.create_task(state.scheduler.shutdown())
+
+    loop.call_soon_threadsafe(begin)
 
 
 def configure_logging(config: Config) -> None:

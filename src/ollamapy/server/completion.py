@@ -25,9 +25,10 @@ from ollamapy.chat.harmony import HarmonyParser
 from ollamapy.chat.messages import Message, Prompt, ToolCall
 from ollamapy.chat.thinking import ThinkingParser, ThinkingTags
 from ollamapy.chat.tools import ToolCallParser
-from ollamapy.errors import BadRequestError
+from ollamapy.errors import BadRequestError, ServiceUnavailableError
 from ollamapy.llm import CompletionDone, CompletionRequest, Runner, ToolCallGrammar
 from ollamapy.scheduler import ModelLoad
+from ollamapy.scheduler.scheduler import SHUTTING_DOWN
 from ollamapy.server import loads, metrics
 from ollamapy.server.models import details
 from ollamapy.server.resolved import ResolvedModel, resolve
@@ -165,7 +166,10 @@ async def complete(
         split = _Splitter(_trace_parser(thinking, prompt.text), parser)
         # Closed here, before the runner is released: a client that leaves mid-answer
         # stops the generation now, not when the stream is garbage-collected.
-        async with contextlib.aclosing(runner.completion(request)) as chunks:
+        async with (
+            _shutdown_is_the_reason(state),
+            contextlib.aclosing(runner.completion(request)) as chunks,
+        ):
             async for chunk in chunks:
                 if isinstance(chunk, CompletionDone):
                     tail = split.finish()
@@ -181,6 +185,19 @@ async def complete(
                     if delta is not None:
                         metrics.note_first_token()
                         yield delta
+
+
+@contextlib.asynccontextmanager
+async def _shutdown_is_the_reason(state: ServerState) -> AsyncIterator[None]:
+    """A runner that fails because the server is stopping it fails the request with
+    "server is shutting down" (a 503, or a stream's final error line), not with whatever
+    its closed connection raised."""
+    try:
+        yield
+    except Exception as exc:
+        if state.scheduler.closed:
+            raise ServiceUnavailableError(SHUTTING_DOWN) from exc
+        raise
 
 
 def _trace_parser(
