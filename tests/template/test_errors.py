@@ -33,6 +33,11 @@ PARSE_ERRORS = [
     ("line counting", "a\nb\n\nc {{ if }}", "template: t:4: missing value for if"),
     ("number at the end", "{{ 0", "template: t:1: unclosed action"),  # found by atheris
     ("sign at the end", "{{ -", 'template: t:1: bad number syntax: "-"'),
+    ("lone hex escape", r'{{ "\x" }}', "template: t:1: invalid syntax"),  # found by atheris
+    ("rune beyond unicode", r'{{ "\U7fffffff" }}', "template: t:1: invalid syntax"),
+    ("surrogate rune", r'{{ "\ud800" }}', "template: t:1: invalid syntax"),
+    ("octal beyond a byte", r'{{ "\777" }}', "template: t:1: invalid syntax"),
+    ("short octal", r'{{ "\0" }}', "template: t:1: invalid syntax"),
 ]
 
 

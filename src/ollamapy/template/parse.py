@@ -414,10 +414,16 @@ def unquote(text: str, parser: Parser) -> str:
 
     def replace(m: re.Match[str]) -> str:
         esc = m.group(1)
-        if esc[0] in "xuU":
-            return chr(int(esc[1:], 16))
-        if esc[0] in "01234567":
-            return chr(int(esc, 8))
+        if len(esc) > 1 and esc[0] in "xuU":  # a lone `\x` (no hex digits) is invalid
+            value = int(esc[1:], 16)
+            if esc[0] != "x" and (value > 0x10FFFF or 0xD800 <= value <= 0xDFFF):
+                raise parser.error("invalid syntax")  # not a Unicode scalar value
+            return chr(value)
+        if len(esc) == 3:
+            value = int(esc, 8)
+            if value > 0xFF:
+                raise parser.error("invalid syntax")
+            return chr(value)
         if esc in _ESCAPES:
             return _ESCAPES[esc]
         if esc in ("\\", quote_char):
