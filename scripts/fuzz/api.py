@@ -101,7 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     args, extra = parser.parse_known_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ["HOME"] = tmp  # never the user's store or configuration
+        # the bundled models stay where they are; the user's store and configuration are safe
+        os.environ.setdefault("OLLAMAPY_CACHE", str(Path.home() / ".cache" / "ollamapy"))
+        os.environ["HOME"] = tmp
         start = scripted_server if args.runner == "scripted" else real_server
         with start(Path(tmp)) as url:
             command = schemathesis_command(url, args.max_examples, args.seed, extra)

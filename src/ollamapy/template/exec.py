@@ -49,7 +49,8 @@ class State:
 MAX_STEPS = 1_000_000
 """Nodes one execution may walk. Go has no such bound, but a template comes from whoever
 created the model: `{{range 1000000000000}}{{end}}` would hold a worker thread for days.
-A chat template walks a few dozen nodes per message, so real ones stay far below it."""
+A chat template walks a few dozen nodes per message: 1500 messages and 30 tools took 22k
+steps in the conformance templates, so real ones stay far below it."""
 MAX_OUTPUT = 1 << 28
 """Characters one execution may write (a prompt this long could never fit a context)."""
 
