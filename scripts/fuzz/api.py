@@ -6,7 +6,8 @@ its documented status, media type and error shape.
 
 `scripted` serves the app with the scripted runner of `tests/fakes.py` (fast: every
 generation is instant); `real` serves it with llama.cpp runner processes and the bundled
-SmolLM2 model (`scripts/bundle_models.py fetch`), so only a short run is practical.
+SmolLM2 model (`scripts/bundle_models.py fetch`) in a 512-token context, so only a short run
+is practical.
 Pull and push (they reach the network) and create (it reads paths on this machine) are
 left out. The test suite runs a few examples of each operation (`tests/server/
 test_api_fuzz.py`); this script is the longer campaign. It prints schemathesis's summary
@@ -56,7 +57,10 @@ def real_server(root: Path) -> Iterator[str]:
     from ollamapy.config import Config, parse_host
 
     gguf = BUNDLE_CACHE / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    config = Config(host=parse_host(f"127.0.0.1:{free_port()}"), models_dir=root / "models")
+    host = parse_host(f"127.0.0.1:{free_port()}")
+    # a 512-token context bounds a generation the fuzzer starts without a limit (the model
+    # writes until its context is full: minutes on a busy machine, a client timeout)
+    config = Config(host=host, models_dir=root / "models", context_length=512)
     servers = serve_app(config)
     live = next(servers)
     try:
