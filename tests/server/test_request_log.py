@@ -14,6 +14,7 @@ import pytest
 from ollamapy.config import Config
 from ollamapy.server.app import configure_logging
 from tests.fakes import MODEL, Script, ScriptedServer, serve_scripted
+from tests.scheduler.live import wait_until
 
 REQUESTS = "ollamapy.server.requests"
 
@@ -27,6 +28,20 @@ def request_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == REQUESTS]
 
 
+def line_of(caplog: pytest.LogCaptureFixture, request_id: str) -> str:
+    """The one line logged for a request; it is written just after the answer's last byte,
+    so the client may see the answer first: wait for it."""
+
+    def lines() -> list[str]:
+        return [
+            r.getMessage() for r in request_lines(caplog) if f"id={request_id} " in r.getMessage()
+        ]
+
+    assert wait_until(lambda: len(lines()) > 0, timeout=5)
+    (line,) = lines()
+    return line
+
+
 def test_each_request_writes_one_line_with_id_route_model_status_tokens_and_durations(
     server: ScriptedServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -35,7 +50,7 @@ def test_each_request_writes_one_line_with_id_route_model_status_tokens_and_dura
     answer = httpx.post(f"{server.url}/api/chat", json=body, headers={"X-Request-ID": "abc-123"})
     assert answer.status_code == 200
     assert answer.headers["x-request-id"] == "abc-123"
-    (line,) = [r.getMessage() for r in request_lines(caplog) if "id=abc-123" in r.getMessage()]
+    line = line_of(caplog, "abc-123")
     assert line.startswith("request id=abc-123 method=POST route=/api/chat ")
     assert f"model={MODEL} status=200 " in line
     assert re.search(r" prompt_tokens=\d+ cached_tokens=0 generated_tokens=2 ", line)
@@ -51,7 +66,7 @@ def test_a_failed_request_is_logged_with_its_status_and_a_fresh_id(
     assert answer.status_code == 404
     fresh = answer.headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{16}", fresh)
-    (line,) = [r.getMessage() for r in request_lines(caplog) if f"id={fresh}" in r.getMessage()]
+    line = line_of(caplog, fresh)
     assert "route=/api/chat" in line and "status=404" in line and "model=" not in line
 
 
@@ -61,6 +76,7 @@ def test_metrics_scrapes_are_logged_at_debug_only(
     caplog.set_level(logging.DEBUG, logger=REQUESTS)
     httpx.get(f"{server.url}/metrics")
     httpx.get(f"{server.url}/api/version")
+    assert wait_until(lambda: len(request_lines(caplog)) == 2, timeout=5)
     levels = {
         r.getMessage().split(" route=")[1].split()[0]: r.levelno for r in request_lines(caplog)
     }
@@ -86,7 +102,7 @@ def test_prompts_and_keys_never_reach_the_log(
     ]
     for path, body in calls:
         httpx.post(f"{server.url}{path}", json=body, headers=headers, timeout=30)
-    assert len(request_lines(caplog)) == len(calls)
+    assert wait_until(lambda: len(request_lines(caplog)) == len(calls), timeout=5)
     logged = "\n".join(caplog.text.splitlines() + [r.getMessage() for r in caplog.records])
     assert SECRET_PROMPT not in logged
     assert SECRET_KEY not in logged

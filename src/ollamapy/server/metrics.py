@@ -347,11 +347,18 @@ class RequestObserver:
             started=time.perf_counter(),
         )
         id_header = (REQUEST_ID_HEADER.encode(), record.request_id.encode())
+        finished = False
 
         async def send_with_id(message: Message) -> None:
+            nonlocal finished
             if message["type"] == "http.response.start":
                 record.status = message["status"]
                 message = {**message, "headers": [*message.get("headers", []), id_header]}
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # counted before the last byte leaves: a client that has its whole answer
+                # (a test, a scraper right after) finds the request already counted
+                finished = True
+                self._finish(record)
             await send(message)
 
         token = _current.set(record)
@@ -362,7 +369,8 @@ class RequestObserver:
             raise
         finally:
             _current.reset(token)
-            self._finish(record)
+            if not finished:
+                self._finish(record)
 
     def _finish(self, record: RequestRecord) -> None:
         duration = record.elapsed()
