@@ -9,9 +9,10 @@ generation is instant); `real` serves it with llama.cpp runner processes and the
 SmolLM2 model (`scripts/bundle_models.py fetch`) in a 512-token context, so only a short run
 is practical.
 Pull and push (they reach the network) and create (it reads paths on this machine) are
-left out. The test suite runs a few examples of each operation (`tests/server/
-test_api_fuzz.py`); this script is the longer campaign. It prints schemathesis's summary
-and exits with its status.
+left out; `api_hooks.py` gives half the generated bodies the installed model's name, so
+they reach the runner instead of an instant 404. The test suite runs a few examples of each
+operation (`tests/server/test_api_fuzz.py`); this script is the longer campaign. It prints
+schemathesis's summary and exits with its status.
 """
 
 from __future__ import annotations
@@ -109,10 +110,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("OLLAMAPY_CACHE", str(Path.home() / ".cache" / "ollamapy"))
         os.environ["HOME"] = tmp
         start = scripted_server if args.runner == "scripted" else real_server
+        model = SCRIPTED_MODEL if args.runner == "scripted" else REAL_MODEL
         with start(Path(tmp)) as url:
             command = schemathesis_command(url, args.max_examples, args.seed, extra)
-            return subprocess.run(command, check=False).returncode
+            return subprocess.run(command, check=False, env=hooks_env(model)).returncode
 
+
+def hooks_env(model: str) -> dict[str, str]:
+    """The environment that loads `api_hooks.py`, which sends half the bodies to `model`."""
+    hooks = Path(__file__).resolve().with_name("api_hooks.py")
+    return {**os.environ, "SCHEMATHESIS_HOOKS": str(hooks), "OLLAMAPY_FUZZ_MODEL": model}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -81,3 +81,15 @@ def test_a_loading_model_is_listed_with_its_progress_and_queue(
     assert loaded["queue_length"] == 0
     assert "load_progress" not in loaded
     assert "expires_at" in loaded
+
+
+def test_a_keep_alive_of_millions_of_years_is_shown_as_forever(tmp_path: Path) -> None:
+    """Found by schemathesis: /api/ps failed with a 500 (no date holds that year)."""
+    from tests.fakes import serve_scripted
+
+    for server in serve_scripted(tmp_path, Script()):
+        body = {"model": MODEL, "prompt": "hi", "stream": False, "keep_alive": 9e15}
+        assert httpx.post(f"{server.url}/api/generate", json=body).status_code == 200
+        answer = httpx.get(f"{server.url}/api/ps")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["models"][0]["expires_at"] == "2318-01-01T00:00:00Z"

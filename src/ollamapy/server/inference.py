@@ -211,9 +211,16 @@ def _model_fields(load: ModelLoad) -> Json:
     }
 
 
+FOREVER = "2318-01-01T00:00:00Z"
+"""Ollama's far-future stand-in for "forever"."""
+_FOREVER_TIMESTAMP = datetime.fromisoformat(FOREVER).timestamp()
+
+
 def _expiry_text(timestamp: float) -> str:
-    if math.isinf(timestamp):
-        return "2318-01-01T00:00:00Z"  # Ollama's far-future stand-in for "forever"
+    """An expiry as RFC 3339; one past the stand-in for forever (a keep_alive of millions
+    of years, which no date can hold: found by schemathesis) is shown as forever."""
+    if math.isinf(timestamp) or timestamp >= _FOREVER_TIMESTAMP:
+        return FOREVER
     return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 
