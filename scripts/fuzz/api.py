@@ -121,5 +121,6 @@ def hooks_env(model: str) -> dict[str, str]:
     hooks = Path(__file__).resolve().with_name("api_hooks.py")
     return {**os.environ, "SCHEMATHESIS_HOOKS": str(hooks), "OLLAMAPY_FUZZ_MODEL": model}
 
+
 if __name__ == "__main__":
     sys.exit(main())
