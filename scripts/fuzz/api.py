@@ -113,7 +113,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = SCRIPTED_MODEL if args.runner == "scripted" else REAL_MODEL
         with start(Path(tmp)) as url:
             command = schemathesis_command(url, args.max_examples, args.seed, extra)
-            return subprocess.run(command, check=False, env=hooks_env(model)).returncode
+            before = rss_mib()
+            code = subprocess.run(command, check=False, env=hooks_env(model)).returncode
+            print(f"server process RSS: {before:.0f} MiB before, {rss_mib():.0f} MiB after")
+            return code
+
+
+def rss_mib() -> float:
+    """This process's resident memory (the server runs in it, in a thread)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def hooks_env(model: str) -> dict[str, str]:
