@@ -14,7 +14,8 @@ before the engine starts on the prompt, and after it samples the first token: pa
 template rendering, truncation, tokenizing, the hops and the first write.
 
 Two variants: `fits` uses a `num_ctx` that holds the whole conversation (the model's
-trained 8192 for SmolLM2, with messages sized so 500 fit), `truncating` a `num_ctx` that
+trained 8192 for SmolLM2; ChatML makes each message about 21 tokens, so past about 380
+messages this variant cuts too), `truncating` a `num_ctx` that
 it outgrows, so the server walks back and drops the oldest turns. Each size uses its own
 conversation (its number opens the system prompt), so a size never starts from the
 previous size's cache. Every figure is the median over the repeats; min and max go with
@@ -42,7 +43,7 @@ from bench.stats import summarize
 
 SIZES = (2, 10, 50, 100, 200, 300, 500)
 FITS_CTX = 8192
-"""SmolLM2's trained context: 500 messages of ~10 tokens (plus ChatML's ~5 per turn) fit."""
+"""SmolLM2's trained context: about 380 of these messages (~21 tokens each in ChatML) fit."""
 TRUNCATING_CTX = 2048
 """Small enough that conversations of more than ~120 such messages must be truncated."""
 GOAL_MS = 10.0

@@ -18,6 +18,9 @@ ollama list
 ollama show smollm2:135m
 echo ">>> ollama run smollm2:135m \"$PROMPT\""
 ollama run smollm2:135m "$PROMPT"
+echo ">>> chat and manage models in your browser: $(python -c 'from ollamapy.config import Config
+from ollamapy.server.app import page_address
+print(page_address(Config.from_env()))')"
 if [ -f .ollama-serve.pid ]; then
   echo ">>> the server is still running (pid $(cat .ollama-serve.pid)); stop it with: kill $(cat .ollama-serve.pid)"
 fi

@@ -15,4 +15,11 @@ if ! command -v docker-registry >/dev/null 2>&1 || ! command -v htpasswd >/dev/n
     systemctl disable --now docker-registry >/dev/null 2>&1 || true
   fi
 fi
+# The page tests (tests/ui) drive Debian's Chromium with Playwright (no browser download).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo ">>> installing chromium for the page tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+fi
 exec bash scripts/check --all "$@"

@@ -22,7 +22,14 @@ import numpy.typing as npt
 
 from ollamapy.config import Config, parse_host
 from ollamapy.errors import BadRequestError, RunnerError
-from ollamapy.llm import CompletionChunk, CompletionDone, CompletionRequest, Runner, RunnerInfo
+from ollamapy.llm import (
+    CompletionChunk,
+    CompletionDone,
+    CompletionRequest,
+    Runner,
+    RunnerInfo,
+    TokenizeResponse,
+)
 from ollamapy.scheduler import ModelLoad, Scheduler
 from ollamapy.types.logprobs import TokenLogprob
 from tests.ggufs import write_tiny_gguf
@@ -155,6 +162,9 @@ class ScriptedRunner:
         self.script.tokenized.append(content)
         tokens = word_tokens(content)
         return tokens if add_special else tokens[1:]
+
+    async def tokenize_prompt(self, content: str) -> TokenizeResponse:
+        return TokenizeResponse(await self.tokenize(content))
 
     async def detokenize(self, tokens: Sequence[int]) -> str:
         return " ".join("x" * token for token in tokens if token != BOS)

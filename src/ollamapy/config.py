@@ -38,6 +38,11 @@ DESCRIPTIONS: dict[str, str] = {
     "OLLAMA_MULTIUSER_CACHE": "optimize prompt caching for multi-user scenarios",
     "OLLAMA_NOHISTORY": "do not keep readline history in `ollama run`",
     "OLLAMA_INSECURE": "allow plain-http registries",
+    "OLLAMA_API_KEY": "API key the CLI sends (Authorization: Bearer)",
+    "OLLAMA_API_KEYS_REQUIRED": "require an API key even before any key exists",
+    "OLLAMA_TLS_CERT": "certificate (PEM) to serve HTTPS with; needs OLLAMA_TLS_KEY",
+    "OLLAMA_TLS_KEY": "private key (PEM) of OLLAMA_TLS_CERT",
+    "OLLAMA_TLS_CA": "CA certificate (PEM) the CLI trusts besides the system store",
 }
 
 DEFAULT_ORIGINS: tuple[str, ...] = (
@@ -136,6 +141,9 @@ class Config:
     tmpdir: str = ""
     nohistory: bool = False
     insecure: bool = False
+    api_keys_required: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -158,11 +166,41 @@ class Config:
             tmpdir=env.get("OLLAMA_TMPDIR", "").strip(),
             nohistory=_flag(env.get("OLLAMA_NOHISTORY")),
             insecure=_flag(env.get("OLLAMA_INSECURE")),
+            api_keys_required=_flag(env.get("OLLAMA_API_KEYS_REQUIRED")),
+            **_tls_pair(env),
         )
 
     @property
     def allowed_origins(self) -> tuple[str, ...]:
         return self.origins + DEFAULT_ORIGINS
+
+    @property
+    def keys_file(self) -> Path:
+        """The API key file, beside the store: `~/.ollama/keys.json` by default."""
+        return self.models_dir.parent / KEYS_FILE_NAME
+
+
+KEYS_FILE_NAME = "keys.json"
+
+
+def keys_file(env: Mapping[str, str] | None = None) -> Path:
+    """Where `ollama keys` finds the key file; reads only `OLLAMA_MODELS` (and HOME)."""
+    env = os.environ if env is None else env
+    models = env.get("OLLAMA_MODELS", "").strip()
+    models_dir = Path(models).expanduser() if models else Path.home() / ".ollama" / "models"
+    return models_dir.parent / KEYS_FILE_NAME
+
+
+def _tls_pair(env: Mapping[str, str]) -> dict[str, str]:
+    """`OLLAMA_TLS_CERT` and `OLLAMA_TLS_KEY` come together or not at all."""
+    cert = env.get("OLLAMA_TLS_CERT", "").strip()
+    key = env.get("OLLAMA_TLS_KEY", "").strip()
+    if bool(cert) != bool(key):
+        raise BadRequestError("OLLAMA_TLS_CERT and OLLAMA_TLS_KEY must be set together")
+    return {
+        "tls_cert": str(Path(cert).expanduser()) if cert else "",
+        "tls_key": str(Path(key).expanduser()) if key else "",
+    }
 
 
 def _keep_alive(raw: str | None) -> float:

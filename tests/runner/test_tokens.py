@@ -8,8 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from ollamapy.chat.messages import Message
+from ollamapy.chat.prompt import Counted, build_chat_prompt
 from ollamapy.runner.native import Model, init_backend
-from ollamapy.runner.tokens import PromptTokenizer, common_prefix_length
+from ollamapy.runner.tokens import PromptTokenizer, common_prefix_length, common_suffix_length
+from ollamapy.template import Template
 from tests.conftest import bundled_model_file
 
 SPECIALS = {"<s>": 1, "<|im_start|>": 2, "<|im_end|>": 3}
@@ -102,6 +105,61 @@ def test_only_the_most_recent_prompts_are_kept(capacity: int, tail: str) -> None
     assert vocab.tokenized[0].startswith(tail)
 
 
+def with_system(system: str, turns: list[str], first: int) -> str:
+    """The conversation cut to fit: its system message, then the turns from `first` on."""
+    roles = ("user", "assistant")
+    head = f"<|im_start|>system\n{system}<|im_end|>\n"
+    body = "".join(
+        f"<|im_start|>{roles[n % 2]}\n{turns[n]}<|im_end|>\n" for n in range(first, len(turns))
+    )
+    return head + body + "<|im_start|>assistant\n"
+
+
+@pytest.mark.parametrize("add_bos", [False, True], ids=["no bos", "bos"])
+def test_a_cut_conversation_is_spliced_from_both_ends_of_the_whole(add_bos: bool) -> None:
+    vocab = WordVocabulary(add_bos)
+    prompts = PromptTokenizer(vocab)
+    turns = [f"turn number {n}" for n in range(12)]
+    prompts.tokenize(with_system("be brief", turns, 0))
+    vocab.tokenized.clear()
+    cut = with_system("be brief", turns, 7)
+    spliced = prompts.tokenize(cut)
+    (middle,) = vocab.tokenized  # only the seam: at most the first kept turn
+    assert middle == "assistant\nturn number 7<|im_end|>"
+    assert spliced == vocab.tokenize(cut, add_special=True)
+
+
+@pytest.mark.parametrize("add_bos", [False, True], ids=["no bos", "bos"])
+def test_every_cut_of_a_conversation_and_its_next_turn_equal_a_full_tokenization(
+    add_bos: bool,
+) -> None:
+    vocab = WordVocabulary(add_bos)
+    prompts = PromptTokenizer(vocab)
+    turns = [f"t{n} " * (n % 4 + 1) for n in range(20)]
+    prompts.tokenize(with_system("sys", turns, 0))
+    for first in (10, 5, 15, 12, 19, 1):  # a binary search's order
+        cut = with_system("sys", turns, first)
+        assert prompts.tokenize(cut) == vocab.tokenize(cut, add_special=True)
+    longer = with_system("sys", [*turns, "reply", "next"], 12)
+    assert prompts.tokenize(longer) == vocab.tokenize(longer, add_special=True)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "want"),
+    [(b"", b"x", 0), (b"abc", b"xbc", 2), (b"bc", b"abc", 2), (b"x" * 9000, b"x" * 9000, 9000)],
+)
+def test_common_suffix_length(a: bytes, b: bytes, want: int) -> None:
+    assert common_suffix_length(a, b) == want
+    assert common_suffix_length(b, a) == want
+
+
+def test_common_suffix_length_across_blocks() -> None:
+    a = bytes(random.Random(4).randrange(256) for _ in range(20_000))
+    for cut in (0, 1, 4095, 4096, 4097, 12_345, 19_999):
+        b = a[:cut] + bytes([(a[cut] + 1) % 256]) + a[cut + 1 :]
+        assert common_suffix_length(a, b) == len(a) - cut - 1
+
+
 @pytest.mark.parametrize(
     ("a", "b", "want"),
     [(b"", b"x", 0), (b"abc", b"abd", 2), (b"ab", b"abc", 2), (b"x" * 9000, b"x" * 9000, 9000)],
@@ -159,6 +217,50 @@ def test_reused_tokens_equal_a_full_tokenization_of_every_turn(
     if (model.add_bos, render) in ((False, chatml), (True, gemma)):  # its own turn markers
         assert spy.tokenized[0] == render(turns[:1])
         assert all(len(tail) < 200 for tail in spy.tokenized[1:])  # each turn: only its tail
+
+
+@pytest.mark.integration
+def test_cut_conversations_equal_a_full_tokenization(model: Model) -> None:
+    rng = random.Random(11)
+    prompts = PromptTokenizer(model)
+    turns = ["".join(rng.choice(WORDS) for _ in range(rng.randint(1, 12))) for _ in range(30)]
+    prompts.tokenize(with_system("you are terse ünï", turns, 0))
+    for first in (15, 7, 22, 18, 29, 3):
+        cut = with_system("you are terse ünï", turns, first)
+        assert prompts.tokenize(cut) == model.tokenize(cut, add_special=True, parse_special=True)
+    longer = with_system("you are terse ünï", [*turns, "ok", "more"], 18)
+    assert prompts.tokenize(longer) == model.tokenize(longer, add_special=True, parse_special=True)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("num_ctx", [300, 1000, 2500])
+def test_a_conversation_cut_from_its_whole_tokens_is_the_binary_searchs_cut(
+    model: Model, num_ctx: int
+) -> None:
+    rng = random.Random(num_ctx)
+    turns = [
+        Message("user" if n % 2 else "assistant", "".join(rng.choice(WORDS) for _ in range(9)))
+        for n in range(200)
+    ]
+    messages = [Message("system", "you are terse"), *turns]
+    template = Template.parse(CHATML_TEMPLATE)
+    prompts = PromptTokenizer(model)
+
+    def counted(text: str) -> Counted:
+        return Counted(*prompts.tokenize_with_cuts(text))
+
+    def plain(text: str) -> list[int]:
+        return model.tokenize(text, add_special=True, parse_special=True)
+
+    got = build_chat_prompt(template, messages, num_ctx=num_ctx, tokenize=counted)
+    searched = build_chat_prompt(template, messages, num_ctx=num_ctx, tokenize=plain)
+    assert got.text == searched.text and got.tokens == searched.tokens == plain(got.text)
+
+
+CHATML_TEMPLATE = (
+    "{{ range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
+    "<|im_start|>assistant\n"
+)
 
 
 class Spy:

@@ -20,7 +20,7 @@ async def test_the_tokenizer_runs_on_the_loop_for_a_caller_in_a_thread() -> None
 
     def in_thread() -> list[int]:
         callers.append(threading.current_thread().name)
-        return tokenize("two words")
+        return tokenize("two words").tokens
 
     assert await asyncio.to_thread(in_thread) == word_tokens("two words")
     assert script.tokenized == ["two words"]

@@ -15,7 +15,12 @@ import openai
 import pytest
 
 from ollamapy.config import Config, parse_host
-from ollamapy.runner.protocol import CompletionChunk, CompletionDone, CompletionRequest
+from ollamapy.runner.protocol import (
+    CompletionChunk,
+    CompletionDone,
+    CompletionRequest,
+    TokenizeResponse,
+)
 from ollamapy.scheduler import ModelLoad, Scheduler
 from tests.ggufs import write_tiny_gguf
 from tests.scheduler.live import LiveApp, create_model, serve_app
@@ -61,6 +66,9 @@ class CannedRunner:
 
     async def tokenize(self, text: str) -> list[int]:
         return [ord(c) for c in text]
+
+    async def tokenize_prompt(self, text: str) -> TokenizeResponse:
+        return TokenizeResponse([ord(c) for c in text])
 
     async def detokenize(self, tokens: Sequence[int]) -> str:
         return "".join(chr(t) for t in tokens)

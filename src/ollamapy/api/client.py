@@ -10,6 +10,9 @@ Failures surface as two exception types only, which the CLI prints without a tra
   HTTP error status or as a line in the middle of an NDJSON stream;
 * `ClientConnectionError`: nothing listens at `OLLAMA_HOST`.
 
+`OLLAMA_API_KEY`, when set, is sent as `Authorization: Bearer <key>`. An `https://`
+`OLLAMA_HOST` is verified against the system's trusted certificates plus `OLLAMA_TLS_CA`.
+
 Streaming methods return a `Stream` when called with `stream=True` (that argument, not the
 request's own `stream` field, decides, as it decides the return type): an iterator that owns the
 HTTP response; use it in a `with` block (or iterate it to the end) and the connection is released
@@ -21,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import ssl
 import sys
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -93,6 +97,30 @@ def default_host(env: Mapping[str, str] | None = None) -> HostAddress:
     return HostAddress(host.scheme, _CONNECTABLE.get(host.host, host.host), host.port)
 
 
+def auth_headers(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`Authorization: Bearer $OLLAMA_API_KEY`, or nothing when it is unset."""
+    env = os.environ if env is None else env
+    key = env.get("OLLAMA_API_KEY", "").strip()
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def tls_context(env: Mapping[str, str] | None = None) -> ssl.SSLContext:
+    """The system's trusted certificates, plus `OLLAMA_TLS_CA` (a PEM file) when set.
+
+    httpx would trust certifi's bundle only; a self-signed server certificate is trusted by
+    naming it (or its CA) in `OLLAMA_TLS_CA`, a company CA by the system store.
+    """
+    env = os.environ if env is None else env
+    context = ssl.create_default_context()
+    ca = env.get("OLLAMA_TLS_CA", "").strip()
+    if ca:
+        try:
+            context.load_verify_locations(cafile=os.path.expanduser(ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise ClientError(f"OLLAMA_TLS_CA {ca!r}: {exc}") from None
+    return context
+
+
 def user_agent() -> str:
     """`ollama/<version> (<arch> <os>) Python/<version>`, shaped like Ollama's Go user agent."""
     machine = platform.machine().lower()
@@ -158,6 +186,10 @@ def _translated_errors() -> Iterator[None]:
     try:
         yield
     except httpx.ConnectError as exc:
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):  # a server is there, its cert is not trusted
+            raise ClientError(
+                f"TLS: {exc} (set OLLAMA_TLS_CA to the server's CA certificate)"
+            ) from exc
         raise ClientConnectionError() from exc
     except httpx.TransportError as exc:
         raise ClientError(str(exc) or type(exc).__name__) from exc
@@ -185,7 +217,8 @@ def _named(model: type[Named], request: Named | str) -> Named:
 class Client:
     """One connection pool to one Ollama server. Use as a context manager, or call `close()`.
 
-    `transport` replaces the network (tests pass an `httpx.MockTransport`).
+    `transport` replaces the network (tests pass an `httpx.MockTransport`); `api_key` defaults
+    to `OLLAMA_API_KEY`.
     """
 
     def __init__(
@@ -194,15 +227,19 @@ class Client:
         *,
         transport: httpx.BaseTransport | None = None,
         timeout: httpx.Timeout | None = None,
+        api_key: str | None = None,
     ) -> None:
         address = default_host() if host is None else default_host({"OLLAMA_HOST": host})
         self.base_url = address.url
+        headers = {"User-Agent": user_agent(), "Accept": "application/json"}
+        headers |= auth_headers(None if api_key is None else {"OLLAMA_API_KEY": api_key})
         # Loading a model or pulling a layer can take minutes: only connecting is time-boxed.
         self._http = httpx.Client(
             base_url=self.base_url,
             transport=transport,
             timeout=timeout or httpx.Timeout(None, connect=30.0),
-            headers={"User-Agent": user_agent(), "Accept": "application/json"},
+            headers=headers,
+            verify=tls_context() if address.scheme == "https" else True,
         )
 
     def close(self) -> None:

@@ -9,10 +9,19 @@ conversation that may not fit is tokenized, and only one that does not fit is cu
 found by a binary search over where the kept suffix starts (a longer suffix never needs fewer
 tokens), so a long conversation costs a handful of renders, not one per message. Tokens
 counted on the way are handed to the runner with the text, which then never tokenizes again.
+
+Most templates render a conversation as one piece per message, each opened by a special
+token (ChatML's `<|im_start|>`, Gemma's `<start_of_turn>`). Then the kept conversation is the
+whole render with a stretch taken out, and when the tokenizer says where special tokens end
+in the whole render, every candidate's token count follows from the whole render's tokens
+(text after a special token is tokenized on its own): the cut is found with no render and no
+tokenizing at all, and two renders confirm it (the kept conversation and the one a message
+longer are exactly the predicted texts), or the binary search decides after all.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,7 +31,18 @@ from ollamapy.chat.messages import Message, Prompt, Think
 from ollamapy.chat.render import render
 from ollamapy.template import Template
 
-Tokenize = Callable[[str], list[int]]
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """A text's tokens and, when the tokenizer knows, where its special tokens end: UTF-8
+    byte offsets into the text and the number of tokens up to each."""
+
+    tokens: list[int]
+    cut_offsets: Sequence[int] = ()
+    cut_counts: Sequence[int] = ()
+
+
+Tokenize = Callable[[str], "list[int] | Counted"]
 """The model's tokenizer, with BOS/EOS added as for a completion."""
 
 FALLBACK_TEMPLATE = "{{ .Prompt }}"
@@ -54,15 +74,21 @@ class _Suffixes:
         system = [m for m in self.messages[:i] if m.role == "system"]
         return [*system, *self.messages[i:]]
 
+    whole: Counted | None = None
+
     def fits(self, i: int) -> bool:
         text = render(self.template, self.kept(i), tools=self.tools, think=self.think)
         images = self.image_tokens * sum(len(m.images) for m in self.messages[i:])
         if len(text.encode()) + 2 + images <= self.num_ctx:
             self.measured[i] = (text, None)
             return True
-        tokens = self.tokenize(text)
-        self.measured[i] = (text, tokens)
-        return len(tokens) + images <= self.num_ctx
+        counted = self.tokenize(text)
+        if not isinstance(counted, Counted):
+            counted = Counted(counted)
+        if i == 0:
+            self.whole = counted
+        self.measured[i] = (text, counted.tokens)
+        return len(counted.tokens) + images <= self.num_ctx
 
     def first_kept(self) -> int:
         """Where the kept suffix starts: the smallest `i` that fits, the newest message
@@ -70,6 +96,9 @@ class _Suffixes:
         last = len(self.messages) - 1
         if last <= 0 or self.fits(0):
             return 0
+        predicted = self._predicted_cut()
+        if predicted is not None:
+            return predicted
         low, high = 1, last
         while low < high:
             middle = (low + high) // 2
@@ -78,6 +107,69 @@ class _Suffixes:
             else:
                 low = middle + 1
         return low
+
+    def _predicted_cut(self) -> int | None:
+        """The cut found from the whole render's tokens (see the module docstring), once two
+        renders confirm it; None when the template or the conversation does not allow it."""
+        seams = self._seams()
+        if seams is None:
+            return None
+        whole_text, _ = self.measured[0]
+        assert self.whole is not None
+        tokens, data = self.whole.tokens, whole_text.encode()
+        first, places = seams
+        head, head_count = places[first]
+
+        def spliced(i: int) -> tuple[str, list[int]]:
+            at, count = places[i]
+            return (data[:head] + data[at:]).decode(), tokens[:head_count] + tokens[count:]
+
+        last = len(self.messages) - 1
+        total = len(tokens)
+        cut = next(
+            (
+                i
+                for i in range(first + 1, last + 1)
+                if head_count + total - places[i][1] <= self.num_ctx
+            ),
+            last,
+        )
+        for i in (cut, cut - 1):
+            if i <= first:
+                continue
+            text = render(self.template, self.kept(i), tools=self.tools, think=self.think)
+            expected, counted = spliced(i)
+            if text != expected:
+                return None
+            self.measured[i] = (text, counted)
+        return cut
+
+    def _seams(self) -> tuple[int, dict[int, tuple[int, int]]] | None:
+        """Where each message's piece starts in the whole render, as (byte offset, tokens
+        before it) at the last special token's end before its content, if every message
+        after the leading system messages has content found in order, no images, and no
+        later system message; and the index of the first message after the systems."""
+        whole = self.whole
+        if whole is None or not whole.cut_offsets:
+            return None
+        messages = self.messages
+        first = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
+        later = messages[first:]
+        if not later or any(m.role == "system" or m.images or not m.content for m in later):
+            return None
+        data = self.measured[0][0].encode()
+        offsets, counts = whole.cut_offsets, whole.cut_counts
+        places: dict[int, tuple[int, int]] = {}
+        searched = 0
+        for i, message in enumerate(later, start=first):
+            content = message.content.encode()
+            found = data.find(content, searched)
+            at = bisect.bisect_right(offsets, found) - 1
+            if found < 0 or at < 0 or (offsets[at] <= searched and i > first):
+                return None
+            places[i] = (offsets[at], counts[at])
+            searched = found + len(content)
+        return first, places
 
 
 def build_chat_prompt(

@@ -19,6 +19,7 @@ from ollamapy.api.types import CopyRequest, GenerateRequest, PushRequest, ShowRe
 from ollamapy.cli.commands import Deps, OllamaCommand, OllamaGroup, connect, deps
 from ollamapy.cli.create import create_model, load_modelfile, show_progress
 from ollamapy.cli.format import render_table
+from ollamapy.cli.keys import keys
 from ollamapy.cli.progress import ProgressDisplay, spinner
 from ollamapy.cli.repl import Repl
 from ollamapy.cli.run import RunOptions, Session, parse_think, pull_progress, show_or_pull
@@ -45,6 +46,8 @@ def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
     try:
         with deps(ctx).make_client() as client:
             server = client.version()
+    except ResponseError as exc:  # a server is there, but refuses (a key is needed: 401)
+        out.write(f"Warning: {exc.message}\n")
     except ClientError:
         out.write("Warning: could not connect to a running Ollama instance\n")
     if server:
@@ -438,6 +441,9 @@ def help_(ctx: click.Context, args: Sequence[str]) -> None:
         return
     with click.Context(target, info_name=target.name, parent=parent) as sub:
         _write(ctx, target.get_help(sub) + "\n")
+
+
+cli.add_command(keys)
 
 
 def main(argv: Sequence[str] | None = None, deps_: Deps | None = None) -> None:

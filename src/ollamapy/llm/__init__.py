@@ -11,6 +11,7 @@ from ollamapy.runner.protocol import (
     CompletionDone,
     CompletionRequest,
     RunnerInfo,
+    TokenizeResponse,
     ToolCallGrammar,
 )
 
@@ -22,6 +23,7 @@ __all__ = [
     "Runner",
     "RunnerInfo",
     "RunnerSpec",
+    "TokenizeResponse",
     "ToolCallGrammar",
     "quantize_type_named",
     "start_runner",

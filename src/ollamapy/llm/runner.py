@@ -68,6 +68,11 @@ class Runner(Protocol):
 
     async def tokenize(self, content: str, *, add_special: bool = True) -> list[int]: ...
 
+    async def tokenize_prompt(self, content: str) -> p.TokenizeResponse:
+        """A completion prompt's tokens (BOS added as the model asks), with where its
+        special tokens end when the runner knows (for cutting a conversation to fit)."""
+        ...
+
     async def detokenize(self, tokens: Sequence[int]) -> str: ...
 
     async def wait(self) -> int: ...
@@ -263,6 +268,10 @@ class ProcessRunner:
     async def tokenize(self, content: str, *, add_special: bool = True) -> list[int]:
         body = await self._post(p.TOKENIZE_PATH, p.TokenizeRequest(content, add_special).to_json())
         return p.TokenizeResponse.from_json(body).tokens
+
+    async def tokenize_prompt(self, content: str) -> p.TokenizeResponse:
+        body = await self._post(p.TOKENIZE_PATH, p.TokenizeRequest(content, True).to_json())
+        return p.TokenizeResponse.from_json(body)
 
     async def detokenize(self, tokens: Sequence[int]) -> str:
         body = await self._post(p.DETOKENIZE_PATH, p.DetokenizeRequest(list(tokens)).to_json())

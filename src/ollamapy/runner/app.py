@@ -109,9 +109,9 @@ def build_app(state: RunnerState) -> Starlette:
         loaded, _ = state.require()
         req = p.TokenizeRequest.from_json(await _json_body(request))
         if req.add_special and state.prompts is not None:  # a prompt the server is fitting
-            tokens = state.prompts.tokenize(req.content)
-        else:
-            tokens = loaded.model.tokenize(req.content, add_special=req.add_special)
+            tokens, offsets, counts = state.prompts.tokenize_with_cuts(req.content)
+            return JSONResponse(p.TokenizeResponse(tokens, offsets, counts).to_json())
+        tokens = loaded.model.tokenize(req.content, add_special=req.add_special)
         return JSONResponse(p.TokenizeResponse(tokens).to_json())
 
     async def detokenize(request: Request) -> Response:

@@ -377,14 +377,27 @@ class TokenizeRequest:
 
 @dataclass(frozen=True, slots=True)
 class TokenizeResponse:
+    """The tokens; for a prompt (`add_special`), also where its special tokens end: byte
+    offsets into the UTF-8 content and the token count up to each. The server cuts a
+    conversation at those places without asking again (`chat.prompt`)."""
+
     tokens: list[int]
+    cut_offsets: list[int] = field(default_factory=list)
+    cut_counts: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"tokens": self.tokens}
+        body: dict[str, Any] = {"tokens": self.tokens}
+        if self.cut_offsets:
+            body["cut_offsets"], body["cut_counts"] = self.cut_offsets, self.cut_counts
+        return body
 
     @classmethod
     def from_json(cls, raw: object) -> TokenizeResponse:
-        return cls(tokens=_int_list(json_object(raw, "response"), "tokens"))
+        data = json_object(raw, "response")
+        offsets, counts = _int_list(data, "cut_offsets"), _int_list(data, "cut_counts")
+        if len(offsets) != len(counts):
+            raise ProtocolError("cut_offsets and cut_counts differ in length")
+        return cls(_int_list(data, "tokens"), offsets, counts)
 
 
 @dataclass(frozen=True, slots=True)

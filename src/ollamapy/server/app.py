@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from types import FrameType
@@ -20,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ollamapy.config import Config
+from ollamapy.config import Config, HostAddress
 from ollamapy.errors import NotFoundError, OllamaError
 from ollamapy.scheduler import Scheduler
 from ollamapy.server import (
@@ -31,7 +32,10 @@ from ollamapy.server import (
     openai_routes,
     openapi,
     transfer,
+    ui,
 )
+from ollamapy.server.auth import KeyGuard, KeySource
+from ollamapy.server.exposure import prepare_to_serve
 from ollamapy.server.guards import EdgeGuard
 from ollamapy.server.http import error_response, handle_errors
 from ollamapy.server.runners import default_scheduler
@@ -66,6 +70,7 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
             *openai_routes.ROUTES,
             *metrics.ROUTES,
             *openapi.ROUTES,
+            *ui.ROUTES,
             Route("/{path:path}", not_found, methods=_ALL_METHODS),
         ],
         middleware=[
@@ -74,6 +79,9 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
                 EdgeGuard,
                 origins=config.allowed_origins,
                 loopback_only=config.host.is_loopback,
+            ),
+            Middleware(
+                KeyGuard, keys=KeySource(config.keys_file), required=config.api_keys_required
             ),
         ],
         exception_handlers={OllamaError: handle_errors, Exception: handle_errors, 405: _405},
@@ -109,7 +117,9 @@ async def _405(request: Request, exc: Exception) -> Response:
 def run_server(config: Config) -> None:
     """Serve until interrupted (SIGINT/SIGTERM stop every runner before exiting)."""
     configure_logging(config)
+    cert, key = prepare_to_serve(config)
     log.info("Listening on %s:%d (version %s)", config.host.host, config.host.port, _version())
+    log.info("Chat and models page at %s", page_address(config))
     app = create_app(config)
     settings = uvicorn.Config(
         app,
@@ -117,6 +127,8 @@ def run_server(config: Config) -> None:
         port=config.host.port,
         log_level="debug" if config.debug else "warning",
         timeout_graceful_shutdown=5,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
     )
     _Server(settings, on_exit=lambda: stop_runners(app)).run()
 
@@ -160,6 +172,15 @@ def configure_logging(config: Config) -> None:
     logging.getLogger().setLevel(level)
     if not config.debug:  # one line per runner call is noise, and costs a write per request
         logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def page_address(config: Config) -> str:
+    """The page's address for a browser on this machine (a wildcard bind is reached on
+    loopback), which `ollama serve` prints."""
+    host: HostAddress = config.host
+    if host.host in {"0.0.0.0", "::", ""}:
+        host = dataclasses.replace(host, host="::1" if host.host == "::" else "127.0.0.1")
+    return ui.page_url(host.url)
 
 
 def _version() -> str:

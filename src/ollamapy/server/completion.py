@@ -23,6 +23,7 @@ from ollamapy.api.types import ChatRequest, GenerateRequest
 from ollamapy.chat.events import Delta, Event, Final
 from ollamapy.chat.harmony import HarmonyParser
 from ollamapy.chat.messages import Message, Prompt, ToolCall
+from ollamapy.chat.prompt import Counted
 from ollamapy.chat.thinking import ThinkingParser, ThinkingTags
 from ollamapy.chat.tools import ToolCallParser
 from ollamapy.errors import BadRequestError, ServiceUnavailableError
@@ -281,12 +282,13 @@ async def load(state: ServerState, prepared: Prepared) -> Final:
     return Final("load", total_duration=timing.total())
 
 
-def tokenizer_of(runner: Runner) -> Callable[[str], list[int]]:
-    """The runner's tokenizer for code running in a worker thread: each call is a round
-    trip to the runner, made on the event loop."""
+def tokenizer_of(runner: Runner) -> Callable[[str], Counted]:
+    """The runner's prompt tokenizer for code running in a worker thread: each call is a
+    round trip to the runner, made on the event loop."""
     loop = asyncio.get_running_loop()
 
-    def tokenize(text: str) -> list[int]:
-        return asyncio.run_coroutine_threadsafe(runner.tokenize(text), loop).result()
+    def tokenize(text: str) -> Counted:
+        got = asyncio.run_coroutine_threadsafe(runner.tokenize_prompt(text), loop).result()
+        return Counted(got.tokens, got.cut_offsets, got.cut_counts)
 
     return tokenize
