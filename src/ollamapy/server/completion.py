@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 import string
 import time
@@ -155,7 +156,7 @@ async def complete(
         request = CompletionRequest(
             prompt=prompt.text,
             tokens=tuple(prompt.tokens) if prompt.tokens is not None else None,
-            options=prepared.sampling,
+            options=bounded_prediction(prepared.sampling, prepared.load.options.num_ctx),
             format=format,
             stream=stream,
             logprobs=decoding.logprobs,
@@ -186,6 +187,22 @@ async def complete(
                     if delta is not None:
                         metrics.note_first_token()
                         yield delta
+
+
+PREDICT_LIMIT_CONTEXTS = 10
+"""A generation ends after at most this many contexts' worth of tokens (Ollama's limit)."""
+
+
+def bounded_prediction(sampling: SamplingOptions, num_ctx: int) -> SamplingOptions:
+    """Ollama's upper limit on `num_predict`: unlimited (-1, the default) or more than ten
+    contexts becomes ten contexts, so a model that never writes its end token (shifting its
+    context forever) cannot hold a runner slot forever. -2 (fill the context once) ends by
+    itself and is kept. Found by schemathesis: `{"model": ...}` on /v1/completions ran on."""
+    limit = PREDICT_LIMIT_CONTEXTS * num_ctx
+    wanted = sampling.num_predict
+    if wanted == -2 or 0 <= wanted <= limit:
+        return sampling
+    return dataclasses.replace(sampling, num_predict=limit)
 
 
 @contextlib.asynccontextmanager
