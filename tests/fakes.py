@@ -37,6 +37,8 @@ from tests.scheduler.live import CHATML, LiveApp, create_model, serve_app
 from tests.server.conftest import free_port
 
 BOS = 1
+VOCAB = 1000
+"""The scripted model's vocabulary size: `detokenize` refuses ids outside it."""
 TRAINED_CONTEXT = 131_072
 """The scripted model's trained context: long conversations fit (num_ctx is capped to it)."""
 
@@ -167,6 +169,10 @@ class ScriptedRunner:
         return TokenizeResponse(await self.tokenize(content))
 
     async def detokenize(self, tokens: Sequence[int]) -> str:
+        """Token t is t x's; like the real runner, an id outside the vocabulary is a 400."""
+        bad = [token for token in tokens if not 0 <= token < VOCAB]
+        if bad:
+            raise BadRequestError(f"invalid token id: {bad[0]}")
         return " ".join("x" * token for token in tokens if token != BOS)
 
     async def embed(

@@ -71,7 +71,9 @@ def real_server(root: Path) -> Iterator[str]:
         servers.close()
 
 
-def schemathesis_command(url: str, max_examples: int, seed: int, extra: Sequence[str]) -> list[str]:
+def schemathesis_command(
+    url: str, max_examples: int, seed: int, extra: Sequence[str], timeout: int = 120
+) -> list[str]:
     """The `schemathesis run` command line for the campaign."""
     exe = Path(sys.executable).with_name("schemathesis")
     return [
@@ -89,7 +91,7 @@ def schemathesis_command(url: str, max_examples: int, seed: int, extra: Sequence
         "--workers",
         "1",
         "--request-timeout",
-        "120",
+        str(timeout),
         "--phases",
         "examples,coverage,fuzzing",
         "--suppress-health-check",
@@ -112,7 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = scripted_server if args.runner == "scripted" else real_server
         model = SCRIPTED_MODEL if args.runner == "scripted" else REAL_MODEL
         with start(Path(tmp)) as url:
-            command = schemathesis_command(url, args.max_examples, args.seed, extra)
+            # a real generation may run to num_predict's bound: 10 contexts, minutes when busy
+            timeout = 120 if args.runner == "scripted" else 900
+            command = schemathesis_command(url, args.max_examples, args.seed, extra, timeout)
             before = rss_mib()
             code = subprocess.run(command, check=False, env=hooks_env(model)).returncode
             print(f"server process RSS: {before:.0f} MiB before, {rss_mib():.0f} MiB after")

@@ -18,11 +18,12 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ollamapy.config import Config, HostAddress
 from ollamapy.errors import NotFoundError, OllamaError
+from ollamapy.openai.errors import error_object
 from ollamapy.scheduler import Scheduler
 from ollamapy.server import (
     embed,
@@ -84,7 +85,12 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
                 KeyGuard, keys=KeySource(config.keys_file), required=config.api_keys_required
             ),
         ],
-        exception_handlers={OllamaError: handle_errors, Exception: handle_errors, 405: _405},
+        exception_handlers={
+            OllamaError: handle_errors,
+            Exception: handle_errors,
+            404: _404,
+            405: _405,
+        },
         lifespan=lifespan,
     )
     app.state.ollama = state
@@ -108,6 +114,15 @@ _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 async def not_found(request: Request) -> Response:
     raise NotFoundError("404 page not found")
+
+
+async def _404(request: Request, exc: Exception) -> Response:
+    """A path no route matches, not even the catch-all (its `.*` stops at a newline, as in
+    `/v1/models/a%0Ab`): a 404 in the API's own shape, not Starlette's plain-text one
+    (found by schemathesis)."""
+    if request.url.path.startswith("/v1/"):
+        return JSONResponse(error_object(404, "404 page not found"), status_code=404)
+    return error_response(404, "404 page not found")
 
 
 async def _405(request: Request, exc: Exception) -> Response:
