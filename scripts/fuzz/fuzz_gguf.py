@@ -5,6 +5,7 @@ Only `GGUFError` may come out of it. See `harness.py`.
 
 from __future__ import annotations
 
+import atexit
 import os
 import tempfile
 from collections.abc import Iterable
@@ -14,6 +15,7 @@ from ollamapy.errors import GGUFError
 
 MODULE = "ollamapy.gguf"
 _FILE = Path(tempfile.gettempdir()) / f"ollamapy-fuzz-{os.getpid()}.gguf"
+atexit.register(lambda: _FILE.unlink(missing_ok=True))
 
 
 def target(data: bytes) -> None:
