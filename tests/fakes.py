@@ -37,6 +37,8 @@ from tests.scheduler.live import CHATML, LiveApp, create_model, serve_app
 from tests.server.conftest import free_port
 
 BOS = 1
+VOCAB = 1000
+"""The scripted model's vocabulary size: `detokenize` refuses ids outside it."""
 TRAINED_CONTEXT = 131_072
 """The scripted model's trained context: long conversations fit (num_ctx is capped to it)."""
 
@@ -91,12 +93,12 @@ class Script:
     done_reason: Literal["stop", "length"] = "stop"
     stop_sequence: str | None = None
     """The stop string the "model" reports having hit (with done_reason "stop")."""
-    prompt_cached: int = 0
-    """How many prompt tokens the "model" reports its KV cache served."""
     hold: asyncio.Event | None = None
     """When set, the runner waits for it before each chunk (a slow model)."""
     fail_after: int | None = None
     """When set, the runner fails after that many chunks: `RunnerError("runner crashed")`."""
+    cached: int = 0
+    """How many prompt tokens the runner says its cache served (`prompt_cached_count`)."""
     requests: list[CompletionRequest] = field(default_factory=list)
     tokenized: list[str] = field(default_factory=list)
     embedded: list[str] = field(default_factory=list)
@@ -159,7 +161,7 @@ class ScriptedRunner:
             len(generated),
             2000,
             prompt + generated,
-            prompt_cached_count=min(self.script.prompt_cached, len(prompt)),
+            prompt_cached_count=min(self.script.cached, len(prompt)),
             stop_sequence=self.script.stop_sequence,
         )
 
@@ -172,6 +174,10 @@ class ScriptedRunner:
         return TokenizeResponse(await self.tokenize(content))
 
     async def detokenize(self, tokens: Sequence[int]) -> str:
+        """Token t is t x's; like the real runner, an id outside the vocabulary is a 400."""
+        bad = [token for token in tokens if not 0 <= token < VOCAB]
+        if bad:
+            raise BadRequestError(f"invalid token id: {bad[0]}")
         return " ".join("x" * token for token in tokens if token != BOS)
 
     async def embed(

@@ -148,7 +148,7 @@ def test_stop_reasons(server: Server) -> None:
 
 
 def test_usage_splits_the_prompt_into_evaluated_and_cache_read(server: Server) -> None:
-    server.script.prompt_cached = 5
+    server.script.cached = 5
     message = server.anthropic().messages.create(model=MODEL, max_tokens=5, messages=HI)
     assert message.usage.cache_read_input_tokens == 5
     assert message.usage.input_tokens == tokens(SAY_HI) - 5
@@ -194,7 +194,7 @@ def test_stream_event_sequence(server: Server) -> None:
 
 def test_sdk_stream_helper_assembles_the_message(server: Server) -> None:
     server.script.chunks = ["Count", ": 1, 2"]
-    server.script.prompt_cached = 3
+    server.script.cached = 3
     with server.anthropic().messages.stream(model=MODEL, max_tokens=9, messages=HI) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()

@@ -277,3 +277,31 @@ async def test_a_stream_cut_mid_body_is_an_http_error() -> None:
                     got.append(line)
         assert got == [b"one"]
         await client.aclose()
+
+
+async def test_closing_the_client_ends_a_stream_being_read_with_an_http_error() -> None:
+    """A runner being stopped (server shutdown) must not keep a reader waiting for tokens
+    that will never come: `aclose` closes busy connections too."""
+
+    async def stalls(_n: int, _body: bytes, writer: Writer) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\ntoken\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(30)  # the model "thinks" for a long time
+        return False
+
+    async with serving(stalls) as server:
+        client = Connections("127.0.0.1", server.port)
+        got: list[bytes] = []
+
+        async def read() -> None:
+            async with client.stream("/s", b"{}") as response:
+                async for line in response.lines():
+                    got.append(line)
+
+        reader = asyncio.create_task(read())
+        while not got:
+            await asyncio.sleep(0.01)
+        await client.aclose()
+        with pytest.raises(HTTPError):
+            await asyncio.wait_for(reader, 5)
+        assert got == [b"token"]

@@ -31,6 +31,13 @@ PARSE_ERRORS = [
     ("stray paren", "{{ 1) }}", 'template: t:1: unexpected ")" in command'),
     ("empty action", "{{ }}", "template: t:1: missing value for command"),
     ("line counting", "a\nb\n\nc {{ if }}", "template: t:4: missing value for if"),
+    ("number at the end", "{{ 0", "template: t:1: unclosed action"),  # found by atheris
+    ("sign at the end", "{{ -", 'template: t:1: bad number syntax: "-"'),
+    ("lone hex escape", r'{{ "\x" }}', "template: t:1: invalid syntax"),  # found by atheris
+    ("rune beyond unicode", r'{{ "\U7fffffff" }}', "template: t:1: invalid syntax"),
+    ("surrogate rune", r'{{ "\ud800" }}', "template: t:1: invalid syntax"),
+    ("octal beyond a byte", r'{{ "\777" }}', "template: t:1: invalid syntax"),
+    ("short octal", r'{{ "\0" }}', "template: t:1: invalid syntax"),
 ]
 
 

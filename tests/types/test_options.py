@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -46,3 +47,14 @@ def test_the_message_names_the_value_and_what_is_allowed() -> None:
     with pytest.raises(BadRequestError) as caught:
         validate_options({"num_ctx": 0})
     assert caught.value.message == "option 'num_ctx' must be a positive number, got 0"
+
+
+def test_an_unknown_option_is_logged_on_one_line_whatever_its_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found by schemathesis: option names are the client's; a newline must not forge a line."""
+    caplog.set_level(logging.WARNING)
+    assert validate_options({"x\ntime=0 level=ERROR msg=forged": 1}) == {}
+    (record,) = caplog.records
+    assert "\n" not in record.getMessage()
+    assert record.getMessage() == "invalid option provided: x\\ntime=0 level=ERROR msg=forged"

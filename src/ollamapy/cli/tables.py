@@ -47,6 +47,9 @@ def processor(size: int, size_vram: int) -> str:
 
 
 def _until(model: Model, now: datetime) -> str:
+    progress = model.get("load_progress")
+    if isinstance(progress, int | float) and "expires_at" not in model:
+        return f"Loading {int(progress * 100)}%"  # a runner still starting (ollamapy only)
     expires = parse_timestamp(str(model.get("expires_at") or ""))
     if expires is not None and expires.year > 1 and expires < now:
         return "Stopping..."

@@ -43,11 +43,12 @@ class Reply:
 
 
 class Connections:
-    """Keep-alive HTTP/1.1 connections to one `host:port`; `aclose()` closes the idle ones."""
+    """Keep-alive HTTP/1.1 connections to one `host:port`; `aclose()` closes them all."""
 
     def __init__(self, host: str, port: int) -> None:
         self._host, self._port = host, port
         self._idle: list[_Connection] = []
+        self._busy: set[_Connection] = set()
         self._closed = False
 
     async def post(self, path: str, body: bytes, content_type: str = "application/json") -> Reply:
@@ -77,6 +78,7 @@ class Connections:
             f"content-type: {content_type}\r\ncontent-length: {len(body)}\r\n\r\n"
         ).encode("latin-1") + body
         connection, status_line = await self._start(request)
+        self._busy.add(connection)
         response: Response | None = None
         try:
             try:
@@ -93,9 +95,13 @@ class Connections:
         return len(self._idle)
 
     async def aclose(self) -> None:
+        """Close every connection: idle ones, and those a reply is being read from (their
+        readers fail at once, as when the runner is gone; no request outlives `aclose`)."""
         self._closed = True
         while self._idle:
             self._idle.pop()[1].close()
+        for connection in list(self._busy):
+            connection[1].close()
 
     async def _start(self, request: bytes) -> tuple[_Connection, bytes]:
         """Send `request` on an idle connection (the next one if it turns out stale) or
@@ -122,6 +128,7 @@ class Connections:
     def _release(self, connection: _Connection, reusable: bool) -> None:
         """Keep a connection whose reply was read to its end; close any other (also on
         errors and cancellation: its state is unknown)."""
+        self._busy.discard(connection)
         if reusable and not self._closed and len(self._idle) < MAX_IDLE:
             self._idle.append(connection)
         else:

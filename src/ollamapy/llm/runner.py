@@ -139,11 +139,13 @@ async def start_runner(
     on_exit: OnExit | None = None,
     load_timeout: float = 300.0,
     env: Mapping[str, str] | None = None,
+    on_progress: Callable[[float], None] | None = None,
 ) -> ProcessRunner:
     """Start a runner for `spec` and wait until its model is loaded.
 
     Raises `RunnerError` with the runner's own reason if it exits, reports an error or
     does not become healthy within `load_timeout` seconds; no process is left behind.
+    `on_progress` hears the runner's load progress (0 to 1) each time its health is polled.
     """
     argv = spec.launch_args(parent_pid=os.getpid()).to_argv()
     proc = await asyncio.create_subprocess_exec(
@@ -158,7 +160,7 @@ async def start_runner(
     )
     runner = ProcessRunner(proc, spec, on_exit=on_exit)
     try:
-        await asyncio.wait_for(runner._wait_loaded(), load_timeout)
+        await asyncio.wait_for(runner._wait_loaded(on_progress), load_timeout)
     except TimeoutError:
         await runner.close()
         message = f"timed out waiting for llama runner to start ({load_timeout:g}s)"
@@ -365,7 +367,7 @@ class ProcessRunner:
                 await self._proc.wait()
         await self._exited.wait()
 
-    async def _wait_loaded(self) -> None:
+    async def _wait_loaded(self, on_progress: Callable[[float], None] | None = None) -> None:
         assert self._proc.stdout is not None
         line = await self._proc.stdout.readline()
         if not line:
@@ -376,11 +378,11 @@ class ProcessRunner:
             raise RunnerError(f"unexpected output from the runner: {line[:200]!r}") from exc
         self._stdout_task = asyncio.create_task(self._drain_stdout())
         self._connections = Connections("127.0.0.1", self._port)
-        await self._poll_health()
+        await self._poll_health(on_progress)
         self._info = await self.fetch_info()
         log.info("runner %s ready on port %s: %s", self.pid, self._port, self._info.description)
 
-    async def _poll_health(self) -> None:
+    async def _poll_health(self, on_progress: Callable[[float], None] | None) -> None:
         assert self._connections is not None
         while True:
             if not self.alive:
@@ -388,6 +390,8 @@ class ProcessRunner:
             with contextlib.suppress(HTTPError, TimeoutError, ValueError, p.ProtocolError):
                 reply = await asyncio.wait_for(self._connections.get(p.HEALTH_PATH), 2.0)
                 health = p.Health.from_json(orjson.loads(reply.body))
+                if on_progress is not None:
+                    on_progress(1.0 if health.status == "ok" else health.progress)
                 if health.status == "ok" and reply.status == 200:
                     return
             await asyncio.sleep(HEALTH_POLL_S)

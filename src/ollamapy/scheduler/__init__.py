@@ -15,7 +15,10 @@ from ollamapy.scheduler.scheduler import (
     ModelLoad,
     RunnerFactory,
     Scheduler,
+    SchedulerObserver,
     SetThreads,
+    StartingModel,
+    StopReason,
 )
 
 __all__ = [
@@ -31,5 +34,8 @@ __all__ = [
     "ModelShape",
     "RunnerFactory",
     "Scheduler",
+    "SchedulerObserver",
     "SetThreads",
+    "StartingModel",
+    "StopReason",
 ]

@@ -33,6 +33,7 @@ before the request runs, and the others' shares change as requests start and end
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -40,7 +41,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from ollamapy.errors import ServiceUnavailableError
 from ollamapy.scheduler import cores as core_share
@@ -74,6 +75,31 @@ class ManagedRunner(Protocol):
 
 
 RunnerT = TypeVar("RunnerT", bound=ManagedRunner)
+
+StopReason = Literal["expired", "evicted", "reload", "unload", "shutdown"]
+"""Why a runner was stopped: its keep_alive ran out (or was 0), it made room for another
+load, its file is reloaded with other options, `ollama stop` asked, or the server stops."""
+
+
+class SchedulerObserver(Protocol):
+    """What the scheduler tells whoever watches it (the server's metrics): the scheduler
+    never imports the server, so the server hands it an observer instead. Calls are made on
+    the event loop, must return quickly and never raise (a failure is logged and ignored)."""
+
+    def request_granted(self, load: ModelLoad, waited: float) -> None:
+        """A request got its runner after `waited` seconds in the queue (loads included)."""
+
+    def runner_started(self, load: ModelLoad, seconds: float) -> None:
+        """A runner finished loading `load` in `seconds`."""
+
+    def runner_failed(self, load: ModelLoad) -> None:
+        """A runner for `load` failed to start."""
+
+    def runner_crashed(self, load: ModelLoad) -> None:
+        """A loaded runner's process exited without being asked to."""
+
+    def runner_stopped(self, load: ModelLoad, reason: StopReason) -> None:
+        """The scheduler began stopping a runner, for `reason`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +213,17 @@ class _Loading(Generic[RunnerT]):
     task: asyncio.Task[LoadedModel[RunnerT]] = field(init=False)
     waiters: int = 0
     abandoned: bool = False
+    progress: float = 0.0
+    """How far the runner has loaded its model, 0 to 1 (as its factory reports it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartingModel:
+    """A load whose runner is still starting, for /api/ps and the metrics."""
+
+    load: ModelLoad
+    progress: float
+    waiting: int
 
 
 class Scheduler(Generic[RunnerT]):
@@ -217,6 +254,9 @@ class Scheduler(Generic[RunnerT]):
         self._reserved: dict[Path, MemoryEstimate] = {}
         """Loads past the fit check whose runner is still starting: counted as loaded."""
         self._pending = 0
+        self._queued: collections.Counter[Path] = collections.Counter()
+        """Requests waiting for a runner, by model file (the queue /api/ps shows)."""
+        self._observers: list[SchedulerObserver] = []
         self._changed = asyncio.Event()
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
@@ -238,10 +278,16 @@ class Scheduler(Generic[RunnerT]):
         if self._pending >= self._max_queue:
             raise ServiceUnavailableError(QUEUE_FULL)
         self._pending += 1
+        self._queued[load.key] += 1
+        queued_at = self._clock()
         try:
             entry = await self._acquire(load, keep_alive)
         finally:
             self._pending -= 1
+            self._queued[load.key] -= 1
+            if self._queued[load.key] <= 0:
+                del self._queued[load.key]
+        self._notify("request_granted", entry.load, max(0.0, self._clock() - queued_at))
         try:
             await self._share_cores()
             yield entry
@@ -261,7 +307,7 @@ class Scheduler(Generic[RunnerT]):
         if entry is None:
             return False
         if entry.idle:
-            await self._stop(entry)
+            await self._stop(entry, "unload")
         else:
             entry.keep_alive = 0.0
         return True
@@ -275,6 +321,45 @@ class Scheduler(Generic[RunnerT]):
     def starting(self) -> list[ModelLoad]:
         """Loads whose runner is still starting (not yet listed by `loaded()`)."""
         return [loading.load for loading in self._loading.values()]
+
+    @property
+    def closed(self) -> bool:
+        """Whether `shutdown()` has begun: no request is granted a runner any more."""
+        return self._closed
+
+    def starting_models(self) -> list[StartingModel]:
+        """Loads still starting, with their progress and the requests waiting for them."""
+        return [
+            StartingModel(loading.load, loading.progress, self._queued[key])
+            for key, loading in self._loading.items()
+            if not loading.task.done()
+        ]
+
+    def queue_length(self, key: Path) -> int:
+        """Requests waiting for a runner of this model file (not yet granted one)."""
+        return self._queued[key]
+
+    @property
+    def pending(self) -> int:
+        """Requests waiting for a runner, all models together (bounded by max_queue)."""
+        return self._pending
+
+    def report_progress(self, key: Path, progress: float) -> None:
+        """A factory's report of how far the load of this model file has come (0 to 1)."""
+        loading = self._loading.get(key)
+        if loading is not None:
+            loading.progress = min(1.0, max(0.0, progress))
+
+    def observe(self, observer: SchedulerObserver) -> None:
+        """Tell `observer` of grants, starts, failures, crashes and stops from now on."""
+        self._observers.append(observer)
+
+    def _notify(self, event: str, *args: Any) -> None:
+        for observer in self._observers:
+            try:
+                getattr(observer, event)(*args)
+            except Exception:
+                log.exception("scheduler observer failed on %s", event)
 
     def wall_clock_expiry(self, entry: LoadedModel[RunnerT]) -> float:
         """`expires_at` as a Unix timestamp (inf for forever)."""
@@ -295,7 +380,7 @@ class Scheduler(Generic[RunnerT]):
         for loading in starting:
             self._abandon(loading)
         await asyncio.gather(*(loading.task for loading in starting), return_exceptions=True)
-        stops = [self._stop(entry) for entry in list(self._loaded.values())]
+        stops = [self._stop(entry, "shutdown") for entry in list(self._loaded.values())]
         await asyncio.gather(*stops, return_exceptions=True)
 
     # -- sharing the cores -----------------------------------------------------------------
@@ -352,7 +437,7 @@ class Scheduler(Generic[RunnerT]):
         now = self._clock()
         for entry in list(self._loaded.values()):
             if entry.idle and entry.stopping is None and entry.expires_at <= now:
-                await self._stop(entry)
+                await self._stop(entry, "expired")
 
     def _release(self, entry: LoadedModel[RunnerT], keep_alive: float | None) -> None:
         if keep_alive is not None:
@@ -360,7 +445,7 @@ class Scheduler(Generic[RunnerT]):
         entry.last_used = self._clock()
         entry.expires_at = entry.last_used + entry.keep_alive
         if entry.idle and entry.keep_alive <= 0:
-            self._stop_task(entry)
+            self._stop_task(entry, "expired")
         self._ensure_reaper()
         self._changed.set()
 
@@ -480,8 +565,8 @@ class Scheduler(Generic[RunnerT]):
         seen: every request that waited for it has been told."""
         if self._loading.get(loading.load.key) is loading:
             del self._loading[loading.load.key]
-        if not loading.task.cancelled():
-            loading.task.exception()
+        if not loading.task.cancelled() and loading.task.exception() is not None:
+            self._notify("runner_failed", loading.load)
         self._changed.set()
 
     async def _load(
@@ -491,7 +576,7 @@ class Scheduler(Generic[RunnerT]):
         choices = await asyncio.to_thread(self._estimates, load)
         if replacing is not None:
             await self._check_machine(choices)  # never unload a runner for a load that cannot fit
-            await self._stop(replacing)
+            await self._stop(replacing, "reload")
         try:
             placement = await self._make_room(load, choices)
             started = self._clock()
@@ -501,6 +586,7 @@ class Scheduler(Generic[RunnerT]):
         if self._closed:  # a factory that finished after shutdown: leave no process
             await runner.close()
             raise ServiceUnavailableError(SHUTTING_DOWN)
+        self._notify("runner_started", placement.load, max(0.0, self._clock() - started))
         return self._register(loading, placement, runner, started)
 
     def _register(
@@ -542,7 +628,7 @@ class Scheduler(Generic[RunnerT]):
                 return placement
             idle = [e for e in self._loaded.values() if e.idle and e.stopping is None]
             if idle:
-                await self._stop(min(idle, key=lambda e: e.last_used))
+                await self._stop(min(idle, key=lambda e: e.last_used), "evicted")
             elif self._loaded or self._reserved:
                 await self._wait_for_change(MEMORY_POLL_S)
             else:
@@ -582,14 +668,19 @@ class Scheduler(Generic[RunnerT]):
 
     # -- stopping ---------------------------------------------------------------------------
 
-    async def _stop(self, entry: LoadedModel[RunnerT]) -> None:
+    async def _stop(self, entry: LoadedModel[RunnerT], reason: StopReason) -> None:
         """Stop a runner and wait until it has exited; a caller that is cancelled meanwhile
         does not interrupt the close."""
-        await asyncio.shield(self._stop_task(entry))
+        await asyncio.shield(self._stop_task(entry, reason))
 
-    def _stop_task(self, entry: LoadedModel[RunnerT]) -> asyncio.Task[None]:
-        """The one task that closes `entry` (started on first call)."""
+    def _stop_task(
+        self, entry: LoadedModel[RunnerT], reason: StopReason | None
+    ) -> asyncio.Task[None]:
+        """The one task that closes `entry` (started on first call; `reason` None: its
+        process died, which was reported as a crash)."""
         if entry.stopping is None:
+            if reason is not None:
+                self._notify("runner_stopped", entry.load, reason)
             entry.stopping = asyncio.get_running_loop().create_task(self._close(entry))
             entry.stopping.add_done_callback(_log_failure)
         return entry.stopping
@@ -610,8 +701,9 @@ class Scheduler(Generic[RunnerT]):
                 log.warning("runner for %s exited; it will be restarted on demand", entry.load.name)
                 del self._loaded[key]
                 self._changed.set()
+                self._notify("runner_crashed", entry.load)
                 with contextlib.suppress(RuntimeError):  # no loop: nothing to reap with
-                    self._stop_task(entry)
+                    self._stop_task(entry, None)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

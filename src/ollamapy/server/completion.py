@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import secrets
 import string
 import time
@@ -27,10 +28,11 @@ from ollamapy.chat.messages import Message, Prompt, ToolCall
 from ollamapy.chat.prompt import Counted
 from ollamapy.chat.thinking import ThinkingParser, ThinkingTags, prompt_opens_trace
 from ollamapy.chat.tools import ToolCallParser
-from ollamapy.errors import BadRequestError
+from ollamapy.errors import BadRequestError, ServiceUnavailableError
 from ollamapy.llm import CompletionDone, CompletionRequest, Runner, ToolCallGrammar, TraceBudget
 from ollamapy.scheduler import ModelLoad
-from ollamapy.server import loads
+from ollamapy.scheduler.scheduler import SHUTTING_DOWN
+from ollamapy.server import loads, metrics
 from ollamapy.server.models import details
 from ollamapy.server.resolved import ResolvedModel, resolve
 from ollamapy.server.state import ServerState
@@ -59,6 +61,7 @@ def prepare(state: ServerState, model_name: str, options: object, keep_alive: ob
     """Resolve the model and merge its parameters with the request's options."""
     name = ModelName.parse(model_name)
     model = resolve(state.store, name)
+    metrics.note_model(model.name.display)
     if model.model_path is None:
         raise BadRequestError(f"model '{model_name}' has no model layer")
     merged = {**validate_options(model.parameters), **validate_options(options)}
@@ -160,7 +163,7 @@ async def complete(
             # the prompt out itself.
             tokens=None if prompt.tokens is None or prompt.images else tuple(prompt.tokens),
             images=tuple(base64.b64encode(image).decode() for image in prompt.images),
-            options=prepared.sampling,
+            options=bounded_prediction(prepared.sampling, prepared.load.options.num_ctx),
             format=format,
             stream=stream,
             logprobs=decoding.logprobs,
@@ -173,17 +176,24 @@ async def complete(
         split = _Splitter(_trace_parser(thinking, prompt.text), parser)
         # Closed here, before the runner is released: a client that leaves mid-answer
         # stops the generation now, not when the stream is garbage-collected.
-        async with contextlib.aclosing(runner.completion(request)) as chunks:
+        async with (
+            _shutdown_is_the_reason(state),
+            contextlib.aclosing(runner.completion(request)) as chunks,
+        ):
             async for chunk in chunks:
                 if isinstance(chunk, CompletionDone):
                     tail = split.finish()
                     if tail is not None:
+                        metrics.note_first_token()
                         yield tail
-                    yield final(chunk, timing)
+                    done = final(chunk, timing)
+                    metrics.note_final(done)
+                    yield done
                     return
                 if chunk.content or chunk.logprobs:
                     delta = split.feed(chunk.content, chunk.logprobs)
                     if delta is not None:
+                        metrics.note_first_token()
                         yield delta
 
 
@@ -195,6 +205,35 @@ def _budget(
         return None
     opened = prompt_opens_trace(thinking, prompt)
     return TraceBudget(tokens, thinking.opening, thinking.closing, opened)
+
+
+PREDICT_LIMIT_CONTEXTS = 10
+"""A generation ends after at most this many contexts' worth of tokens (Ollama's limit)."""
+
+
+def bounded_prediction(sampling: SamplingOptions, num_ctx: int) -> SamplingOptions:
+    """Ollama's upper limit on `num_predict`: unlimited (-1, the default) or more than ten
+    contexts becomes ten contexts, so a model that never writes its end token (shifting its
+    context forever) cannot hold a runner slot forever. -2 (fill the context once) ends by
+    itself and is kept. Found by schemathesis: `{"model": ...}` on /v1/completions ran on."""
+    limit = PREDICT_LIMIT_CONTEXTS * num_ctx
+    wanted = sampling.num_predict
+    if wanted == -2 or 0 <= wanted <= limit:
+        return sampling
+    return dataclasses.replace(sampling, num_predict=limit)
+
+
+@contextlib.asynccontextmanager
+async def _shutdown_is_the_reason(state: ServerState) -> AsyncIterator[None]:
+    """A runner that fails because the server is stopping it fails the request with
+    "server is shutting down" (a 503, or a stream's final error line), not with whatever
+    its closed connection raised."""
+    try:
+        yield
+    except Exception as exc:
+        if state.scheduler.closed:
+            raise ServiceUnavailableError(SHUTTING_DOWN) from exc
+        raise
 
 
 def _trace_parser(

@@ -27,6 +27,7 @@ from starlette.routing import Route
 from ollamapy.api.types import EmbeddingsRequest, EmbedRequest
 from ollamapy.errors import BadRequestError, RunnerError
 from ollamapy.llm import ProcessRunner
+from ollamapy.server import metrics
 from ollamapy.server.completion import Prepared, prepare
 from ollamapy.server.http import FloatsResponse, read_request, unless_client_leaves
 from ollamapy.server.state import ServerState, state_of
@@ -103,6 +104,7 @@ async def embed(state: ServerState, body: EmbedRequest) -> Event:
         load_duration = time.perf_counter_ns() - started
         runner: ProcessRunner = entry.runner
         vectors, count = await runner.embed(texts, body.truncate)
+    metrics.note_prompt_tokens(count)
     return {
         "model": body.model,
         "embeddings": check_finite(shape_vectors(vectors, body.dimensions)),
@@ -127,7 +129,8 @@ async def embeddings_route(request: Request) -> Response:
         return JSONResponse({"embedding": []})
     async with state.scheduler.use(prepared.load, prepared.keep_alive) as entry:
         runner: ProcessRunner = entry.runner
-        vectors, _count = await runner.embed([body.prompt], True)
+        vectors, count = await runner.embed([body.prompt], True)
+    metrics.note_prompt_tokens(count)
     return FloatsResponse({"embedding": check_finite(vectors[0])})
 
 

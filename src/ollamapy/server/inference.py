@@ -23,7 +23,7 @@ from ollamapy.chat.events import Event, Final
 from ollamapy.chat.messages import Prompt
 from ollamapy.errors import OllamaError
 from ollamapy.llm import Runner
-from ollamapy.scheduler import LoadedModel
+from ollamapy.scheduler import LoadedModel, ModelLoad, Scheduler, StartingModel
 from ollamapy.server import loads, native, prompts
 from ollamapy.server.completion import (
     Decoding,
@@ -208,28 +208,57 @@ def _debug(model: str, prompt: str, images: int) -> Json:
 
 
 async def ps(request: Request) -> Response:
-    state = state_of(request)
-    return JSONResponse({"models": [_ps_entry(state, e) for e in state.scheduler.loaded()]})
+    """Loaded models, then models still loading (Ollama lists only the former; a starting
+    runner is shown with its `load_progress`, Ollama's issue #2004). Each entry carries
+    `queue_length`: the requests waiting for it."""
+    scheduler = state_of(request).scheduler
+    loaded = [_ps_entry(scheduler, e) for e in scheduler.loaded()]
+    starting = [_starting_entry(s) for s in scheduler.starting_models()]
+    return JSONResponse({"models": loaded + starting})
 
 
-def _ps_entry(state: ServerState, entry: LoadedModel[Any]) -> Json:
+def _ps_entry(scheduler: Scheduler[Any], entry: LoadedModel[Any]) -> Json:
     load = entry.load
-    expires = state.scheduler.wall_clock_expiry(entry)
+    expires = scheduler.wall_clock_expiry(entry)
+    return {
+        **_model_fields(load),
+        "size": entry.memory.total or load.size,  # Ollama reports the memory it planned for
+        "expires_at": _expiry_text(expires),
+        "size_vram": entry.size_vram,
+        "queue_length": scheduler.queue_length(load.key),
+    }
+
+
+def _starting_entry(starting: StartingModel) -> Json:
+    return {
+        **_model_fields(starting.load),
+        "size": starting.load.size,
+        "size_vram": 0,
+        "load_progress": round(starting.progress, 4),
+        "queue_length": starting.waiting,
+    }
+
+
+def _model_fields(load: ModelLoad) -> Json:
     return {
         "name": load.name,
         "model": load.name,
-        "size": entry.memory.total or load.size,  # Ollama reports the memory it planned for
         "digest": load.digest.removeprefix("sha256:"),
         "details": load.details,
-        "expires_at": _expiry_text(expires),
-        "size_vram": entry.size_vram,
         "context_length": load.options.num_ctx,  # per sequence, as a request sees it
     }
 
 
+FOREVER = "2318-01-01T00:00:00Z"
+"""Ollama's far-future stand-in for "forever"."""
+_FOREVER_TIMESTAMP = datetime.fromisoformat(FOREVER).timestamp()
+
+
 def _expiry_text(timestamp: float) -> str:
-    if math.isinf(timestamp):
-        return "2318-01-01T00:00:00Z"  # Ollama's far-future stand-in for "forever"
+    """An expiry as RFC 3339; one past the stand-in for forever (a keep_alive of millions
+    of years, which no date can hold: found by schemathesis) is shown as forever."""
+    if math.isinf(timestamp) or timestamp >= _FOREVER_TIMESTAMP:
+        return FOREVER
     return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 

@@ -16,9 +16,14 @@ from ollamapy.scheduler.cores import physical_cores
 from ollamapy.scheduler.gpu import default_flash_attention, read_gpu_pools
 from ollamapy.scheduler.memory import GGUFEstimator, probe_memory
 
+Progress = Callable[[ModelLoad, float], None]
 
-def runner_factory(config: Config) -> Callable[[ModelLoad], Awaitable[ProcessRunner]]:
-    """Start a llama.cpp runner process for a load (separate so tests can wrap it)."""
+
+def runner_factory(
+    config: Config, on_progress: Progress | None = None
+) -> Callable[[ModelLoad], Awaitable[ProcessRunner]]:
+    """Start a llama.cpp runner process for a load (separate so tests can wrap it);
+    `on_progress` hears how far each load has come."""
 
     async def factory(load: ModelLoad) -> ProcessRunner:
         spec = RunnerSpec(
@@ -31,7 +36,8 @@ def runner_factory(config: Config) -> Callable[[ModelLoad], Awaitable[ProcessRun
             kv_cache_type=config.kv_cache_type or None,
             verbose=config.debug,
         )
-        return await start_runner(spec, load_timeout=config.load_timeout)
+        progress = None if on_progress is None else functools.partial(on_progress, load)
+        return await start_runner(spec, load_timeout=config.load_timeout, on_progress=progress)
 
     return factory
 
@@ -49,9 +55,14 @@ def default_scheduler(
     config: Config,
     factory: Callable[[ModelLoad], Awaitable[ProcessRunner]] | None = None,
 ) -> Scheduler[ProcessRunner]:
-    """The production scheduler: runner processes on llama.cpp, fitted to free memory."""
-    return Scheduler(
-        factory or runner_factory(config),
+    """The production scheduler: runner processes on llama.cpp, fitted to free memory; its
+    runners report their load progress to it (shown by /api/ps)."""
+
+    def progress(load: ModelLoad, value: float) -> None:
+        scheduler.report_progress(load.key, value)
+
+    scheduler: Scheduler[ProcessRunner] = Scheduler(
+        factory or runner_factory(config, progress),
         default_keep_alive=config.keep_alive,
         max_loaded=config.max_loaded_models,
         max_queue=config.max_queue,
@@ -60,3 +71,4 @@ def default_scheduler(
         cores=physical_cores() if config.share_cores else 0,
         set_threads=ProcessRunner.set_threads,
     )
+    return scheduler

@@ -46,6 +46,15 @@ class State:
     depth: int = 0
 
 
+MAX_STEPS = 1_000_000
+"""Nodes one execution may walk. Go has no such bound, but a template comes from whoever
+created the model: `{{range 1000000000000}}{{end}}` would hold a worker thread for days.
+A chat template walks a few dozen nodes per message: 1500 messages and 30 tools took 22k
+steps in the conformance templates, so real ones stay far below it."""
+MAX_OUTPUT = 1 << 28
+"""Characters one execution may write (a prompt this long could never fit a context)."""
+
+
 @dataclass
 class Executor:
     """Runs trees; one instance per `Template.execute` call."""
@@ -54,6 +63,8 @@ class Executor:
     trees: Mapping[str, n.ListNode]
     today: Callable[[], datetime.date]
     out: list[str] = field(default_factory=list)
+    steps: int = 0
+    written: int = 0
 
     def __post_init__(self) -> None:
         self.funcs: dict[str, Func] = functions(self.today)
@@ -78,6 +89,9 @@ class Executor:
     # -- statements ------------------------------------------------------------------------
     def walk(self, state: State, dot: object, node: n.Node) -> None:
         state.node = node
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise self.fail(state, f"execution exceeded {MAX_STEPS} steps")
         handler = _WALKERS.get(type(node))
         if handler is None:
             raise self.fail(state, f"unknown node: {node}")
@@ -90,14 +104,20 @@ class Executor:
 
     def walk_text(self, state: State, dot: object, node: n.Node) -> None:
         assert isinstance(node, n.TextNode)
-        self.out.append(node.text)
+        self.write(state, node.text)
 
     def walk_action(self, state: State, dot: object, node: n.Node) -> None:
         assert isinstance(node, n.ActionNode)
         value = self.eval_pipeline(state, dot, node.pipe)
         if not node.pipe.decl:
             state.node = node
-            self.out.append(printable(value))
+            self.write(state, printable(value))
+
+    def write(self, state: State, text: str) -> None:
+        self.written += len(text)
+        if self.written > MAX_OUTPUT:
+            raise self.fail(state, f"output exceeded {MAX_OUTPUT} characters")
+        self.out.append(text)
 
     def walk_if_with(self, state: State, dot: object, node: n.Node) -> None:
         assert isinstance(node, n.IfNode | n.WithNode)

@@ -180,6 +180,14 @@ class _Spec:
     width: int | None
     prec: int | None
     verb: str
+    notes: str = ""
+    """Go's `%!(BADWIDTH)` / `%!(BADPREC)` for a `*` operand that is too large."""
+    overflow: bool = False
+    """A literal width or precision too long for Go's parser: the rest of the format is lost."""
+
+
+TOO_LARGE = 1_000_000
+"""Go's fmt refuses widths and precisions beyond a million (`tooLarge`): never pad to more."""
 
 
 def sprintf(fmt: str, args: Sequence[object]) -> str:
@@ -198,6 +206,10 @@ def sprintf(fmt: str, args: Sequence[object]) -> str:
         assert m is not None
         pos = m.end()
         spec, used = _read_spec(m, queue, used)
+        if spec.overflow:  # Go's parsenum gives up at the end of the format
+            out.append("%!(NOVERB)")
+            break
+        out.append(spec.notes)
         if spec.verb == "%":
             out.append("%")
             continue
@@ -219,17 +231,29 @@ def _read_spec(m: re.Match[str], args: list[object], used: int) -> tuple[_Spec, 
     flags, width_text, prec_text, verb = m.group(1), m.group(2), m.group(3), m.group(4) or ""
     width: int | None = None
     prec: int | None = None
+    notes = ""
     if width_text == "*":
         width, used = _star(args, used)
+        if width is not None and abs(width) > TOO_LARGE:
+            width, notes = None, notes + "%!(BADWIDTH)"
     elif width_text:
         width = int(width_text)
     if prec_text == "*":
         prec, used = _star(args, used)
+        if prec is not None and abs(prec) > TOO_LARGE:
+            prec, notes = None, notes + "%!(BADPREC)"
     elif prec_text is not None:
         prec = int(prec_text or 0)
+    overflow = any(_overflows(text) for text in (width_text, prec_text) if text and text != "*")
     if width is not None and width < 0:
         flags, width = flags + "-", -width
-    return _Spec(flags, width, prec, verb), used
+    return _Spec(flags, width, prec, verb, notes, overflow), used
+
+
+def _overflows(digits: str) -> bool:
+    """Go's parsenum stops with an error once the number so far exceeds a million and
+    another digit follows."""
+    return len(digits) > 1 and int(digits[:-1]) > TOO_LARGE
 
 
 def _star(args: list[object], used: int) -> tuple[int | None, int]:

@@ -371,10 +371,10 @@ class Lexer:
         return self.text.startswith(RIGHT, self.pos)
 
     def lex_number(self) -> bool:
-        if self.peek() in "+-":
+        if self.peek() and self.peek() in "+-":
             self.next()
         digits = "0123456789_"
-        if self.peek() == "0" and self.peek(1) in "xXoObB":
+        if self.peek() == "0" and self.peek(1) and self.peek(1) in "xXoObB":  # "" is in any str
             self.next()
             marker = self.next().lower()
             digits = {"x": "0123456789abcdefABCDEF_", "o": "01234567_", "b": "01_"}[marker]

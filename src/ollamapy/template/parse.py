@@ -20,6 +20,13 @@ OPERAND_KINDS = frozenset(
 CONSTANT_NODES = (n.BoolNode, n.DotNode, n.NilNode, n.NumberNode, n.StringNode)
 
 
+MAX_DEPTH = 100
+"""Nesting (of `if`/`range`/`with`/`else if` and of parentheses) a template may use. Go
+allows 10000 parentheses; a Python parser and executor recurse per level, so a template
+from a request or a Modelfile could exhaust the stack instead: real templates nest a few
+levels."""
+
+
 class Parser:
     """Parses one source text into `trees` (name -> body); nested defines add entries."""
 
@@ -30,6 +37,7 @@ class Parser:
         self.funcs = funcs
         self.vars: list[str] = ["$"]
         self.range_depth = 0
+        self.depth = 0
         self.line = 1
         self.trees: dict[str, n.ListNode] = {}
 
@@ -176,6 +184,7 @@ class Parser:
     def branch_control(self, tok: Token) -> n.Node:
         context = tok.value
         saved_vars = len(self.vars)
+        self.deeper()
         try:
             pipe = self.pipeline(context, Kind.RIGHT_DELIM)
             self.range_depth += context == "range"
@@ -184,7 +193,14 @@ class Parser:
             else_body = self._else_part(context, end)
         finally:
             del self.vars[saved_vars:]
+            self.depth -= 1
         return _BRANCHES[tok.kind](pipe.pos, pipe.line, pipe, body, else_body)
+
+    def deeper(self) -> None:
+        """One more level of nesting; too many is a syntax error (see `MAX_DEPTH`)."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error("max expression depth exceeded")
 
     def _else_part(self, context: str, end: n.Node) -> n.ListNode | None:
         if not isinstance(end, n.ElseNode):
@@ -332,7 +348,11 @@ class Parser:
         return n.StringNode(tok.pos, tok.value, unquote(tok.value, self))
 
     def paren(self, tok: Token) -> n.Node:
-        return self.pipeline("parenthesized pipeline", Kind.RIGHT_PAREN)
+        self.deeper()
+        try:
+            return self.pipeline("parenthesized pipeline", Kind.RIGHT_PAREN)
+        finally:
+            self.depth -= 1
 
 
 _BRANCHES: dict[Kind, type[n.BranchNode]] = {
@@ -394,10 +414,16 @@ def unquote(text: str, parser: Parser) -> str:
 
     def replace(m: re.Match[str]) -> str:
         esc = m.group(1)
-        if esc[0] in "xuU":
-            return chr(int(esc[1:], 16))
-        if esc[0] in "01234567":
-            return chr(int(esc, 8))
+        if len(esc) > 1 and esc[0] in "xuU":  # a lone `\x` (no hex digits) is invalid
+            value = int(esc[1:], 16)
+            if esc[0] != "x" and (value > 0x10FFFF or 0xD800 <= value <= 0xDFFF):
+                raise parser.error("invalid syntax")  # not a Unicode scalar value
+            return chr(value)
+        if len(esc) == 3:
+            value = int(esc, 8)
+            if value > 0xFF:
+                raise parser.error("invalid syntax")
+            return chr(value)
         if esc in _ESCAPES:
             return _ESCAPES[esc]
         if esc in ("\\", quote_char):

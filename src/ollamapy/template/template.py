@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ollamapy.template import nodes as n
+from ollamapy.template.errors import TemplateExecError, TemplateSyntaxError
 from ollamapy.template.exec import Executor, Source
 from ollamapy.template.funcs import NAMES
 from ollamapy.template.parse import Parser
@@ -28,7 +29,10 @@ class Template:
     @classmethod
     def parse(cls, text: str, name: str = "") -> Template:
         """Parse `text`; raises TemplateSyntaxError (a TemplateError) with Go's message."""
-        trees = Parser(name, text, NAMES).parse()
+        try:
+            trees = Parser(name, text, NAMES).parse()
+        except RecursionError:  # a shape MAX_DEPTH does not bound (a long else-if chain)
+            raise TemplateSyntaxError(name, 1, "max expression depth exceeded") from None
         return cls(name, text, trees)
 
     @property
@@ -42,7 +46,13 @@ class Template:
 
         `today` feeds `currentDate`/`yesterdayDate`, injectable so output can be pinned.
         """
-        return Executor(Source(self.name, self.text), self.trees, today).run(self.name, data)
+        executor = Executor(Source(self.name, self.text), self.trees, today)
+        try:
+            return executor.run(self.name, data)
+        except RecursionError:  # templates calling templates, each nested deeply
+            raise TemplateExecError(
+                self.name, 1, 0, self.name, "", "exceeded maximum template depth"
+            ) from None
 
     def identifiers(self) -> frozenset[str]:
         """Every field name the template mentions anywhere (`.A.B`, `$x.A`, `(f).A`)."""

@@ -96,7 +96,9 @@ def validate_options(raw: object) -> dict[str, Any]:
     for key, value in raw.items():
         spec = OPTION_SPECS.get(key)
         if spec is None:
-            log.warning("invalid option provided: %s", key)  # Ollama's words, removed ones too
+            # Ollama's words, removed ones too; escaped (as slog quotes), so a key with a
+            # newline cannot forge a log line
+            log.warning("invalid option provided: %s", key.encode("unicode_escape").decode())
             continue
         if value is None:
             continue
