@@ -38,6 +38,7 @@ DESCRIPTIONS: dict[str, str] = {
     "OLLAMA_MULTIUSER_CACHE": "optimize prompt caching for multi-user scenarios",
     "OLLAMA_NOHISTORY": "do not keep readline history in `ollama run`",
     "OLLAMA_INSECURE": "allow plain-http registries",
+    "OLLAMA_DRAFT_MAX": "most tokens speculative decoding drafts per step, 0 = off (default 16)",
 }
 
 DEFAULT_ORIGINS: tuple[str, ...] = (
@@ -136,6 +137,9 @@ class Config:
     tmpdir: str = ""
     nohistory: bool = False
     insecure: bool = False
+    draft_max: int = 16
+    """The runners' default for the `draft_max` option (speculative decoding by prompt
+    lookup; 0 turns it off unless a request or Modelfile asks for it)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -158,6 +162,7 @@ class Config:
             tmpdir=env.get("OLLAMA_TMPDIR", "").strip(),
             nohistory=_flag(env.get("OLLAMA_NOHISTORY")),
             insecure=_flag(env.get("OLLAMA_INSECURE")),
+            draft_max=_uint(env, "OLLAMA_DRAFT_MAX", 16),
         )
 
     @property

@@ -8,6 +8,7 @@ import pytest
 
 from ollamapy.errors import BadRequestError
 from ollamapy.types import RunnerOptions, validate_options
+from ollamapy.types.options import SamplingOptions, parse_option_text
 
 IMPOSSIBLE = {
     "num_ctx=0": {"num_ctx": 0},
@@ -46,3 +47,17 @@ def test_the_message_names_the_value_and_what_is_allowed() -> None:
     with pytest.raises(BadRequestError) as caught:
         validate_options({"num_ctx": 0})
     assert caught.value.message == "option 'num_ctx' must be a positive number, got 0"
+
+
+def test_draft_max_is_a_request_option_with_a_floor_of_zero() -> None:
+    assert validate_options({"draft_max": 0}) == {"draft_max": 0}
+    assert SamplingOptions.from_options({"draft_max": 8}).draft_max == 8
+    assert SamplingOptions().draft_max is None  # the runner's default applies
+    with pytest.raises(BadRequestError, match="option 'draft_max' must be 0"):
+        validate_options({"draft_max": -1})
+    with pytest.raises(BadRequestError, match="must be of type integer"):
+        validate_options({"draft_max": "many"})
+
+
+def test_draft_max_is_a_modelfile_parameter() -> None:
+    assert parse_option_text("draft_max", "24") == 24

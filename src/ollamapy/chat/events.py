@@ -50,6 +50,10 @@ class Final:
     load_duration: int = 0
     total_duration: int = 0
     context: list[int] = field(default_factory=list)
+    draft_count: int = 0
+    """Tokens speculative decoding drafted (ours; in the native final stats when not 0)."""
+    draft_accepted_count: int = 0
+    """How many of them the model confirmed."""
 
 
 Event: TypeAlias = Delta | Final

@@ -30,6 +30,7 @@ from ollamapy.runner.launch import LaunchArgs
 from ollamapy.runner.loader import LoadedModel
 from ollamapy.runner.native import NativeError, SamplerChain
 from ollamapy.runner.sampling import plan_sampler_chain
+from ollamapy.runner.speculate import NgramIndex
 from ollamapy.runner.tokens import PromptTokenizer
 
 log = logging.getLogger(__name__)
@@ -222,6 +223,9 @@ def _make_job(
     except NativeError as exc:
         raise BadRequestError(str(exc)) from exc
     channel = Channel(outbox, hold_text=not req.stream)
+    draft_max = req.options.draft_max
+    if draft_max is None:
+        draft_max = loaded.args.draft_max
     job = Job(
         prompt=tokens,
         options=req.options,
@@ -230,5 +234,7 @@ def _make_job(
         logprobs=req.logprobs,
         top_logprobs=req.top_logprobs,
         shift=req.shift,
+        drafter=NgramIndex(tokens=tokens) if draft_max > 0 else None,
+        draft_max=max(draft_max, 0),
     )
     return job, channel

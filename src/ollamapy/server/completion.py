@@ -248,6 +248,8 @@ def final(done: CompletionDone, timing: Timing) -> Final:
         load_duration=timing.load_duration,
         total_duration=timing.total(),
         context=done.tokens,
+        draft_count=done.draft_count,
+        draft_accepted_count=done.draft_accepted_count,
     )
 
 

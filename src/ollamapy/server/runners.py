@@ -25,6 +25,7 @@ def runner_factory(config: Config) -> Callable[[ModelLoad], Awaitable[ProcessRun
             num_parallel=load.num_parallel,
             flash_attention=config.flash_attention or None,
             kv_cache_type=config.kv_cache_type or None,
+            draft_max=config.draft_max,
             verbose=config.debug,
         )
         return await start_runner(spec, load_timeout=config.load_timeout)
