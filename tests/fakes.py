@@ -91,6 +91,8 @@ class Script:
     embedded: list[str] = field(default_factory=list)
     cancelled: int = 0
     started: int = 0
+    drafts: tuple[int, int] = (0, 0)
+    """The drafted and accepted token counts the done line reports."""
 
 
 class ScriptedRunner:
@@ -140,7 +142,14 @@ class ScriptedRunner:
             self.script.cancelled += 1
             raise
         yield CompletionDone(
-            self.script.done_reason, len(prompt), 1000, len(generated), 2000, prompt + generated
+            self.script.done_reason,
+            len(prompt),
+            1000,
+            len(generated),
+            2000,
+            prompt + generated,
+            draft_count=self.script.drafts[0],
+            draft_accepted_count=self.script.drafts[1],
         )
 
     async def tokenize(self, content: str, *, add_special: bool = True) -> list[int]:
