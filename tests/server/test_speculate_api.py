@@ -65,3 +65,15 @@ def test_the_final_stats_carry_the_drafted_counts(server: ScriptedServer) -> Non
 
 def test_no_drafts_no_draft_fields(server: ScriptedServer) -> None:
     assert not [key for key in generate(server).json() if key.startswith("draft")]
+
+
+def test_ps_totals_the_drafted_counts_of_the_loaded_model(server: ScriptedServer) -> None:
+    before = httpx.get(f"{server.url}/api/ps", timeout=30).json()["models"]
+    drafted = sum(model.get("draft_count", 0) for model in before)
+    accepted = sum(model.get("draft_accepted_count", 0) for model in before)
+    server.script.drafts = (10, 4)
+    generate(server)
+    generate(server)
+    (model,) = httpx.get(f"{server.url}/api/ps", timeout=30).json()["models"]
+    assert model["draft_count"] == drafted + 20
+    assert model["draft_accepted_count"] == accepted + 8

@@ -141,6 +141,10 @@ class LoadedModel(Generic[RunnerT]):
     requested: ModelLoad | None = None
     waiting_for_reload: int = 0
     stopping: asyncio.Task[None] | None = field(default=None, repr=False)
+    drafted: int = 0
+    """Tokens speculative decoding drafted in this runner's completions (for /api/ps)."""
+    draft_accepted: int = 0
+    """How many of them the model confirmed."""
 
     def serves(self, load: ModelLoad) -> bool:
         """Whether a request for `load` can use this runner without a reload."""

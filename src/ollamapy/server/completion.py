@@ -167,6 +167,8 @@ async def complete(
         async with contextlib.aclosing(runner.completion(request)) as chunks:
             async for chunk in chunks:
                 if isinstance(chunk, CompletionDone):
+                    entry.drafted += chunk.draft_count
+                    entry.draft_accepted += chunk.draft_accepted_count
                     tail = split.finish()
                     if tail is not None:
                         yield tail

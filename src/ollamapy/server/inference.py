@@ -186,6 +186,18 @@ def _ps_entry(state: ServerState, entry: LoadedModel[Any]) -> Json:
         "expires_at": _expiry_text(expires),
         "size_vram": entry.size_vram,
         "context_length": load.options.num_ctx,  # per sequence, as a request sees it
+    } | _ps_drafts(entry)
+
+
+def _ps_drafts(entry: LoadedModel[Any]) -> Json:
+    """Speculative decoding's totals since the load (ours; only once something was
+    drafted, so the entry otherwise has exactly Ollama's fields)."""
+    if not entry.drafted:
+        return {}
+    return {
+        "draft_count": entry.drafted,
+        "draft_accepted_count": entry.draft_accepted,
+        "draft_acceptance_rate": round(entry.draft_accepted / entry.drafted, 4),
     }
 
 
