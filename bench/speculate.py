@@ -368,12 +368,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref-spec", default="ngram-simple,ngram-mod", help="llama-server types")
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--edit-tokens", type=int, default=N_PREDICT["edit"], help="edit num_predict")
+    ap.add_argument("--story-tokens", type=int, default=N_PREDICT["story"], help="story tokens")
     ns = ap.parse_args(argv)
     if ns.model not in TEMPLATES:
         raise SystemExit(f"--model must be one of {', '.join(TEMPLATES)}")
     ref = None if ns.no_reference else reference.find()
     if ref is None and not ns.no_reference:
         _log("no llama-server build found: measuring our side only")
+    N_PREDICT.update(edit=ns.edit_tokens, story=ns.story_tokens)
     started = time.time()
     result = run(
         model_path(ns.model),
