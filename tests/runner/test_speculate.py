@@ -7,6 +7,7 @@ import pytest
 from ollamapy.runner.speculate import (
     PAUSE_FIRST,
     PAUSE_MAX,
+    DecodeCost,
     DraftPacer,
     NgramIndex,
     best_length,
@@ -132,3 +133,24 @@ class TestDraftPacer:
         pacer.record(4, 4)
         pacer.record(8, 3)
         assert (pacer.drafted, pacer.accepted) == (12, 7)
+
+
+class TestDecodeCost:
+    def test_the_prior_until_the_batch_sizes_vary(self) -> None:
+        cost = DecodeCost(prior=0.6)
+        for _ in range(20):
+            cost.add(1, 0.010)
+        assert cost.share == 0.6
+
+    def test_learns_the_share_of_one_more_token(self) -> None:
+        cost = DecodeCost(prior=0.6)
+        for tokens in [1, 2, 5, 1, 9, 3] * 5:
+            cost.add(tokens, 0.008 + 0.002 * tokens)  # a = 8 ms, b = 2 ms
+        assert cost.share == pytest.approx(0.2)
+
+    def test_compute_bound_decodes_make_drafts_unprofitable(self) -> None:
+        cost = DecodeCost(prior=0.1)
+        for tokens in [1, 4, 2, 8] * 5:
+            cost.add(tokens, 0.010 * tokens)
+        assert cost.share == pytest.approx(1.0)
+        assert best_length(0.9, cost.share, 16) == 0

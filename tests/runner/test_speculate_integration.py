@@ -28,7 +28,7 @@ from ollamapy.runner.loader import LoadedModel
 from ollamapy.runner.native import SamplerChain
 from ollamapy.runner.protocol import CompletionChunk, CompletionDone, CompletionEvent
 from ollamapy.runner.sampling import plan_sampler_chain
-from ollamapy.runner.speculate import NgramIndex
+from ollamapy.runner.speculate import DecodeCost, NgramIndex
 from ollamapy.types.logprobs import TokenLogprob
 from ollamapy.types.options import SamplingOptions
 from tests.conftest import bundled_model_file
@@ -140,7 +140,9 @@ class Harness:
 
 
 def _harness(key: str, **launch: Any) -> Iterator[Harness]:
-    with running_engine(bundled_model_file(key), **launch) as (loaded, engine):
+    # A fixed, low draft cost: how much is drafted must not depend on the machine's timing.
+    cost = DecodeCost(prior=0.3, fixed=True)
+    with running_engine(bundled_model_file(key), draft_cost=cost, **launch) as (loaded, engine):
         yield Harness(key, loaded, engine)
 
 

@@ -53,7 +53,7 @@ from ollamapy.runner.protocol import (
     DoneReason,
 )
 from ollamapy.runner.sampling import token_logprob
-from ollamapy.runner.speculate import CPU_DRAFT_COST, DraftPacer, NgramIndex
+from ollamapy.runner.speculate import DecodeCost, DraftPacer, NgramIndex
 from ollamapy.runner.textstream import StopMatcher, Utf8Decoder
 from ollamapy.types.logprobs import TokenLogprob
 from ollamapy.types.options import SamplingOptions
@@ -177,12 +177,12 @@ class Engine:
         *,
         n_batch: int,
         on_flush: Callable[[], None] | None = None,
-        draft_cost: float = CPU_DRAFT_COST,
+        draft_cost: DecodeCost | None = None,
     ) -> None:
         """`draft_cost`: what one more token in a decode costs, as a share of a one-token
-        decode (see `speculate.DraftPacer`)."""
+        decode, learned from the decodes (see `speculate.DecodeCost`)."""
         self._model = model
-        self._draft_cost = draft_cost
+        self._draft_cost = draft_cost or DecodeCost()
         self._on_flush = on_flush
         self._ctx = ctx
         self._n_ctx = ctx.n_ctx_seq
@@ -333,9 +333,7 @@ class Engine:
         slot.t_prompt_start = slot.t_prompt_end = 0
         slot.logprobs.clear()
         slot.decoded = slot.emitted = 0
-        slot.pacer = DraftPacer(
-            job.draft_max if job.drafter is not None else 0, cost=self._draft_cost
-        )
+        slot.pacer = DraftPacer(job.draft_max if job.drafter is not None else 0)
         slot.indexed = 0
 
     def _best_donor(self, slot: Slot, prompt: list[int]) -> tuple[Slot | None, int]:
@@ -388,9 +386,11 @@ class Engine:
                 batch.add_outputs(draft, pos + 1, slot.seq)
                 slot.cache.extend(draft)
             outputs.append((slot, index, draft))
+        generation_only = True
         for slot in self._slots:
             if slot.job is None or not slot.pending or batch.room == 0:
                 continue
+            generation_only = False
             chunk = slot.pending[: batch.room]
             del slot.pending[: len(chunk)]
             if not slot.t_prompt_start:
@@ -403,10 +403,13 @@ class Engine:
         if batch.n_tokens == 0:
             return
         self._flush()
+        started = time.perf_counter_ns()
         rc = self._ctx.decode(batch)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
         now = time.perf_counter_ns()
+        if generation_only:
+            self._draft_cost.add(batch.n_tokens, (now - started) / 1e9)
         for slot, index, draft in outputs:
             if slot.job is None:
                 continue
@@ -425,6 +428,7 @@ class Engine:
         job = slot.job
         if job is None or job.drafter is None:
             return []
+        slot.pacer.cost = self._draft_cost.share
         limit = min(slot.pacer.budget(), room, self._n_ctx - len(slot.cache) - 1)
         if slot.num_predict > 0:
             limit = min(limit, slot.num_predict - len(slot.generated) - 1)

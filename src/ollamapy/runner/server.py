@@ -31,7 +31,7 @@ from ollamapy.runner.engine import Engine
 from ollamapy.runner.launch import LaunchArgs, ListeningLine
 from ollamapy.runner.loader import load
 from ollamapy.runner.native import init_backend
-from ollamapy.runner.speculate import CPU_DRAFT_COST, GPU_DRAFT_COST
+from ollamapy.runner.speculate import CPU_DRAFT_COST, GPU_DRAFT_COST, DecodeCost
 from ollamapy.runner.tokens import PromptTokenizer
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ async def _load_into(state: RunnerState, server: uvicorn.Server) -> None:
             loaded.context,
             n_batch=state.args.num_batch,
             on_flush=outbox.flush,
-            draft_cost=GPU_DRAFT_COST if loaded.n_gpu_layers > 0 else CPU_DRAFT_COST,
+            draft_cost=DecodeCost(GPU_DRAFT_COST if loaded.n_gpu_layers > 0 else CPU_DRAFT_COST),
         )
         engine.start()
     except Exception as exc:

@@ -101,6 +101,44 @@ LEARNING_RATE = 0.15
 """Weight of one observed drafted position in the acceptance estimate."""
 
 
+@dataclass(slots=True)
+class DecodeCost:
+    """What one more token in a decode costs, as a share of a one-token decode, learned
+    from the engine's own decodes: a least-squares line `time = a + b * tokens` over the
+    generation steps (exponentially weighted, so it follows the machine's load), and the
+    share is b / (a + b). Until the steps have varied enough in size to fit a line, it is
+    the `prior` (`CPU_DRAFT_COST` or `GPU_DRAFT_COST`). On 2 busy CPU cores with one
+    thread it comes out near 1 (a batch costs what its tokens cost one by one, so drafts
+    cannot pay); on a GPU near 0.
+    """
+
+    prior: float = CPU_DRAFT_COST
+    decay: float = 0.98
+    fixed: bool = False
+    """Always the prior (tests that must not depend on timing)."""
+    _sums: list[float] = field(default_factory=lambda: [0.0] * 5)
+
+    def add(self, tokens: int, seconds: float) -> None:
+        """Record one decode of `tokens` tokens (generation only, no prompt chunk)."""
+        sums, d, n = self._sums, self.decay, float(tokens)
+        for i, value in enumerate((1.0, n, n * n, seconds, n * seconds)):
+            sums[i] = d * sums[i] + value
+
+    @property
+    def share(self) -> float:
+        if self.fixed:
+            return self.prior
+        s0, s1, s2, t0, t1 = self._sums
+        spread = s0 * s2 - s1 * s1
+        if s0 < 4 or spread < 0.25 * s0 * s0:  # sizes too alike (variance < 0.25)
+            return self.prior
+        b = (s0 * t1 - s1 * t0) / spread
+        a = (t0 - b * s1) / s0
+        if a + b <= 0:
+            return self.prior
+        return min(max(b / (a + b), 0.01), 1.0)
+
+
 def expected_gain(alpha: float, cost: float, length: int) -> float:
     """Tokens per unit of decode cost when drafting `length` tokens, each accepted with
     probability `alpha` given the ones before it: (1 + alpha + ... + alpha^length) over
