@@ -128,8 +128,10 @@ class Harness:
             else:
                 raise AssertionError(f"generation failed: {event}")
 
-    def run(self, prompt: list[int], draft_max: int, **options: Any) -> Run:
-        return self.collect(self.submit(prompt, draft_max, **options))
+    def run(
+        self, prompt: list[int], draft_max: int, *, logprobs: bool = False, **options: Any
+    ) -> Run:
+        return self.collect(self.submit(prompt, draft_max, logprobs=logprobs, **options))
 
     def warm(self, *prompts: list[int]) -> None:
         """Cache each prompt in a slot of its own (one token generated), so the runs that
@@ -176,16 +178,46 @@ def test_greedy_output_is_the_same_with_drafts(model: str, request: pytest.Fixtu
     assert drafted.done.draft_accepted_count > drafted.done.eval_count // 4  # it copied
 
 
+TIE = 0.5
+"""Largest log-probability gap between two tokens that a change of batch shape swapped
+on this machine (0.26, SmolLM2 Q4_1, with no drafts at all; see below)."""
+
+
+def assert_same_up_to_a_tie(plain: Run, drafted: Run) -> None:
+    """The same tokens, or the same up to a close call that the other run decided the
+    other way: at the first difference, the drafted run's token is within `TIE` of the
+    plain run's choice in the plain run's own logprobs (what follows differs anyway)."""
+    pairs = zip(plain.tokens, drafted.tokens, strict=False)
+    first = next((i for i, (a, b) in enumerate(pairs) if a != b), None)
+    if first is None:
+        assert_same(plain, drafted)
+        return
+    chosen, other = plain.logprobs[first], drafted.logprobs[first]
+    rival = [alt.logprob for alt in chosen.top_logprobs if alt.bytes == other.bytes]
+    assert rival, f"token {first}: {other.token!r} is not among {chosen.top_logprobs}"
+    assert chosen.logprob - rival[0] < TIE
+
+
+def run_together(harness: Harness, prompts: list[list[int]], draft_max: int) -> list[Run]:
+    queues = [harness.submit(prompt, draft_max, logprobs=True) for prompt in prompts]
+    return [harness.collect(events) for events in queues]
+
+
 def test_parallel_sequences_each_with_their_own_drafts(smollm2: Harness) -> None:
+    """Three sequences decoding together, with drafts and without. Not bit-exact:
+    llama.cpp's CPU kernels round a decode of several sequences differently from one of
+    other shapes, and SmolLM2 on these prompts takes another token at a close call (a
+    0.26 logprob gap) even with no drafts at all (alone vs together); drafts change the
+    batch shapes too. So each pair must agree up to their first close call."""
     asks = [ASK, ASK.replace("split_header", "read_header"), "Count from 1 to 30, comma separated."]
     prompts = [smollm2.prompt(ask) for ask in asks]
     smollm2.warm(*prompts)
-    alone = [smollm2.run(prompt, 0) for prompt in prompts]
-    queues = [smollm2.submit(prompt, 16) for prompt in prompts]
-    together = [smollm2.collect(events) for events in queues]
-    for plain, drafted in zip(alone, together, strict=True):
-        assert_same(plain, drafted)
-    assert all(run.drafted > 0 for run in together)
+    plain = run_together(smollm2, prompts, 0)
+    smollm2.warm(*prompts)
+    drafted = run_together(smollm2, prompts, 16)
+    for without, with_drafts in zip(plain, drafted, strict=True):
+        assert_same_up_to_a_tie(without, with_drafts)
+    assert all(run.drafted > 0 for run in drafted)
 
 
 @pytest.mark.parametrize("num_predict", [1, 2, 7, 33])
