@@ -7,6 +7,7 @@
     python -m bench decode-parts [...]  (bench.decode_parts: decode's cost layer by layer)
     python -m bench agent-session [...]  (bench.agent_session: /v1/messages TTFT by turn)
     python -m bench vision [...]     (bench.vision: TTFT with an image vs llama-server)
+    python -m bench speculate [...]  (bench.speculate: speculative decoding vs llama-server)
 
 Writes bench/results/<date>-<host>.json and .md (plus PNG plots when matplotlib is
 installed) and prints the Markdown table.
@@ -462,6 +463,7 @@ COMMANDS = {
     "agent-session": "agent_session",
     "vision": "vision",
     "cores": "cores",
+    "speculate": "speculate",
 }
 """Sub-commands: `python -m bench <command> ...` runs that `bench` module's own CLI alone."""
 

@@ -106,6 +106,8 @@ class Script:
     started: int = 0
     threads: list[int] = field(default_factory=list)
     """Every thread count the scheduler gave a runner (`set_threads`), in order."""
+    drafts: tuple[int, int] = (0, 0)
+    """The drafted and accepted token counts the done line reports."""
 
 
 class ScriptedRunner:
@@ -163,6 +165,8 @@ class ScriptedRunner:
             prompt + generated,
             prompt_cached_count=min(self.script.cached, len(prompt)),
             stop_sequence=self.script.stop_sequence,
+            draft_count=self.script.drafts[0],
+            draft_accepted_count=self.script.drafts[1],
         )
 
     async def tokenize(self, content: str, *, add_special: bool = True) -> list[int]:

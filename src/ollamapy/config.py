@@ -44,6 +44,7 @@ DESCRIPTIONS: dict[str, str] = {
     "OLLAMA_TLS_CERT": "certificate (PEM) to serve HTTPS with; needs OLLAMA_TLS_KEY",
     "OLLAMA_TLS_KEY": "private key (PEM) of OLLAMA_TLS_CERT",
     "OLLAMA_TLS_CA": "CA certificate (PEM) the CLI trusts besides the system store",
+    "OLLAMA_DRAFT_MAX": "most tokens speculative decoding drafts per step, 0 = off (default 16)",
 }
 
 DEFAULT_ORIGINS: tuple[str, ...] = (
@@ -146,6 +147,9 @@ class Config:
     tls_cert: str = ""
     tls_key: str = ""
     share_cores: bool = True
+    draft_max: int = 16
+    """The runners' default for the `draft_max` option (speculative decoding by prompt
+    lookup; 0 turns it off unless a request or Modelfile asks for it)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -171,6 +175,7 @@ class Config:
             api_keys_required=_flag(env.get("OLLAMA_API_KEYS_REQUIRED")),
             share_cores=_flag(env.get("OLLAMA_SHARE_CORES", "").strip() or "1"),
             **_tls_pair(env),
+            draft_max=_uint(env, "OLLAMA_DRAFT_MAX", 16),
         )
 
     @property

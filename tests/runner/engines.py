@@ -11,15 +11,20 @@ from ollamapy.runner.engine import Engine
 from ollamapy.runner.launch import LaunchArgs
 from ollamapy.runner.loader import LoadedModel, load
 from ollamapy.runner.native import init_backend
+from ollamapy.runner.speculate import DecodeCost
 
 
 @contextlib.contextmanager
-def running_engine(model_path: Path, **launch: Any) -> Iterator[tuple[LoadedModel, Engine]]:
+def running_engine(
+    model_path: Path, *, draft_cost: DecodeCost | None = None, **launch: Any
+) -> Iterator[tuple[LoadedModel, Engine]]:
     """Load `model_path` as a runner would (`launch` as LaunchArgs fields) and start its
-    engine; both are closed on exit."""
+    engine (`draft_cost` as the Engine's); both are closed on exit."""
     init_backend()
     loaded = load(LaunchArgs(model=str(model_path), **launch))
-    engine = Engine(loaded.model, loaded.context, n_batch=loaded.args.num_batch)
+    engine = Engine(
+        loaded.model, loaded.context, n_batch=loaded.args.num_batch, draft_cost=draft_cost
+    )
     engine.start()
     try:
         yield loaded, engine

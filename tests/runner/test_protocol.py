@@ -145,6 +145,20 @@ def test_completion_request_rejects(body: Any) -> None:
             },
             p.CompletionDone("stop", 3, 10, 5, 20, stop_sequence="\n\nHuman:"),
         ),
+        (
+            {
+                "done": True,
+                "done_reason": "stop",
+                "prompt_eval_count": 30,
+                "prompt_eval_duration": 10,
+                "eval_count": 5,
+                "eval_duration": 20,
+                "tokens": [1, 2],
+                "draft_count": 12,
+                "draft_accepted_count": 9,
+            },
+            p.CompletionDone("stop", 30, 10, 5, 20, [1, 2], draft_count=12, draft_accepted_count=9),
+        ),
     ],
 )
 def test_completion_lines(line: dict[str, Any], event: p.CompletionEvent) -> None:
@@ -231,7 +245,20 @@ def test_health_and_listening_line() -> None:
             verbose=True,
         ),
         launch.LaunchArgs(model="/m.gguf", use_mmap=True, flash_attention=False),
+        launch.LaunchArgs(model="/m.gguf", draft_max=0),
     ],
 )
 def test_launch_args_round_trip(args: launch.LaunchArgs) -> None:
     assert launch.LaunchArgs.from_argv(args.to_argv()) == args
+
+
+def test_a_done_line_without_drafts_has_no_draft_fields() -> None:
+    line = p.CompletionDone("stop", 3, 10, 5, 20, [1, 2]).to_json()
+    assert "draft_count" not in line and "draft_accepted_count" not in line
+
+
+def test_the_draft_max_option_reaches_the_runner() -> None:
+    request = p.CompletionRequest("hi", options=SamplingOptions(draft_max=0))
+    assert p.CompletionRequest.from_json(request.to_json()).options.draft_max == 0
+    unset = p.CompletionRequest.from_json(p.CompletionRequest("hi").to_json())
+    assert unset.options.draft_max is None

@@ -86,3 +86,16 @@ def test_the_cached_count_stays_off_the_native_wire() -> None:
     assert "prompt_cached_count" not in generate_json("m", final, with_context=True)
     assert "prompt_cached_count" not in chat_json("m", final)
     assert chat_json("m", final)["prompt_eval_count"] == 30
+
+
+def test_speculative_decoding_counts_are_in_the_final_stats_when_drafted() -> None:
+    final = Final("stop", eval_count=40, draft_count=32, draft_accepted_count=24)
+    for line in (chat_json("m", final), generate_json("m", final, with_context=False)):
+        assert line["draft_count"] == 32
+        assert line["draft_accepted_count"] == 24
+        assert line["draft_acceptance_rate"] == 0.75
+
+
+def test_an_answer_without_drafts_has_only_ollamas_stats() -> None:
+    line = chat_json("m", Final("stop", eval_count=40))
+    assert not [key for key in line if key.startswith("draft")]

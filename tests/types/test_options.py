@@ -9,6 +9,7 @@ import pytest
 
 from ollamapy.errors import BadRequestError
 from ollamapy.types import RunnerOptions, validate_options
+from ollamapy.types.options import SamplingOptions, parse_option_text
 
 IMPOSSIBLE = {
     "num_ctx=0": {"num_ctx": 0},
@@ -58,3 +59,17 @@ def test_an_unknown_option_is_logged_on_one_line_whatever_its_name(
     (record,) = caplog.records
     assert "\n" not in record.getMessage()
     assert record.getMessage() == "invalid option provided: x\\ntime=0 level=ERROR msg=forged"
+
+
+def test_draft_max_is_a_request_option_with_a_floor_of_zero() -> None:
+    assert validate_options({"draft_max": 0}) == {"draft_max": 0}
+    assert SamplingOptions.from_options({"draft_max": 8}).draft_max == 8
+    assert SamplingOptions().draft_max is None  # the runner's default applies
+    with pytest.raises(BadRequestError, match="option 'draft_max' must be 0"):
+        validate_options({"draft_max": -1})
+    with pytest.raises(BadRequestError, match="must be of type integer"):
+        validate_options({"draft_max": "many"})
+
+
+def test_draft_max_is_a_modelfile_parameter() -> None:
+    assert parse_option_text("draft_max", "24") == 24

@@ -52,6 +52,10 @@ class Final:
     context: list[int] = field(default_factory=list)
     stop_sequence: str | None = None
     """The request's stop string that ended the answer (Anthropic's `stop_sequence`)."""
+    draft_count: int = 0
+    """Tokens speculative decoding drafted (ours; in the native final stats when not 0)."""
+    draft_accepted_count: int = 0
+    """How many of them the model confirmed."""
 
 
 Event: TypeAlias = Delta | Final

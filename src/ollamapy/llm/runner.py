@@ -97,6 +97,7 @@ class RunnerSpec:
     embedding: bool = False
     flash_attention: bool | None = None
     kv_cache_type: str | None = None
+    draft_max: int = launch.DEFAULT_DRAFT_MAX
     verbose: bool = False
 
     def launch_args(self, *, parent_pid: int | None = None) -> launch.LaunchArgs:
@@ -113,6 +114,7 @@ class RunnerSpec:
             use_mmap=o.use_mmap,
             flash_attention=self.flash_attention,
             kv_cache_type=self.kv_cache_type,
+            draft_max=self.draft_max,
             embedding=self.embedding,
             lora=tuple(str(a) for a in self.adapters),
             mmproj=None if self.projector is None else str(self.projector),

@@ -31,6 +31,7 @@ from ollamapy.runner.launch import LaunchArgs
 from ollamapy.runner.loader import LoadedModel
 from ollamapy.runner.native import NativeError, SamplerChain
 from ollamapy.runner.sampling import plan_sampler_chain
+from ollamapy.runner.speculate import NgramIndex
 from ollamapy.runner.textstream import TraceLimit
 from ollamapy.runner.tokens import PromptTokenizer
 from ollamapy.runner.vision import ImagePrompt, is_image
@@ -267,6 +268,9 @@ def _make_job(
     except NativeError as exc:
         raise BadRequestError(str(exc)) from exc
     channel = Channel(outbox, hold_text=not req.stream)
+    draft_max = req.options.draft_max
+    if draft_max is None:
+        draft_max = loaded.args.draft_max
     job = Job(
         prompt=tokens,
         options=req.options,
@@ -276,6 +280,8 @@ def _make_job(
         top_logprobs=req.top_logprobs,
         shift=req.shift,
         images={} if layout is None else layout.images,
+        drafter=NgramIndex(tokens=tokens) if draft_max > 0 and layout is None else None,
+        draft_max=max(draft_max, 0),
     )
     budget = req.trace_budget
     if budget is not None and grammar is None:  # a grammar decides the output itself

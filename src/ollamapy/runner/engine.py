@@ -15,6 +15,12 @@ Design (shaped after llama.cpp's server loop):
   `num_keep` tokens and drops half of the rest, like Ollama (unless `num_predict` is -2,
   "fill the context", or the request said `shift: false`: those end with done_reason
   "length").
+* Speculative decoding (`speculate.py`): a generating slot whose job allows drafts looks
+  its context up for a continuation (prompt lookup) and appends up to its pacer's budget
+  of drafted tokens behind its next token, every position with logits. After the decode
+  the slot's own sampler samples the positions in order and stops at the first token
+  that differs from the draft (`_verify`); the drafted tokens after it leave the KV cache
+  (`seq_rm`), so the sequence continues exactly as if they had never been drafted.
 * Logprobs (only for a job that asks): each sampled token's log-softmax entry waits in
   `Slot.logprobs` until its text has been emitted, and goes out on that chunk; a token
   whose text a stop string swallowed has no entry (see `_release_logprobs`).
@@ -48,6 +54,7 @@ from ollamapy.runner.protocol import (
     DoneReason,
 )
 from ollamapy.runner.sampling import token_logprob
+from ollamapy.runner.speculate import DecodeCost, DraftPacer, NgramIndex
 from ollamapy.runner.textstream import StopMatcher, TraceLimit, Utf8Decoder
 from ollamapy.runner.vision import chunk_of, image_start, is_image
 from ollamapy.types.logprobs import TokenLogprob
@@ -108,6 +115,11 @@ class Job:
     images: Mapping[int, ImageInput] = field(default_factory=dict)
     """The image chunks whose positions (negative ids, see `runner.vision`) the prompt
     holds, by chunk id."""
+    drafter: NgramIndex | None = None
+    """The prompt's n-gram index when the job may draft (speculative decoding), built
+    before the job is queued so the engine thread does not index long prompts."""
+    draft_max: int = 0
+    """Most tokens drafted per step (0: no speculative decoding)."""
 
     def cancel(self) -> None:
         """Ask the engine to stop this job (safe from any thread; acted on next step)."""
@@ -142,6 +154,9 @@ class Slot:
     )
     decoded: int = 0
     emitted: int = 0
+    # speculative decoding: the job's drafter has seen `indexed` of the generated tokens
+    pacer: DraftPacer = field(default_factory=lambda: DraftPacer(0))
+    indexed: int = 0
 
     @property
     def busy(self) -> bool:
@@ -192,8 +207,12 @@ class Engine:
         *,
         n_batch: int,
         on_flush: Callable[[], None] | None = None,
+        draft_cost: DecodeCost | None = None,
     ) -> None:
+        """`draft_cost`: what one more token in a decode costs, as a share of a one-token
+        decode, learned from the decodes (see `speculate.DecodeCost`)."""
         self._model = model
+        self._draft_cost = draft_cost or DecodeCost()
         self._on_flush = on_flush
         self._ctx = ctx
         self._n_ctx = ctx.n_ctx_seq
@@ -346,6 +365,8 @@ class Engine:
         slot.t_prompt_start, slot.t_prompt_end = job.started_ns, 0
         slot.logprobs.clear()
         slot.decoded = slot.emitted = 0
+        slot.pacer = DraftPacer(job.draft_max if job.drafter is not None else 0)
+        slot.indexed = 0
 
     def _best_donor(self, slot: Slot, prompt: list[int]) -> tuple[Slot | None, int]:
         """The other slot whose cache shares the longest prefix with `prompt`, busy or
@@ -379,16 +400,29 @@ class Engine:
         """Build one batch from every busy slot, decode it, then sample per slot."""
         batch = self._batch
         batch.clear()
-        outputs: list[tuple[Slot, int]] = []
-        for slot in self._slots:
-            if slot.job is not None and slot.next_token is not None and self._make_room(slot):
-                index = batch.add(slot.next_token, len(slot.cache), slot.seq, True)
-                slot.cache.append(slot.next_token)
-                slot.next_token = None
-                outputs.append((slot, index))
+        outputs: list[tuple[Slot, int, list[int]]] = []
+        generating = [
+            slot
+            for slot in self._slots
+            if slot.job is not None and slot.next_token is not None and self._make_room(slot)
+        ]
+        for n, slot in enumerate(generating):
+            assert slot.next_token is not None
+            # every later generating slot still needs a place for its next token
+            draft = self._draft(slot, batch.room - (len(generating) - n))
+            pos = len(slot.cache)
+            index = batch.add(slot.next_token, pos, slot.seq, True)
+            slot.cache.append(slot.next_token)
+            slot.next_token = None
+            if draft:
+                batch.add_outputs(draft, pos + 1, slot.seq)
+                slot.cache.extend(draft)
+            outputs.append((slot, index, draft))
+        generation_only = True
         for slot in self._slots:
             if slot.job is None or not slot.pending:
                 continue
+            generation_only = False
             if not slot.t_prompt_start:
                 slot.t_prompt_start = time.perf_counter_ns()
             if is_image(slot.pending[0]):
@@ -403,18 +437,25 @@ class Engine:
             index = batch.add_run(chunk, len(slot.cache), slot.seq, done)
             slot.cache.extend(chunk)
             if done:
-                outputs.append((slot, index))
+                outputs.append((slot, index, []))
         if batch.n_tokens == 0:
             return
         self._flush()
+        started = time.perf_counter_ns()
         rc = self._ctx.decode(batch)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
         now = time.perf_counter_ns()
-        for slot, index in outputs:
-            if slot.job is not None:
-                if not slot.t_prompt_end:
-                    slot.t_prompt_end = now
+        if generation_only:
+            self._draft_cost.add(batch.n_tokens, (now - started) / 1e9)
+        for slot, index, draft in outputs:
+            if slot.job is None:
+                continue
+            if not slot.t_prompt_end:
+                slot.t_prompt_end = now
+            if draft:
+                self._verify(slot, index, draft)
+            else:
                 token = self._next_token(slot, index)
                 self._accept(slot, token, self._logprob(slot.job, index, token))
 
@@ -436,6 +477,50 @@ class Engine:
         image.decode(self._ctx, slot.seq, len(slot.cache), self._ctx.n_batch)
         slot.cache.extend(slot.pending[: image.n_tokens])
         del slot.pending[: image.n_tokens]
+
+    def _draft(self, slot: Slot, room: int) -> list[int]:
+        """The tokens to decode after the slot's next token (speculative decoding): a
+        continuation found in its context, no longer than its pacer allows, the batch's
+        `room`, the context or `num_predict` leave (the decode yields one more token)."""
+        job = slot.job
+        if job is None or job.drafter is None or job.trace is not None or slot.forced:
+            return []  # a trace budget may force tokens: those steps are not drafted
+        slot.pacer.cost = self._draft_cost.share
+        limit = min(slot.pacer.budget(), room, self._n_ctx - len(slot.cache) - 1)
+        if slot.num_predict > 0:
+            limit = min(limit, slot.num_predict - len(slot.generated) - 1)
+        if limit <= 0:
+            return []
+        job.drafter.extend(slot.generated[slot.indexed :])
+        slot.indexed = len(slot.generated)
+        return job.drafter.draft(limit)
+
+    def _verify(self, slot: Slot, index: int, draft: list[int]) -> None:
+        """Sample the positions of the next token and its draft in order with the job's
+        sampler, up to the first sampled token that is not the drafted one; drop the KV
+        of the drafted tokens after it; then handle the sampled tokens as usual.
+
+        Each sampler call sees the logits of the same context, and the chain the same
+        history, as without the draft: greedy output is identical, sampled output comes
+        from the same distribution (the rejection rule for a one-token draft)."""
+        job = slot.job
+        assert job is not None
+        sampled: list[tuple[int, TokenLogprob | None]] = []
+        for offset in range(len(draft) + 1):
+            token = job.sampler.sample(self._ctx, index + offset)
+            sampled.append((token, self._logprob(job, index + offset, token)))
+            if offset == len(draft) or token != draft[offset]:
+                break
+        accepted = len(sampled) - 1
+        slot.pacer.record(len(draft), accepted)
+        if accepted < len(draft):
+            keep = len(slot.cache) - (len(draft) - accepted)
+            self._ctx.seq_rm(slot.seq, keep, -1)
+            del slot.cache[keep:]
+        for token, logprob in sampled:
+            self._accept(slot, token, logprob)
+            if slot.job is None:
+                break
 
     def _make_room(self, slot: Slot) -> bool:
         """Ensure the slot's sequence can take one more token; False if it had to finish."""
@@ -532,6 +617,8 @@ class Engine:
             tokens=[t for t in slot.prompt if not is_image(t)] + slot.generated,
             prompt_cached_count=slot.prompt_cached_count,
             stop_sequence=slot.stops.matched,
+            draft_count=slot.pacer.drafted,
+            draft_accepted_count=slot.pacer.accepted,
         )
         self._emit(slot, done)
         self._release(slot)

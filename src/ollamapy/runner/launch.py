@@ -22,6 +22,10 @@ QUANTIZE_TYPES = {"F32": 0, "F16": 1, "Q8_0": 7, "Q4_K_S": 14, "Q4_K_M": 15}
 the quantizer child (`ollamapy.runner.quantize`) takes the name on its command line."""
 _QUANTIZE_ALIASES = {"Q4_K": "Q4_K_M"}
 
+DEFAULT_DRAFT_MAX = 16
+"""Most tokens speculative decoding (`runner.speculate`) drafts per step when neither the
+request nor the server says (`OLLAMA_DRAFT_MAX`, whose default this is too)."""
+
 
 def quantize_type_named(name: str) -> str:
     """The canonical file type for a user's spelling (`q4_k_m` -> `Q4_K_M`), else a
@@ -43,6 +47,7 @@ class LaunchArgs:
     `num_ctx` is the context of ONE sequence; the runner allocates `num_ctx * parallel`.
     `num_gpu` -1 means "all layers if this build can offload, else none"; `num_thread` 0
     means "the number of physical cores". `use_mmap` None lets llama.cpp decide.
+    `draft_max` is the default of the `draft_max` option (speculative decoding; 0 = off).
     `port` 0 makes the runner pick a free port and announce it on stdout.
     """
 
@@ -59,6 +64,7 @@ class LaunchArgs:
     use_mlock: bool = False
     flash_attention: bool | None = None
     kv_cache_type: str | None = None
+    draft_max: int = DEFAULT_DRAFT_MAX
     embedding: bool = False
     lora: tuple[str, ...] = ()
     mmproj: str | None = None
@@ -79,6 +85,8 @@ class LaunchArgs:
             argv.append("--flash-attn" if self.flash_attention else "--no-flash-attn")
         if self.kv_cache_type:
             argv += ["--kv-cache-type", self.kv_cache_type]
+        if self.draft_max != DEFAULT_DRAFT_MAX:
+            argv += ["--draft-max", str(self.draft_max)]
         if self.embedding:
             argv.append("--embedding")
         for path in self.lora:
@@ -108,6 +116,7 @@ class LaunchArgs:
             use_mlock=ns.mlock,
             flash_attention=ns.flash_attn,
             kv_cache_type=ns.kv_cache_type,
+            draft_max=ns.draft_max,
             embedding=ns.embedding,
             lora=tuple(ns.lora),
             mmproj=ns.mmproj,
@@ -133,6 +142,7 @@ def _argument_parser() -> argparse.ArgumentParser:
     p.add_argument("--flash-attn", dest="flash_attn", action="store_true", default=None)
     p.add_argument("--no-flash-attn", dest="flash_attn", action="store_false")
     p.add_argument("--kv-cache-type", default=None, choices=["f16", "q8_0", "q4_0"])
+    p.add_argument("--draft-max", type=int, default=DEFAULT_DRAFT_MAX, help="0 = no drafts")
     p.add_argument("--embedding", action="store_true")
     p.add_argument("--lora", action="append", default=[])
     p.add_argument("--mmproj", default=None, help="the vision projector GGUF")

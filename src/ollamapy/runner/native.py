@@ -475,6 +475,21 @@ class Batch(_Owned):
         self.struct.n_tokens = i + 1
         return i
 
+    def add_outputs(self, tokens: Sequence[int], pos: int, seq: int) -> int:
+        """Append consecutive tokens of one sequence, each with logits (a draft to verify);
+        return the index of the first one."""
+        start = self.n_tokens
+        token, position, seqs, logits = self._token, self._pos, self._seq, self._logits
+        for offset, tok in enumerate(tokens):
+            i = start + offset
+            token[i] = tok
+            position[i] = pos + offset
+            seqs[i][0] = seq
+            logits[i] = 1
+        self.n_tokens = start + len(tokens)
+        self.struct.n_tokens = self.n_tokens
+        return start
+
     def add_run(self, tokens: Sequence[int], pos: int, seq: int, logits_last: bool) -> int:
         """Append consecutive tokens of one sequence; return the index of the last one."""
         start = self.n_tokens

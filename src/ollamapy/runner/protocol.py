@@ -358,6 +358,9 @@ class CompletionDone:
     Ollama's runner reports it, whether or not a prefix came from the KV cache: clients
     bill and budget by it. `prompt_cached_count` says how many of those tokens were
     reused from the cache, and `prompt_eval_duration` is the time spent on the rest.
+
+    `draft_count` and `draft_accepted_count` count the tokens speculative decoding drafted
+    and the model confirmed (sent only when something was drafted; absent means 0).
     """
 
     done_reason: DoneReason
@@ -369,19 +372,30 @@ class CompletionDone:
     prompt_cached_count: int = 0
     stop_sequence: str | None = None
     """The stop string that ended the generation (done_reason "stop"), if one did."""
+    draft_count: int = 0
+    draft_accepted_count: int = 0
 
     def to_json(self) -> dict[str, Any]:
         # Not dataclasses.asdict: it deep-copies `tokens` item by item (ms for a long chat).
-        return {
-            "done": True,
-            "done_reason": self.done_reason,
-            "prompt_eval_count": self.prompt_eval_count,
-            "prompt_eval_duration": self.prompt_eval_duration,
-            "eval_count": self.eval_count,
-            "eval_duration": self.eval_duration,
-            "tokens": self.tokens,
-            "prompt_cached_count": self.prompt_cached_count,
-        } | ({} if self.stop_sequence is None else {"stop_sequence": self.stop_sequence})
+        drafts = (
+            {"draft_count": self.draft_count, "draft_accepted_count": self.draft_accepted_count}
+            if self.draft_count
+            else {}
+        )
+        return (
+            {
+                "done": True,
+                "done_reason": self.done_reason,
+                "prompt_eval_count": self.prompt_eval_count,
+                "prompt_eval_duration": self.prompt_eval_duration,
+                "eval_count": self.eval_count,
+                "eval_duration": self.eval_duration,
+                "tokens": self.tokens,
+                "prompt_cached_count": self.prompt_cached_count,
+            }
+            | drafts
+            | ({} if self.stop_sequence is None else {"stop_sequence": self.stop_sequence})
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,6 +429,8 @@ def parse_completion_line(raw: object) -> CompletionEvent:
             tokens=_int_list(data, "tokens"),
             prompt_cached_count=json_field(data, "prompt_cached_count", int, 0),
             stop_sequence=json_field(data, "stop_sequence", str, None),
+            draft_count=json_field(data, "draft_count", int, 0),
+            draft_accepted_count=json_field(data, "draft_accepted_count", int, 0),
         )
     return CompletionChunk(
         content=json_field(data, "content", str, ""), logprobs=_logprobs(data.get("logprobs"))

@@ -31,6 +31,7 @@ from ollamapy.runner.engine import Engine
 from ollamapy.runner.launch import LaunchArgs, ListeningLine
 from ollamapy.runner.loader import load
 from ollamapy.runner.native import init_backend
+from ollamapy.runner.speculate import CPU_DRAFT_COST, GPU_DRAFT_COST, DecodeCost
 from ollamapy.runner.tokens import PromptTokenizer
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,11 @@ async def _load_into(state: RunnerState, server: uvicorn.Server) -> None:
     try:
         outbox = Outbox(asyncio.get_running_loop())
         engine = Engine(
-            loaded.model, loaded.context, n_batch=state.args.num_batch, on_flush=outbox.flush
+            loaded.model,
+            loaded.context,
+            n_batch=state.args.num_batch,
+            on_flush=outbox.flush,
+            draft_cost=DecodeCost(GPU_DRAFT_COST if loaded.n_gpu_layers > 0 else CPU_DRAFT_COST),
         )
         engine.start()
     except Exception as exc:

@@ -191,6 +191,10 @@ class LoadedModel(Generic[RunnerT]):
     stopping: asyncio.Task[None] | None = field(default=None, repr=False)
     threads: int = 0
     """The decode thread count last given to the runner (0: as it was started)."""
+    drafted: int = 0
+    """Tokens speculative decoding drafted in this runner's completions (for /api/ps)."""
+    draft_accepted: int = 0
+    """How many of them the model confirmed."""
 
     def serves(self, load: ModelLoad) -> bool:
         """Whether a request for `load` can use this runner without a reload."""

@@ -182,6 +182,8 @@ async def complete(
         ):
             async for chunk in chunks:
                 if isinstance(chunk, CompletionDone):
+                    entry.drafted += chunk.draft_count
+                    entry.draft_accepted += chunk.draft_accepted_count
                     tail = split.finish()
                     if tail is not None:
                         metrics.note_first_token()
@@ -307,6 +309,8 @@ def final(done: CompletionDone, timing: Timing) -> Final:
         total_duration=timing.total(),
         context=done.tokens,
         stop_sequence=done.stop_sequence,
+        draft_count=done.draft_count,
+        draft_accepted_count=done.draft_accepted_count,
     )
 
 

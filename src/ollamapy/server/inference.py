@@ -226,7 +226,7 @@ def _ps_entry(scheduler: Scheduler[Any], entry: LoadedModel[Any]) -> Json:
         "expires_at": _expiry_text(expires),
         "size_vram": entry.size_vram,
         "queue_length": scheduler.queue_length(load.key),
-    }
+    } | _ps_drafts(entry)
 
 
 def _starting_entry(starting: StartingModel) -> Json:
@@ -246,6 +246,18 @@ def _model_fields(load: ModelLoad) -> Json:
         "digest": load.digest.removeprefix("sha256:"),
         "details": load.details,
         "context_length": load.options.num_ctx,  # per sequence, as a request sees it
+    }
+
+
+def _ps_drafts(entry: LoadedModel[Any]) -> Json:
+    """Speculative decoding's totals since the load (ours; only once something was
+    drafted, so the entry otherwise has exactly Ollama's fields)."""
+    if not entry.drafted:
+        return {}
+    return {
+        "draft_count": entry.drafted,
+        "draft_accepted_count": entry.draft_accepted,
+        "draft_acceptance_rate": round(entry.draft_accepted / entry.drafted, 4),
     }
 
 

@@ -44,6 +44,18 @@ def stats_json(final: Final) -> Json:
         "prompt_eval_duration": final.prompt_eval_duration,
         "eval_count": final.eval_count,
         "eval_duration": final.eval_duration,
+    } | _draft_stats(final)
+
+
+def _draft_stats(final: Final) -> Json:
+    """Speculative decoding's counts (ours, not Ollama's): only when something was
+    drafted, so an answer without drafts has exactly Ollama's fields."""
+    if not final.draft_count:
+        return {}
+    return {
+        "draft_count": final.draft_count,
+        "draft_accepted_count": final.draft_accepted_count,
+        "draft_acceptance_rate": round(final.draft_accepted_count / final.draft_count, 4),
     }
 
 

@@ -34,6 +34,7 @@ def runner_factory(
             num_parallel=load.num_parallel,
             flash_attention=_flash_attention(config, load),
             kv_cache_type=config.kv_cache_type or None,
+            draft_max=config.draft_max,
             verbose=config.debug,
         )
         progress = None if on_progress is None else functools.partial(on_progress, load)

@@ -51,6 +51,8 @@ OPTION_SPECS: dict[str, OptionSpec] = {
     "presence_penalty": OptionSpec("float", False),
     "frequency_penalty": OptionSpec("float", False),
     "stop": OptionSpec("strings", False),
+    # ours (not Ollama's): speculative decoding by prompt lookup, see runner/speculate.py
+    "draft_max": OptionSpec("int", False),
 }
 
 DEPRECATED_PARAMETERS = frozenset(
@@ -85,6 +87,9 @@ LOAD_MINIMUMS: dict[str, tuple[int, str]] = {
 the runner would crash while loading (a 500 after unloading whatever ran before), so such
 a value is a 400 up front, on every route, before the scheduler sees the load."""
 
+REQUEST_MINIMUMS: dict[str, tuple[int, str]] = {"draft_max": (0, "0 (no drafts) or more")}
+"""The same for per-request options that have a floor."""
+
 
 def validate_options(raw: object) -> dict[str, Any]:
     """Check a JSON `options` object; return the known keys with normalised values."""
@@ -104,12 +109,17 @@ def validate_options(raw: object) -> dict[str, Any]:
             continue
         result[key] = _coerce_json(key, spec.kind, value)
     check_load_limits(result)
+    _check_minimums(result, REQUEST_MINIMUMS)
     return result
 
 
 def check_load_limits(options: Mapping[str, Any]) -> None:
     """A 400 naming the first load option a runner cannot start with (see LOAD_MINIMUMS)."""
-    for key, (minimum, words) in LOAD_MINIMUMS.items():
+    _check_minimums(options, LOAD_MINIMUMS)
+
+
+def _check_minimums(options: Mapping[str, Any], minimums: Mapping[str, tuple[int, str]]) -> None:
+    for key, (minimum, words) in minimums.items():
         value = options.get(key)
         if isinstance(value, int) and value < minimum:
             raise BadRequestError(f"option {key!r} must be {words}, got {value}")
@@ -206,6 +216,9 @@ class SamplingOptions:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     stop: tuple[str, ...] = field(default_factory=tuple)
+    draft_max: int | None = None
+    """Most tokens speculative decoding drafts per step; 0 turns it off; None leaves it to
+    the runner's default (`OLLAMA_DRAFT_MAX`)."""
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> SamplingOptions:
