@@ -118,6 +118,22 @@ def test_completion_request_rejects(body: Any) -> None:
             },
             p.CompletionDone("stop", 30, 10, 5, 20, [1, 2], prompt_cached_count=29),
         ),
+        (
+            {
+                "done": True,
+                "done_reason": "stop",
+                "prompt_eval_count": 30,
+                "prompt_cached_count": 29,
+                "prompt_cached_source": "disk",
+                "prompt_eval_duration": 10,
+                "eval_count": 5,
+                "eval_duration": 20,
+                "tokens": [1, 2],
+            },
+            p.CompletionDone(
+                "stop", 30, 10, 5, 20, [1, 2], prompt_cached_count=29, prompt_cached_source="disk"
+            ),
+        ),
     ],
 )
 def test_completion_lines(line: dict[str, Any], event: p.CompletionEvent) -> None:

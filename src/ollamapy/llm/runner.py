@@ -92,6 +92,8 @@ class RunnerSpec:
     flash_attention: bool | None = None
     kv_cache_type: str | None = None
     verbose: bool = False
+    prompt_cache: int = 0
+    prompt_cache_dir: str | None = None
 
     def launch_args(self, *, parent_pid: int | None = None) -> launch.LaunchArgs:
         o = self.options
@@ -111,6 +113,8 @@ class RunnerSpec:
             lora=tuple(str(a) for a in self.adapters),
             parent_pid=parent_pid,
             verbose=self.verbose,
+            prompt_cache=0 if self.embedding else self.prompt_cache,
+            prompt_cache_dir=self.prompt_cache_dir,
         )
 
 

@@ -281,7 +281,9 @@ class CompletionDone:
     `prompt_eval_count` is the whole prompt (after truncation to the context), as
     Ollama's runner reports it, whether or not a prefix came from the KV cache: clients
     bill and budget by it. `prompt_cached_count` says how many of those tokens were
-    reused from the cache, and `prompt_eval_duration` is the time spent on the rest.
+    reused from the cache, and `prompt_eval_duration` is the time spent on the rest;
+    `prompt_cached_source` where they came from: "slot" (a slot's KV), "host" (the
+    prompt cache in RAM) or "disk" (a cache file saved at an earlier unload).
     """
 
     done_reason: DoneReason
@@ -291,6 +293,7 @@ class CompletionDone:
     eval_duration: int
     tokens: list[int] = field(default_factory=list)
     prompt_cached_count: int = 0
+    prompt_cached_source: str = ""
 
     def to_json(self) -> dict[str, Any]:
         # Not dataclasses.asdict: it deep-copies `tokens` item by item (ms for a long chat).
@@ -303,6 +306,7 @@ class CompletionDone:
             "eval_duration": self.eval_duration,
             "tokens": self.tokens,
             "prompt_cached_count": self.prompt_cached_count,
+            "prompt_cached_source": self.prompt_cached_source,
         }
 
 
@@ -336,6 +340,7 @@ def parse_completion_line(raw: object) -> CompletionEvent:
             eval_duration=json_field(data, "eval_duration", int, 0),
             tokens=_int_list(data, "tokens"),
             prompt_cached_count=json_field(data, "prompt_cached_count", int, 0),
+            prompt_cached_source=json_field(data, "prompt_cached_source", str, ""),
         )
     return CompletionChunk(
         content=json_field(data, "content", str, ""), logprobs=_logprobs(data.get("logprobs"))

@@ -26,6 +26,8 @@ def runner_factory(config: Config) -> Callable[[ModelLoad], Awaitable[ProcessRun
             flash_attention=config.flash_attention or None,
             kv_cache_type=config.kv_cache_type or None,
             verbose=config.debug,
+            prompt_cache=config.prompt_cache,
+            prompt_cache_dir=str(config.prompt_cache_dir) if config.prompt_cache else None,
         )
         return await start_runner(spec, load_timeout=config.load_timeout)
 
