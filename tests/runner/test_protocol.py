@@ -218,6 +218,8 @@ def test_health_and_listening_line() -> None:
             lora=("/a", "/b"),
             parent_pid=77,
             verbose=True,
+            prompt_cache=1 << 30,
+            prompt_cache_dir="/store/cache",
         ),
         launch.LaunchArgs(model="/m.gguf", use_mmap=True, flash_attention=False),
     ],
