@@ -101,7 +101,7 @@ def engine(model: Path, *, cache: int = 0, folder: Path | None = None) -> Iterat
 
 
 PROMPT = conversation("kept")
-OTHER = OTHER
+OTHER = conversation("other")
 
 
 @pytest.fixture(scope="module")
