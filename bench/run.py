@@ -5,6 +5,7 @@
     python -m bench overhead [...]   (bench.overhead: server overhead before the first token)
     python -m bench decode [...]     (bench.decode: streamed decode against llama-bench tg)
     python -m bench decode-parts [...]  (bench.decode_parts: decode's cost layer by layer)
+    python -m bench prompt-cache [...]  (bench.prompt_cache: TTFT with the host/disk prompt cache)
 
 Writes bench/results/<date>-<host>.json and .md (plus PNG plots when matplotlib is
 installed) and prints the Markdown table.
@@ -447,7 +448,12 @@ def extra_benchmarks(run: Run, model: Path, ref_bins: reference.Reference | None
         run.phase(name.replace("_", " "), merge)
 
 
-COMMANDS = {"overhead": "overhead", "decode": "decode", "decode-parts": "decode_parts"}
+COMMANDS = {
+    "overhead": "overhead",
+    "decode": "decode",
+    "decode-parts": "decode_parts",
+    "prompt-cache": "prompt_cache",
+}
 """Sub-commands: `python -m bench <command> ...` runs that `bench` module's own CLI alone."""
 
 
