@@ -49,7 +49,7 @@ from ollamapy.types.options import SamplingOptions
 
 ONE_TOKEN = SamplingOptions(temperature=0, num_predict=1)
 CACHE_BYTES = 4 << 30
-WORDS = "river stone lamp orchard window harbor letter meadow engine candle".split(" ")
+WORDS = ("river", "stone", "lamp", "orchard", "window", "harbor", "letter", "meadow")
 
 
 def log(msg: str) -> None:
