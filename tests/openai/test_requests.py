@@ -165,7 +165,14 @@ def test_content_parts_become_text_and_images() -> None:
 
 
 @pytest.mark.parametrize(
-    "prefix", ["data:image/jpeg;base64,", "data:image/webp;base64,", "data:;base64,"]
+    "prefix",
+    [
+        "data:image/jpeg;base64,",
+        "data:image/webp;base64,",
+        "data:image/gif;base64,",
+        "data:;base64,",
+        "",
+    ],
 )
 def test_image_url_as_bare_string(prefix: str) -> None:
     content = [{"type": "image_url", "image_url": prefix + PNG}]
@@ -174,7 +181,8 @@ def test_image_url_as_bare_string(prefix: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["https://example.com/cat.png", "data:image/gif;base64," + PNG, "data:;base64,@@@"]
+    "url",
+    ["https://example.com/cat.png", "data:text/plain;base64," + PNG, "data:;base64,@@@", "@@@"],
 )
 def test_unusable_image_is_400(url: str) -> None:
     content = [{"type": "image_url", "image_url": {"url": url}}]

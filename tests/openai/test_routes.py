@@ -4,6 +4,8 @@ runner (the rendered prompt and the sampling options)."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import math
 from datetime import datetime
@@ -12,6 +14,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from PIL import Image
 
 from tests.fakes import MODEL, TOOLS_TEMPLATE, TOOLS_TEMPLATE_TEXT, word_tokens
 from tests.openai.conftest import Server
@@ -117,12 +120,15 @@ def test_stream_helper_assembles_tool_calls(server: Server) -> None:
 
 def test_tool_round_trip_and_images_reach_the_runner(server: Server) -> None:
     server.create_vision("vision", TOOLS_TEMPLATE_TEXT)
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(png, "PNG")
+    data = base64.b64encode(png.getvalue()).decode()
     messages: Any = [
         {
             "role": "user",
             "content": [
                 {"type": "text", "text": "What is this?"},
-                {"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}},
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}},
             ],
         },
         {
@@ -148,6 +154,7 @@ def test_tool_round_trip_and_images_reach_the_runner(server: Server) -> None:
         "<|im_start|>assistant\n"
     )
     assert sent.format == "json" and sent.options.temperature == 0.2
+    assert sent.images == (data,)
 
 
 def test_chat_with_an_unknown_model_is_not_found(server: Server) -> None:

@@ -4,6 +4,7 @@ blobs, and the pulled model generates."""
 
 from __future__ import annotations
 
+import base64
 import filecmp
 import hashlib
 import json
@@ -102,3 +103,30 @@ def test_create_push_delete_pull_generate(registry: Registry, live: LiveApp) -> 
     assert result["done"] is True
     assert result["eval_count"] == 3
     assert result["response"].strip()
+
+
+def test_a_vision_model_pushes_and_pulls_with_its_projector(
+    registry: Registry, live: LiveApp
+) -> None:
+    """The projector layer travels like any other: pulled back, the model sees images."""
+    vision = Path(__file__).resolve().parents[1] / "testdata" / "vision"
+    name = f"{registry.host}/library/tiny-vision:latest"
+    modelfile = f"FROM {vision / 'gemma3.gguf'}\nFROM {vision / 'gemma3-mmproj.gguf'}\n"
+    created = _post(live.url, "/api/create", {"model": name, "modelfile": modelfile})
+    assert created.status_code == 200, created.text
+    store = Store(live.app.state.ollama.config.models_dir)
+    manifest = store.read_manifest(ModelName.parse(name))
+    projector = "application/vnd.ollama.image.projector"
+    assert [layer.media_type for layer in manifest.layers].count(projector) == 1
+    pushed = _post(live.url, "/api/push", {"model": name, "insecure": True, "stream": False})
+    assert pushed.json() == {"status": "success"}, pushed.text
+    deleted = httpx.request("DELETE", f"{live.url}/api/delete", json={"model": name}, timeout=30)
+    assert deleted.status_code == 200, deleted.text
+    pulled = _post(live.url, "/api/pull", {"model": name, "insecure": True, "stream": False})
+    assert pulled.json() == {"status": "success"}, pulled.text
+    assert store.read_manifest(ModelName.parse(name)) == manifest
+    image = base64.b64encode((vision / "gradient.png").read_bytes()).decode()
+    body = {"model": name, "prompt": "Hi", "images": [image], "stream": False}
+    generated = _post(live.url, "/api/generate", body | {"options": {"num_predict": 1}})
+    assert generated.status_code == 200, generated.text
+    assert generated.json()["prompt_eval_count"] > 256

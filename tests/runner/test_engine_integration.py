@@ -3,17 +3,20 @@ grammar, parallel slots, prefix cache, cancellation and context shift."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 
+from ollamapy.runner.app import _make_job
+from ollamapy.runner.channel import Outbox
 from ollamapy.runner.engine import Engine, Job
 from ollamapy.runner.grammar import format_to_grammar
 from ollamapy.runner.loader import LoadedModel
@@ -23,8 +26,11 @@ from ollamapy.runner.protocol import (
     CompletionDone,
     CompletionError,
     CompletionEvent,
+    CompletionRequest,
+    TraceBudget,
 )
 from ollamapy.runner.sampling import plan_sampler_chain
+from ollamapy.runner.tokens import PromptTokenizer
 from ollamapy.types.options import SamplingOptions
 from tests.runner.engines import running_engine
 
@@ -160,6 +166,46 @@ def test_stop_string_is_exact(harness: Harness) -> None:
     stopped = harness.run(chat("Count from 1 to 10, separated by commas."), stop=[stop], **GREEDY)
     assert stopped.done is not None and stopped.done.done_reason == "stop"
     assert stopped.text == base.text[: base.text.index(stop)]
+    assert stopped.done.stop_sequence == stop  # which stop string ended it
+    assert base.done.stop_sequence is None  # an end-of-generation token is no stop string
+
+
+def test_a_spent_trace_budget_makes_the_engine_close_the_trace(harness: Harness) -> None:
+    """With the trace opened by the prompt and a budget of 5, the engine writes the
+    closing tag itself after 5 tokens of trace; the model then goes on with its answer."""
+    model = harness.loaded.model
+    prompt = chat("Why is the sky blue?") + "<think>\n"
+    budget = TraceBudget(5, "<think>", "</think>", opened=True)
+    options = SamplingOptions(temperature=0.0, num_predict=24)
+    request = CompletionRequest(prompt, options, trace_budget=budget)
+    loop = asyncio.new_event_loop()
+    try:  # the runner's own request -> job step
+        job, _ = _make_job(
+            harness.loaded, harness.engine, Outbox(loop), PromptTokenizer(model), request
+        )
+        forced, _ = _make_job(
+            harness.loaded,
+            harness.engine,
+            Outbox(loop),
+            PromptTokenizer(model),
+            replace(request, format="json"),
+        )
+    finally:
+        loop.close()
+    forced.sampler.close()
+    assert forced.trace is None  # a grammar decides the output: no budget to enforce
+    tokens = job.prompt
+    events: queue.Queue[CompletionEvent] = queue.Queue()
+    job.emit = events.put
+    harness.engine.submit(job)
+    result = harness.collect(events)
+    assert result.done is not None, result.error
+    generated = result.done.tokens[len(tokens) :]
+    close = list(job.trace_close)
+    assert generated[5 : 5 + len(close)] == close, model.detokenize(generated)
+    assert "</think>" in result.text and result.done.eval_count > 5 + len(close)
+    unbounded = harness.run(prompt, temperature=0.0, num_predict=24)
+    assert unbounded.text.startswith(result.text.partition("</think>")[0])
 
 
 SCHEMA = {

@@ -242,3 +242,18 @@ def test_models_get_their_own_folder(tmp_path: Path) -> None:
     assert identity.startswith("sha256:" + "ab" * 32)
     other = model_identity(str(blob), kv_cache_type="q8_0", flash=None)
     assert model_key(identity) != model_key(other)
+
+
+def test_only_the_text_before_an_image_is_kept(tmp_path: Path) -> None:
+    """Image positions are per-process ids: a cached prefix never matches on them."""
+    state = FakeState()
+    cache = PromptCache(state, budget=1 << 20, store=store_in(tmp_path), min_tokens=4)
+    with_image = [*range(10), -1, -2, -3, 50, 51]
+    state.seqs[0] = [*range(10), 0, 0, 0, 50, 51]  # the KV holds the image's positions
+    cache.stash(0, with_image)
+    found, shared = cache.find(with_image)
+    assert found is not None and found.tokens == tuple(range(10)) and shared == 10
+    assert cache.restore(1, found, shared) and state.seqs[1] == list(range(10))
+    cache.persist([(0, with_image)])
+    again = PromptCache(FakeState(), budget=1 << 20, store=store_in(tmp_path), min_tokens=4)
+    assert [e.tokens for e in again.host.entries()] == [tuple(range(10))]

@@ -32,6 +32,21 @@ def test_completion_request_carries_logprobs_truncate_and_shift() -> None:
     assert p.CompletionRequest.from_json(req.to_json()) == req
 
 
+def test_completion_request_carries_a_trace_budget() -> None:
+    budget = p.TraceBudget(64, "<think>", "</think>", opened=True)
+    req = p.CompletionRequest(prompt="hi", trace_budget=budget)
+    assert req.to_json()["trace_budget"] == {
+        "tokens": 64,
+        "opening": "<think>",
+        "closing": "</think>",
+        "opened": True,
+    }
+    assert p.CompletionRequest.from_json(req.to_json()) == req
+    assert "trace_budget" not in p.CompletionRequest(prompt="hi").to_json()
+    with pytest.raises(p.ProtocolError):
+        p.CompletionRequest.from_json({"prompt": "hi", "trace_budget": {"tokens": 0}})
+
+
 def test_completion_request_defaults() -> None:
     req = p.CompletionRequest.from_json({"prompt": "x"})
     assert req.options == SamplingOptions()
@@ -117,6 +132,18 @@ def test_completion_request_rejects(body: Any) -> None:
                 "tokens": [1, 2],
             },
             p.CompletionDone("stop", 30, 10, 5, 20, [1, 2], prompt_cached_count=29),
+        ),
+        (
+            {
+                "done": True,
+                "done_reason": "stop",
+                "prompt_eval_count": 3,
+                "prompt_eval_duration": 10,
+                "eval_count": 5,
+                "eval_duration": 20,
+                "stop_sequence": "\n\nHuman:",
+            },
+            p.CompletionDone("stop", 3, 10, 5, 20, stop_sequence="\n\nHuman:"),
         ),
         (
             {

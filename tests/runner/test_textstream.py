@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ollamapy.runner.textstream import StopMatcher, Utf8Decoder
+from ollamapy.runner.textstream import StopMatcher, TraceLimit, Utf8Decoder
 
 
 def run_matcher(stops: list[str], pieces: list[str]) -> tuple[list[str], bool, str]:
@@ -49,6 +49,25 @@ def test_stop_matcher(
     assert run_matcher(stops, pieces) == (emitted, stopped, rest)
 
 
+@pytest.mark.parametrize(
+    ("stops", "pieces", "matched"),
+    [
+        (["END", "STOP"], ["abSTOPcd"], "STOP"),
+        (["bar", "foo"], ["xxfoo bar"], "foo"),  # the earliest occurrence is the one
+        (["END"], ["ab", "EN", "D"], "END"),  # split across pieces
+        (["END"], ["no stop here"], None),
+    ],
+)
+def test_stop_matcher_says_which_stop_string_matched(
+    stops: list[str], pieces: list[str], matched: str | None
+) -> None:
+    matcher = StopMatcher(stops)
+    for piece in pieces:
+        if matcher.feed(piece)[1]:
+            break
+    assert matcher.matched == matched
+
+
 def test_stop_matcher_never_emits_stop_text() -> None:
     text = "The answer is 42. User: next question"
     for split in range(1, len(text)):
@@ -80,3 +99,25 @@ def test_utf8_decoder_flushes_incomplete_tail_as_replacement() -> None:
     decoder = Utf8Decoder()
     assert decoder.feed("😀".encode()[:2]) == ""
     assert decoder.flush() == "\ufffd"
+
+
+@pytest.mark.parametrize(
+    ("opened", "pieces", "spent_at", "count"),
+    [
+        # the template opened the trace: every token counts; the 3rd spends a budget of 3
+        (True, ["a", "b", "c", "d"], 2, 3),
+        # the model opens it: the opening tag's token is not counted
+        (False, ["\n", "<th", "ink>", "a", "b", "c"], 5, 3),
+        # a trace that closes within the budget is never cut
+        (False, ["<think>", "a", "</think>", "x", "y", "z"], None, 2),
+        (True, ["a", "</th", "ink>", "x", "y"], None, 3),
+        # output that does not open a trace has none to limit
+        (False, ["Hello", "a", "b", "c"], None, 0),
+    ],
+    ids=["opened", "opens", "closes-in-time", "closes-split", "no-trace"],
+)
+def test_trace_limit(opened: bool, pieces: list[str], spent_at: int | None, count: int) -> None:
+    limit = TraceLimit(3, "<think>", "</think>", opened=opened)
+    spent = [i for i, piece in enumerate(pieces) if limit.feed(piece)]
+    assert spent == ([] if spent_at is None else [spent_at])
+    assert limit.count == count

@@ -79,6 +79,16 @@ def test_gguf_estimator_uses_the_load_options() -> None:
     assert estimate.kv_cache == kv_cache_bytes(shape, 2048, 2, "q8_0")
 
 
+def test_gguf_estimator_counts_the_vision_projector(tmp_path: Path) -> None:
+    model, projector = tmp_path / "model.gguf", tmp_path / "mmproj.gguf"
+    model.write_bytes(b"GGUF" + b"\0" * 60)
+    projector.write_bytes(b"\0" * 1000)
+    plain = ModelLoad("m", model, "sha256:m", RunnerOptions(num_ctx=2048))
+    vision = ModelLoad("m", model, "sha256:m", RunnerOptions(num_ctx=2048), projectors=(projector,))
+    estimator = GGUFEstimator()
+    assert estimator(vision, 1).weights == estimator(plain, 1).weights + 1000
+
+
 def test_parse_meminfo() -> None:
     text = "MemTotal:       24684096 kB\nMemFree:  1000 kB\nMemAvailable:   23579568 kB\n"
     assert parse_meminfo(text) == MemoryPool(24684096 * 1024, 23579568 * 1024)

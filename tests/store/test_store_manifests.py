@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -131,9 +132,13 @@ def test_lookup_ignores_case(ollama_store: Path, lookup: str, found_display: str
     assert store.entry(name).name.display == found_display
 
 
-def test_write_reuses_existing_spelling(ollama_store: Path, build_model: BuildModel) -> None:
-    store = Store(ollama_store)
-    store.write_manifest(ModelName.parse("ME/mine:Latest"), build_model())
+def test_write_reuses_existing_spelling(
+    ollama_store: Path, store: Store, build_model: BuildModel
+) -> None:
+    manifest = build_model()  # its blobs go to `store`; the manifest needs them here
+    for blob in store.blobs_dir.iterdir():
+        shutil.copyfile(blob, ollama_store / "blobs" / blob.name)
+    Store(ollama_store).write_manifest(ModelName.parse("ME/mine:Latest"), manifest)
     assert sorted(os.listdir(ollama_store / "manifests/registry.ollama.ai")) == ["library", "me"]
     assert os.listdir(ollama_store / "manifests/registry.ollama.ai/me") == ["Mine"]
     assert os.listdir(ollama_store / "manifests/registry.ollama.ai/me/Mine") == ["latest"]

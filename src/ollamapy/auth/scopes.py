@@ -89,6 +89,7 @@ ROUTE_RULES: dict[str, RouteRule] = {
     "/v1/messages": _GENERATE,
     "/v1/messages/count_tokens": _GENERATE,
     "/v1/responses": _GENERATE,
+    "/v1/conversations": RouteRule(Scope.GENERATE),
     "/api/embed": _EMBED,
     "/api/embeddings": _EMBED,
     "/v1/embeddings": _EMBED,
@@ -106,6 +107,7 @@ ROUTE_RULES: dict[str, RouteRule] = {
 _PREFIX_RULES: tuple[tuple[str, RouteRule], ...] = (
     ("/v1/models/", RouteRule(None, ModelSource.PATH)),
     ("/v1/responses/", RouteRule(Scope.GENERATE)),
+    ("/v1/conversations/", RouteRule(Scope.GENERATE)),
     ("/api/blobs/", RouteRule(Scope.MANAGE)),
 )
 _UNLISTED = _MANAGE

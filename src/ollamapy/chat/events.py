@@ -50,6 +50,8 @@ class Final:
     load_duration: int = 0
     total_duration: int = 0
     context: list[int] = field(default_factory=list)
+    stop_sequence: str | None = None
+    """The request's stop string that ended the answer (Anthropic's `stop_sequence`)."""
 
 
 Event: TypeAlias = Delta | Final

@@ -14,6 +14,7 @@ from typing import Any
 
 from ollamapy.api.types import Message as WireMessage
 from ollamapy.errors import BadRequestError
+from ollamapy.types.images import probe_image
 
 Think = bool | str | None
 """A request's `think`: unset, on/off, or a level such as "high"."""
@@ -63,11 +64,14 @@ class Prompt:
 
 
 def decode_image(text: str) -> bytes:
-    """A base64 image as bytes; anything else is a 400."""
+    """A base64 image as bytes; anything else, or bytes that are not an image we serve
+    (`types.images.probe_image`: format, size, integrity), is a 400."""
     try:
-        return base64.b64decode(text, validate=True)
+        data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise BadRequestError("invalid image data: images must be base64-encoded") from None
+    probe_image(data)
+    return data
 
 
 def from_wire(message: WireMessage | Mapping[str, Any]) -> Message:

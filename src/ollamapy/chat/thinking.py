@@ -124,6 +124,11 @@ class _State(Enum):
     """The rest is content."""
 
 
+def prompt_opens_trace(tags: ThinkingTags, prompt: str) -> bool:
+    """Whether the template opened the trace: the prompt ends with the opening tag."""
+    return prompt.strip(GO_SPACE).endswith(tags.opening)
+
+
 class ThinkingParser:
     """Splits a model's streamed output into its reasoning trace and its answer."""
 
@@ -137,7 +142,7 @@ class ThinkingParser:
         """A parser for output that follows `prompt`: when the prompt already ends with the
         opening tag (the template opened the trace), the output starts inside the trace."""
         parser = cls(tags)
-        if prompt.strip(GO_SPACE).endswith(tags.opening):
+        if prompt_opens_trace(tags, prompt):
             parser.feed(tags.opening)
         return parser
 

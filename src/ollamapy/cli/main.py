@@ -7,9 +7,11 @@ REPL in `repl`, the Modelfile-to-request logic in `create`, the cobra look-alike
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 import click
 
@@ -19,6 +21,7 @@ from ollamapy.api.types import CopyRequest, GenerateRequest, PushRequest, ShowRe
 from ollamapy.cli.commands import Deps, OllamaCommand, OllamaGroup, connect, deps
 from ollamapy.cli.create import create_model, load_modelfile, show_progress
 from ollamapy.cli.format import render_table
+from ollamapy.cli.images import ImageFileError, extract_images
 from ollamapy.cli.keys import keys
 from ollamapy.cli.progress import ProgressDisplay, spinner
 from ollamapy.cli.repl import Repl
@@ -245,7 +248,18 @@ def run(
     elif interactive:
         _interactive(ctx, session, opts, info)
     else:
+        if opts.multimodal:
+            opts.prompt, opts.images = _prompt_images(opts.prompt, term.err)
         session.generate(opts)
+
+
+def _prompt_images(prompt: str, err: TextIO) -> tuple[str, list[str]]:
+    """The prompt without its image paths, and those images base64-encoded."""
+    try:
+        text, images = extract_images(prompt, err)
+    except (ImageFileError, OSError) as exc:
+        raise click.ClickException(f"Couldn't process image: {exc}") from None
+    return text, [base64.b64encode(image).decode() for image in images]
 
 
 def _apply_model_info(opts: RunOptions, info: dict[str, object]) -> list[str]:

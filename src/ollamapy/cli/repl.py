@@ -7,6 +7,7 @@ loop runs the same against prompt_toolkit on a terminal and against a list of li
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, auto
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 from ollamapy.api.client import JSON, ClientError, ResponseError
 from ollamapy.api.types import CreateRequest, ShowRequest
 from ollamapy.cli.format import render_table
+from ollamapy.cli.images import IMAGE_PATH, ImageFileError, extract_images
 from ollamapy.cli.run import RunOptions, Session, wire_messages
 from ollamapy.cli.show import render_show
 from ollamapy.cli.tables import list_rows
@@ -169,13 +171,21 @@ class Repl:
             self._continue_multiline(line)
         elif line.startswith(TRIPLE):
             self._start_multiline(line)
-        elif line.startswith("/"):
+        elif line.startswith("/") and not self._starts_with_image_path(line):
             return dispatch(self, line)
         else:
             self.buffer += line
         if self.buffer and self.multiline is Multiline.NONE:
             self.send()
         return Outcome.CONTINUE
+
+    def _starts_with_image_path(self, line: str) -> bool:
+        """For a vision model, `/path/to/photo.png what is this?` is a message, not a
+        command (Ollama's rule: the first word begins an image path)."""
+        if not self.opts.multimodal:
+            return False
+        first = line.split()[0]
+        return any(path.startswith(first) for path in IMAGE_PATH.findall(line))
 
     def _start_multiline(self, line: str) -> None:
         body = line.removeprefix(TRIPLE)
@@ -210,9 +220,22 @@ class Repl:
         self.say("Set system message.")
 
     def send(self) -> None:
-        """Send the typed message with the conversation so far; keep the reply."""
-        self.opts.messages.append({"role": "user", "content": self.buffer})
+        """Send the typed message with the conversation so far; keep the reply. For a vision
+        model, image paths in it are attached (and earlier images dropped, as Ollama does,
+        so the model answers about the newest)."""
+        message: dict[str, Any] = {"role": "user", "content": self.buffer}
         self.buffer = ""
+        if self.opts.multimodal:
+            try:
+                text, images = extract_images(message["content"], self.session.term.err)
+            except (ImageFileError, OSError) as exc:
+                self.say(f"Couldn't process image: {exc}")
+                return
+            if images:
+                for earlier in self.opts.messages:
+                    earlier.pop("images", None)
+                message = {**message, "content": text, "images": [b64(i) for i in images]}
+        self.opts.messages.append(message)
         try:
             reply = self.session.chat(self.opts)
         except ResponseError as exc:
@@ -222,6 +245,10 @@ class Repl:
             raise
         if reply is not None:
             self.opts.messages.append(reply)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def parse_command(line: str) -> tuple[str, list[str]]:

@@ -101,6 +101,8 @@ class RunOptions:
     word_wrap: bool = True
     verbose: bool = False
     multimodal: bool = False
+    images: list[str] = field(default_factory=list)
+    """The one-shot prompt's images (base64), found in it by `cli.images`."""
 
     def copy(self) -> RunOptions:
         return copy.deepcopy(self)
@@ -206,6 +208,7 @@ def generate_request(opts: RunOptions) -> GenerateRequest:
     return GenerateRequest(
         model=opts.model,
         prompt=opts.prompt,
+        images=opts.images or None,
         system=opts.system or None,
         format=opts.format_field(),
         options=dict(opts.options) or None,

@@ -49,6 +49,22 @@ def model_rows(resp: JSON) -> Rows:
     return rows
 
 
+def projector_rows(resp: JSON) -> Rows:
+    """A vision model's projector, as Ollama lists it: architecture, parameters, embedding
+    length and dimensions (the rows whose keys the projector has)."""
+    info: JSON = resp.get("projector_info") or {}
+    arch = str(info.get("general.architecture", ""))
+    rows = [["", "architecture", arch]]
+    count = info.get("general.parameter_count")
+    if isinstance(count, int | float):
+        rows.append(["", "parameters", human_number(int(count))])
+    for key, label in (("embedding_length", "embedding length"), ("projection_dim", "dimensions")):
+        value = info.get(f"{arch}.vision.{key}")
+        if isinstance(value, int | float):
+            rows.append(["", label, _number(value)])
+    return rows
+
+
 def _parameter_size(details: JSON, info: JSON) -> str:
     if details.get("parameter_size"):
         return str(details["parameter_size"])
@@ -124,6 +140,7 @@ Section = tuple[str, Callable[[JSON], Rows], Callable[[JSON, bool], bool]]
 
 SECTIONS: tuple[Section, ...] = (
     ("Model", model_rows, lambda r, v: True),
+    ("Projector", projector_rows, lambda r, v: bool(r.get("projector_info"))),
     ("Capabilities", capability_rows, lambda r, v: bool(r.get("capabilities"))),
     ("Parameters", parameter_rows, lambda r, v: bool(r.get("parameters"))),
     ("Metadata", metadata_rows, lambda r, v: v and bool(r.get("model_info"))),

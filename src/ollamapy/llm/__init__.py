@@ -13,6 +13,7 @@ from ollamapy.runner.protocol import (
     RunnerInfo,
     TokenizeResponse,
     ToolCallGrammar,
+    TraceBudget,
 )
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "RunnerSpec",
     "TokenizeResponse",
     "ToolCallGrammar",
+    "TraceBudget",
     "quantize_type_named",
     "start_runner",
 ]

@@ -86,6 +86,7 @@ class RunnerSpec:
 
     model_path: str | Path
     adapters: tuple[str | Path, ...] = ()
+    projector: str | Path | None = None
     options: RunnerOptions = field(default_factory=RunnerOptions)
     num_parallel: int = 1
     embedding: bool = False
@@ -111,6 +112,7 @@ class RunnerSpec:
             kv_cache_type=self.kv_cache_type,
             embedding=self.embedding,
             lora=tuple(str(a) for a in self.adapters),
+            mmproj=None if self.projector is None else str(self.projector),
             parent_pid=parent_pid,
             verbose=self.verbose,
             prompt_cache=0 if self.embedding else self.prompt_cache,

@@ -127,6 +127,7 @@ class Modelfile:
         from_: str,
         *,
         adapters: Iterable[str] = (),
+        projectors: Iterable[str] = (),
         template: str | None = None,
         system: str | None = None,
         parameters: Mapping[str, Any] | None = None,
@@ -135,9 +136,11 @@ class Modelfile:
     ) -> Modelfile:
         """Assemble a stored model's Modelfile in the order `ollama show` prints it.
 
-        A list parameter value (such as `stop`) becomes one PARAMETER line per item.
+        A list parameter value (such as `stop`) becomes one PARAMETER line per item; a
+        vision projector is a second FROM line, as Ollama prints it.
         """
         commands = [Command(Instruction.FROM, from_)]
+        commands += [Command(Instruction.FROM, projector) for projector in projectors]
         commands += [Command(Instruction.ADAPTER, adapter) for adapter in adapters]
         if template is not None:
             commands.append(Command(Instruction.TEMPLATE, template))

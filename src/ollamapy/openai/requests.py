@@ -31,7 +31,8 @@ OPENAI_TEMPERATURE = 1.0
 OPENAI_TOP_P = 1.0
 
 _IMAGE_PREFIXES = tuple(
-    f"data:{mime};base64," for mime in ("", "image/jpeg", "image/jpg", "image/png", "image/webp")
+    f"data:{mime};base64,"
+    for mime in ("", "image/jpeg", "image/jpg", "image/png", "image/webp", "image/gif")
 )
 """Data URLs Ollama accepts; a bare `data:;base64,` matches /api/chat's unadorned base64."""
 
@@ -140,7 +141,11 @@ def to_think(request: ChatCompletionRequest) -> bool | str | None:
     """`reasoning.effort` (else `reasoning_effort`) picks the thinking level; "none" turns it
     off; no effort leaves the model's default (a thinking model thinks)."""
     reasoning = request.reasoning
-    effort = reasoning.effort if reasoning is not None else request.reasoning_effort
+    return effort_think(reasoning.effort if reasoning is not None else request.reasoning_effort)
+
+
+def effort_think(effort: str | None) -> bool | str | None:
+    """A reasoning effort as the native `think` value (shared with /v1/responses)."""
     if not effort:
         return None
     if effort not in _EFFORTS:
@@ -222,11 +227,12 @@ def _native(
 
 
 def image_data(url: str) -> str:
-    """The base64 payload of an image data URL; remote URLs are not fetched (as in Ollama)."""
+    """The base64 payload of an image data URL, or of plain base64 (what /api/chat takes);
+    remote URLs are not fetched (as in Ollama)."""
     prefix = next((p for p in _IMAGE_PREFIXES if url.startswith(p)), None)
-    if prefix is None:
+    if prefix is None and (url.startswith(("data:", "http:", "https:")) or not url):
         raise BadRequestError("invalid image input: only base64 data URLs are supported")
-    payload = url[len(prefix) :]
+    payload = url[len(prefix or "") :]
     try:
         b64decode(payload, validate=True)
     except (binascii.Error, ValueError):

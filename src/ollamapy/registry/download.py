@@ -149,6 +149,8 @@ class BlobDownload:
         self._saved_at: dict[int, float] = {}
         self._saved: dict[int, int] = {}
         """`Completed` of each part's record on disk, to skip rewriting an unchanged one."""
+        self._claimed: int | None = None
+        """The partial file's descriptor, locked, once `claim` succeeded."""
 
     @property
     def completed(self) -> int:
@@ -157,6 +159,33 @@ class BlobDownload:
     def event(self) -> Event:
         status = f"pulling {self.digest.short}"
         return transfer_event(status, str(self.digest), self.total, self.completed)
+
+    def claim(self) -> bool:
+        """Lock the partial file for this download; False while another process holds it
+        (a replica on the same store downloading or committing the same blob). Claim
+        before `prepare`: resume records are only read or reset by the file's holder."""
+        self.store.blobs_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._claimed = fd
+        return True
+
+    def release(self) -> None:
+        """Give up a claim that `run` did not take over; safe to call twice."""
+        fd, self._claimed = self._claimed, None
+        if fd is not None:
+            os.close(fd)
+
+    def discard_claimed(self) -> None:
+        """The blob is already in the store: drop the claimed partial file and release it."""
+        fd = self._claimed
+        if fd is not None and _names_file(self.data_path, fd):
+            discard_partial(self.store, self.digest)
+        self.release()
 
     def prepare(self) -> None:
         """Load resume records that fit this blob, or plan fresh parts (runs in a thread)."""
@@ -242,13 +271,17 @@ class BlobDownload:
         return parts if position == self.total and parts else None
 
     def _open_data_file(self) -> int:
-        """Open (creating) the partial file, locked against other processes, sized to total."""
-        fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise RegistryError(f"another download of {self.digest} is in progress") from None
+        """Open (creating) the partial file, locked against other processes, sized to total;
+        the descriptor `claim` locked, when it was called."""
+        fd, self._claimed = self._claimed, None
+        if fd is None:
+            fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                message = f"another download of {self.digest} is in progress"
+                raise RegistryError(message) from None
         try:
             if os.fstat(fd).st_size != self.total:
                 os.ftruncate(fd, self.total)
@@ -481,6 +514,13 @@ def record_paths(store: Store, digest: Digest) -> list[Path]:
     ]
 
 
+def recorded_bytes(store: Store, digest: Digest) -> int:
+    """Bytes of a blob on disk by its resume records: another server's download, watched
+    while waiting for it (records are rewritten as its parts progress)."""
+    parts = (_read_record(path) for path in record_paths(store, digest))
+    return sum(part.completed for part in parts if part is not None)
+
+
 def remove_records(store: Store, digest: Digest) -> None:
     """Delete a blob's resume records, several at once: on ext4 (mounted with `discard`
     on the reference machine) deleting a file whose blocks were allocated waits about
@@ -511,10 +551,23 @@ def verify_and_commit(
     corrupt bytes. Runs in a thread: hashing gigabytes takes time.
     """
     path = store.partial_path(digest)
-    if store.has_blob(digest):  # a concurrent pull of the same blob committed it first
-        discard_partial(store, digest)
-        return
-    with path.open("r+b") as handle:
+    try:
+        handle = path.open("r+b")
+    except FileNotFoundError:
+        if store.has_blob(digest):  # another server committed it (and removed the file)
+            return
+        raise RegistryError(f"the download of {digest} vanished: pull again") from None
+    with handle:
+        # Another server on this store may be downloading or committing the same file:
+        # its holder alone may hash, rename or delete it.
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        if not _names_file(path, handle.fileno()):  # renamed into the store meanwhile
+            if store.has_blob(digest):
+                return
+            raise RegistryError(f"the download of {digest} vanished: pull again")
+        if store.has_blob(digest):  # a concurrent pull of the same blob committed it first
+            discard_partial(store, digest)
+            return
         stat = os.fstat(handle.fileno())
         actual_size = stat.st_size
         if hashed is not None and hashed.identity == _identity(stat):
@@ -522,19 +575,28 @@ def verify_and_commit(
         else:
             actual = Digest(hashlib.file_digest(handle, "sha256").hexdigest())
         if actual != digest or actual_size != size:
-            handle.close()
-            discard_partial(store, digest)
+            discard_partial(store, digest)  # while still holding the lock
             raise BlobDigestMismatchError(
                 f"digest mismatch, file must be downloaded again: want {digest}, got {actual}"
             )
         os.fsync(handle.fileno())
         os.fchmod(handle.fileno(), 0o644)
-    target = store.blob_path(digest)
-    if target.is_file():
-        path.unlink(missing_ok=True)
-    else:
-        os.replace(path, target)
-    remove_records(store, digest)
+        target = store.blob_path(digest)
+        if target.is_file():
+            path.unlink(missing_ok=True)
+        else:
+            os.replace(path, target)
+        remove_records(store, digest)
+
+
+def _names_file(path: Path, fd: int) -> bool:
+    """Whether `path` still names the open file `fd` (not renamed, deleted or replaced)."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
 
 def _sync_then_wait(fd: int, hasher: PrefixHasher) -> Digest | None:

@@ -9,11 +9,18 @@ only partial downloads that the next pull resumes.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 
 from ollamapy.errors import OllamaError
 from ollamapy.registry.client import RegistryClient
-from ollamapy.registry.download import BlobDownload, Hashed, blob_lock, verify_and_commit
+from ollamapy.registry.download import (
+    BlobDownload,
+    Hashed,
+    blob_lock,
+    recorded_bytes,
+    verify_and_commit,
+)
 from ollamapy.registry.errors import (
     BlobDigestMismatchError,
     RegistryError,
@@ -22,11 +29,22 @@ from ollamapy.registry.errors import (
 from ollamapy.registry.options import RegistryOptions
 from ollamapy.registry.progress import Event, drive, transfer_event
 from ollamapy.registry.remote import Remote
-from ollamapy.store import MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES, Layer, Manifest, Store
+from ollamapy.store import (
+    MANIFEST_MEDIA_TYPE,
+    MAX_MANIFEST_BYTES,
+    Layer,
+    Manifest,
+    MissingBlobsError,
+    Store,
+)
 from ollamapy.types import Digest, ModelName
 
 OCI_MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 MANIFEST_ACCEPT = f"{MANIFEST_MEDIA_TYPE}, {OCI_MANIFEST_MEDIA_TYPE}"
+COMMIT_ATTEMPTS = 3
+"""Rounds of download-then-write when other servers keep deleting blobs we rely on."""
+CLAIM_POLL_S = 0.1
+"""How often to look again while another server downloads the same blob."""
 
 
 async def pull_model(
@@ -43,15 +61,24 @@ async def pull_model(
     async with RegistryClient(remote, options) as client:
         data = await fetch_manifest(client)
         manifest = Manifest.parse(data)
-        downloaded: list[tuple[Layer, Hashed | None]] = []
-        for layer in blobs_of(manifest):
-            async for event in _pull_blob(client, store, layer, downloaded):
-                yield event
-    yield {"status": "verifying sha256 digest"}
-    await _verify_all(store, downloaded)
-    yield {"status": "writing manifest"}
-    previous = await asyncio.to_thread(_existing_digests, store, remote.name)
-    await asyncio.to_thread(store.write_manifest_bytes, remote.name, data)
+        previous: frozenset[Digest] = frozenset()
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            downloaded: list[tuple[Layer, Hashed | None]] = []
+            for layer in blobs_of(manifest):
+                async for event in _pull_blob(client, store, layer, downloaded):
+                    yield event
+            yield {"status": "verifying sha256 digest"}
+            await _verify_all(store, downloaded)
+            yield {"status": "writing manifest"}
+            previous = await asyncio.to_thread(_existing_digests, store, remote.name)
+            try:
+                await asyncio.to_thread(store.write_manifest_bytes, remote.name, data)
+                break
+            except MissingBlobsError:
+                # Another server sharing this store deleted a model that used one of
+                # these blobs after we found it present: fetch what went, then retry.
+                if attempt == COMMIT_ATTEMPTS:
+                    raise
     unused = previous - manifest.digests
     if unused and not options.noprune:
         yield {"status": "removing any unused layers"}
@@ -99,14 +126,28 @@ async def _pull_blob(
         yield transfer_event(status, str(layer.digest), layer.size, layer.size)
         return
     async with blob_lock(store.partial_path(layer.digest)):
-        if store.has_blob(layer.digest):  # another pull finished it while we waited
-            yield transfer_event(status, str(layer.digest), layer.size, layer.size)
-            return
         download = BlobDownload(client, store, layer)
-        await asyncio.to_thread(download.prepare)
-        yield download.event()
-        async for event in drive(download.run(), download.event, client.settings.progress_interval):
-            yield event
+        shown_at = -math.inf
+        while not await asyncio.to_thread(download.claim):
+            # Another server on this store is fetching it: wait, showing its progress.
+            now = asyncio.get_running_loop().time()
+            if now - shown_at >= client.settings.progress_interval:
+                shown_at = now
+                done = await asyncio.to_thread(recorded_bytes, store, layer.digest)
+                yield transfer_event(status, str(layer.digest), layer.size, min(done, layer.size))
+            await asyncio.sleep(CLAIM_POLL_S)
+        try:
+            if store.has_blob(layer.digest):  # another pull finished it while we waited
+                await asyncio.to_thread(download.discard_claimed)
+                yield transfer_event(status, str(layer.digest), layer.size, layer.size)
+                return
+            await asyncio.to_thread(download.prepare)
+            yield download.event()
+            interval = client.settings.progress_interval
+            async for event in drive(download.run(), download.event, interval):
+                yield event
+        finally:
+            download.release()  # a no-op once `run` took the claimed file over
     downloaded.append((layer, download.hashed))
 
 

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,7 +31,9 @@ from ollamapy.runner.launch import LaunchArgs
 from ollamapy.runner.loader import LoadedModel
 from ollamapy.runner.native import NativeError, SamplerChain
 from ollamapy.runner.sampling import plan_sampler_chain
+from ollamapy.runner.textstream import TraceLimit
 from ollamapy.runner.tokens import PromptTokenizer
+from ollamapy.runner.vision import ImagePrompt, is_image
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,8 @@ class RunnerState:
     info: p.RunnerInfo | None = field(default=None)
     embed_thread: ThreadPoolExecutor = field(default_factory=lambda: _one_thread("embed"))
     """Where every embedding decode runs (see `_one_thread`)."""
+    vision_thread: ThreadPoolExecutor = field(default_factory=lambda: _one_thread("vision"))
+    """Where images are decoded and encoded (mtmd's context serves one thread at a time)."""
 
     def require(self) -> tuple[LoadedModel, Engine]:
         if self.loaded is None or self.engine is None:
@@ -126,7 +131,18 @@ def build_app(state: RunnerState) -> Starlette:
         loaded, engine = state.require()
         req = p.CompletionRequest.from_json(await _json_body(request))
         assert state.outbox is not None and state.prompts is not None  # made with the engine
-        job, events = _make_job(loaded, engine, state.outbox, state.prompts, req)
+        layout, started = None, 0
+        if req.images:
+            started = time.perf_counter_ns()
+            if loaded.vision is None:
+                raise BadRequestError("this model does not support images")
+            work = functools.partial(loaded.vision.prompt, req.prompt, req.images)
+            try:
+                layout = await asyncio.get_running_loop().run_in_executor(state.vision_thread, work)
+            except NativeError as exc:
+                return _error(str(exc), 500)
+        job, events = _make_job(loaded, engine, state.outbox, state.prompts, req, layout)
+        job.started_ns = started
         try:
             engine.submit(job)
         except EngineClosedError as exc:
@@ -195,12 +211,17 @@ def _make_job(
     outbox: Outbox,
     prompts: PromptTokenizer,
     req: p.CompletionRequest,
+    layout: ImagePrompt | None = None,
 ) -> tuple[Job, Channel]:
-    """Tokenize, build the sampler chain (bad grammars fail here, as a 400) and the job."""
-    if req.images:
-        raise BadRequestError("this model does not support images")
+    """Tokenize, build the sampler chain (bad grammars fail here, as a 400) and the job.
+
+    A prompt with images comes laid out by the projector (`layout`): its tokens hold the
+    image positions, which count in the context like any token."""
     model = loaded.model
-    if req.tokens is not None:
+    if layout is not None:
+        tokens = layout.tokens
+        _check_images_fit(layout, engine.n_ctx, loaded.context.n_batch)
+    elif req.tokens is not None:
         tokens = list(req.tokens)
         if any(not 0 <= token < model.n_vocab for token in tokens):
             raise BadRequestError("a prompt token is outside the model's vocabulary")
@@ -218,7 +239,7 @@ def _make_job(
         req.options, n_vocab=model.n_vocab, n_ctx=engine.n_ctx, grammar=grammar
     )
     try:
-        sampler = SamplerChain(model, plan, history=tokens)
+        sampler = SamplerChain(model, plan, history=[t for t in tokens if not is_image(t)])
     except NativeError as exc:
         raise BadRequestError(str(exc)) from exc
     channel = Channel(outbox, hold_text=not req.stream)
@@ -230,5 +251,29 @@ def _make_job(
         logprobs=req.logprobs,
         top_logprobs=req.top_logprobs,
         shift=req.shift,
+        images={} if layout is None else layout.images,
     )
+    budget = req.trace_budget
+    if budget is not None and grammar is None:  # a grammar decides the output itself
+        job.trace = TraceLimit(budget.tokens, budget.opening, budget.closing, opened=budget.opened)
+        job.trace_close = tuple(model.tokenize(budget.closing, add_special=False))
     return job, channel
+
+
+def _check_images_fit(layout: ImagePrompt, n_ctx: int, n_batch: int) -> None:
+    """A prompt with images is never cut (an image cannot be half kept): it fits, or it
+    is a 400 that says by how much."""
+    n_image = sum(1 for t in layout.tokens if is_image(t))
+    if len(layout.tokens) > n_ctx:
+        raise BadRequestError(
+            f"the prompt with its images does not fit in the context: {len(layout.tokens)} "
+            f"tokens ({n_image} for images) but num_ctx is {n_ctx}"
+        )
+    one_batch = [image.n_tokens for image in layout.images.values() if image.non_causal]
+    largest = max(one_batch, default=0)
+    if largest > n_batch:
+        raise BadRequestError(
+            f"an image needs {largest} positions in one batch but num_batch is {n_batch}"
+        )
+    if is_image(layout.tokens[-1]):
+        raise BadRequestError("the prompt must not end with an image")

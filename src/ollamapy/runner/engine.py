@@ -35,8 +35,9 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ollamapy.runner.native import Batch, Context, Model, SamplerChain
 from ollamapy.runner.prompt_cache import CacheSource, PromptCache
@@ -48,13 +49,23 @@ from ollamapy.runner.protocol import (
     DoneReason,
 )
 from ollamapy.runner.sampling import token_logprob
-from ollamapy.runner.textstream import StopMatcher, Utf8Decoder
+from ollamapy.runner.textstream import StopMatcher, TraceLimit, Utf8Decoder
+from ollamapy.runner.vision import chunk_of, image_start, is_image
 from ollamapy.types.logprobs import TokenLogprob
 from ollamapy.types.options import SamplingOptions
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[CompletionEvent], None]
+
+
+class ImageInput(Protocol):
+    """An encoded image chunk the engine can evaluate (`runner.vision.ImageChunk`)."""
+
+    n_tokens: int
+    non_causal: bool
+
+    def decode(self, ctx: Context, seq: int, pos: int, n_batch: int) -> None: ...
 
 
 def min_copied_prefix(n_ctx: int) -> int:
@@ -89,6 +100,15 @@ class Job:
     logprobs: bool = False
     top_logprobs: int = 0
     shift: bool = True
+    trace: TraceLimit | None = None
+    """A reasoning-trace budget; when it is spent, `trace_close` is written for the model."""
+    trace_close: tuple[int, ...] = ()
+    started_ns: int = 0
+    """When preparing the prompt began (`time.perf_counter_ns`), if before the engine got
+    it: encoding its images counts in the prompt's evaluation time."""
+    images: Mapping[int, ImageInput] = field(default_factory=dict)
+    """The image chunks whose positions (negative ids, see `runner.vision`) the prompt
+    holds, by chunk id."""
 
     def cancel(self) -> None:
         """Ask the engine to stop this job (safe from any thread; acted on next step)."""
@@ -112,6 +132,7 @@ class Slot:
     num_predict: int = -1
     decoder: Utf8Decoder = field(default_factory=Utf8Decoder)
     stops: StopMatcher = field(default_factory=lambda: StopMatcher(()))
+    forced: list[int] = field(default_factory=list)  # tokens to write instead of sampling
     prompt_cached_count: int = 0  # prompt tokens whose KV was reused, not evaluated
     prompt_cached_source: CacheSource = ""
     t_prompt_start: int = 0
@@ -136,6 +157,15 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
         if a[i] != b[i]:
             return i
     return n
+
+
+def _text_run(pending: list[int], room: int) -> list[int]:
+    """The text tokens at the front of `pending`, up to `room` and the next image."""
+    run = pending[:room]
+    for i, token in enumerate(run):
+        if is_image(token):
+            return run[:i]
+    return run
 
 
 def fit_prompt(prompt: list[int], num_keep: int, n_ctx: int) -> list[int]:
@@ -298,6 +328,7 @@ class Engine:
         num_keep = effective_num_keep(options.num_keep, len(job.prompt), self._n_ctx)
         prompt = fit_prompt(job.prompt, num_keep, self._n_ctx)
         reuse = min(common_prefix(slot.cache, prompt), len(prompt) - 1) if self._intact(slot) else 0
+        reuse = image_start(prompt, reuse)
         donor, shared = self._best_donor(slot, prompt)
         source: CacheSource = "slot"
         if self._cache is not None:
@@ -320,9 +351,10 @@ class Engine:
         slot.num_keep, slot.num_predict = num_keep, options.num_predict
         slot.decoder = Utf8Decoder()
         slot.stops = StopMatcher(options.stop)
+        slot.forced = []
         slot.prompt_cached_count = reuse
         slot.prompt_cached_source = source if reuse else ""
-        slot.t_prompt_start = slot.t_prompt_end = 0
+        slot.t_prompt_start, slot.t_prompt_end = job.started_ns, 0
         slot.logprobs.clear()
         slot.decoded = slot.emitted = 0
 
@@ -367,7 +399,7 @@ class Engine:
         if not shared:
             return None, 0
         seq = max(shared, key=shared.__getitem__)
-        return self._slots[seq], min(shared[seq], len(prompt) - 1)
+        return self._slots[seq], image_start(prompt, min(shared[seq], len(prompt) - 1))
 
     def _intact(self, slot: Slot) -> bool:
         """Whether the slot's KV still holds its cache from position 0: a sliding-window
@@ -395,12 +427,18 @@ class Engine:
                 slot.next_token = None
                 outputs.append((slot, index))
         for slot in self._slots:
-            if slot.job is None or not slot.pending or batch.room == 0:
+            if slot.job is None or not slot.pending:
                 continue
-            chunk = slot.pending[: batch.room]
-            del slot.pending[: len(chunk)]
             if not slot.t_prompt_start:
                 slot.t_prompt_start = time.perf_counter_ns()
+            if is_image(slot.pending[0]):
+                self._decode_image(slot, slot.job)
+            if batch.room == 0 or not slot.pending:
+                continue
+            chunk = _text_run(slot.pending, batch.room)
+            if not chunk:  # another image next: the next step evaluates it
+                continue
+            del slot.pending[: len(chunk)]
             done = not slot.pending
             index = batch.add_run(chunk, len(slot.cache), slot.seq, done)
             slot.cache.extend(chunk)
@@ -417,8 +455,27 @@ class Engine:
             if slot.job is not None:
                 if not slot.t_prompt_end:
                     slot.t_prompt_end = now
-                token = slot.job.sampler.sample(self._ctx, index)
+                token = self._next_token(slot, index)
                 self._accept(slot, token, self._logprob(slot.job, index, token))
+
+    def _next_token(self, slot: Slot, index: int) -> int:
+        """The sampled token, or the next one the engine writes itself (a trace's closing
+        tag once its budget is spent)."""
+        job = slot.job
+        assert job is not None
+        if slot.forced:
+            token = slot.forced.pop(0)
+            job.sampler.accept(token)
+            return token
+        return job.sampler.sample(self._ctx, index)
+
+    def _decode_image(self, slot: Slot, job: Job) -> None:
+        """Evaluate the image chunk at the front of the slot's pending prompt, whole (its
+        own decode: a batch holds token ids or embeddings, never both)."""
+        image = job.images[chunk_of(slot.pending[0])[0]]
+        image.decode(self._ctx, slot.seq, len(slot.cache), self._ctx.n_batch)
+        slot.cache.extend(slot.pending[: image.n_tokens])
+        del slot.pending[: image.n_tokens]
 
     def _make_room(self, slot: Slot) -> bool:
         """Ensure the slot's sequence can take one more token; False if it had to finish."""
@@ -452,6 +509,9 @@ class Engine:
             return
         slot.generated.append(token)
         text = slot.decoder.feed(model.piece(token))
+        job = slot.job
+        if job is not None and job.trace is not None and job.trace.feed(text):
+            slot.forced = list(job.trace_close)
         if logprob is not None:
             start = slot.decoded
             slot.decoded += len(text)
@@ -509,9 +569,10 @@ class Engine:
             prompt_eval_duration=max(end_prompt - slot.t_prompt_start, 0),
             eval_count=len(slot.generated),
             eval_duration=max(now - end_prompt, 0),
-            tokens=slot.prompt + slot.generated,
+            tokens=[t for t in slot.prompt if not is_image(t)] + slot.generated,
             prompt_cached_count=slot.prompt_cached_count,
             prompt_cached_source=slot.prompt_cached_source,
+            stop_sequence=slot.stops.matched,
         )
         self._emit(slot, done)
         self._release(slot)

@@ -63,6 +63,8 @@ class LaunchArgs:
     kv_cache_type: str | None = None
     embedding: bool = False
     lora: tuple[str, ...] = ()
+    mmproj: str | None = None
+    """The vision projector (an mmproj GGUF, architecture `clip`) loaded with the model."""
     parent_pid: int | None = None
     verbose: bool = False
     prompt_cache: int = 0
@@ -85,6 +87,8 @@ class LaunchArgs:
             argv.append("--embedding")
         for path in self.lora:
             argv += ["--lora", path]
+        if self.mmproj:
+            argv += ["--mmproj", self.mmproj]
         if self.parent_pid is not None:
             argv += ["--parent-pid", str(self.parent_pid)]
         if self.verbose:
@@ -114,6 +118,7 @@ class LaunchArgs:
             kv_cache_type=ns.kv_cache_type,
             embedding=ns.embedding,
             lora=tuple(ns.lora),
+            mmproj=ns.mmproj,
             parent_pid=ns.parent_pid,
             verbose=ns.verbose,
             prompt_cache=ns.prompt_cache,
@@ -140,6 +145,7 @@ def _argument_parser() -> argparse.ArgumentParser:
     p.add_argument("--kv-cache-type", default=None, choices=["f16", "q8_0", "q4_0"])
     p.add_argument("--embedding", action="store_true")
     p.add_argument("--lora", action="append", default=[])
+    p.add_argument("--mmproj", default=None, help="the vision projector GGUF")
     p.add_argument("--parent-pid", type=int, default=None)
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--prompt-cache", type=int, default=0, help="host prompt cache bytes")

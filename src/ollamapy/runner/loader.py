@@ -26,6 +26,7 @@ from ollamapy.runner.native import (
     supports_gpu_offload,
 )
 from ollamapy.runner.protocol import RunnerInfo
+from ollamapy.runner.vision import Vision
 
 
 @dataclass
@@ -42,6 +43,8 @@ class LoadedModel:
     adapters: list[LoraAdapter] = field(default_factory=list)
     n_gpu_layers: int = 0
     embedder: DecoderEmbedder | None = None
+    vision: Vision | None = None
+    """The projector, when the model was launched with one (`--mmproj`)."""
 
     def info(self) -> RunnerInfo:
         m = self.model
@@ -62,6 +65,8 @@ class LoadedModel:
         )
 
     def close(self) -> None:
+        if self.vision is not None:
+            self.vision.close()
         if self.embedder is not None:
             self.embedder.close()
         self.context.close()
@@ -122,6 +127,18 @@ def load(args: LaunchArgs, progress: Callable[[float], None] | None = None) -> L
             adapter.close()
         model.close()
         raise
+    vision = None
+    if args.mmproj:
+        try:
+            vision = Vision(
+                args.mmproj, model, n_threads=thread_count(args.num_thread), use_gpu=n_gpu != 0
+            )
+        except BaseException:
+            context.close()
+            for adapter in adapters:
+                adapter.close()
+            model.close()
+            raise
     embedder = None
     if not args.embedding:
         embedder = DecoderEmbedder(
@@ -131,4 +148,4 @@ def load(args: LaunchArgs, progress: Callable[[float], None] | None = None) -> L
             flash_attention=args.flash_attention,
             kv_cache_type=args.kv_cache_type,
         )
-    return LoadedModel(args, model, context, adapters, n_gpu, embedder)
+    return LoadedModel(args, model, context, adapters, n_gpu, embedder, vision)

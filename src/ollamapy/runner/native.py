@@ -516,6 +516,10 @@ class SamplerChain(_Owned):
         """Pick (and accept) the next token from the logits at batch `index`."""
         return int(lc.llama_sampler_sample(self._ptr, ctx.ptr, index))
 
+    def accept(self, token: int) -> None:
+        """Tell the chain about a token chosen for it (penalties count it)."""
+        lc.llama_sampler_accept(self._ptr, token)
+
     def close(self) -> None:
         if self._ptr:
             lc.llama_sampler_free(self._ptr)

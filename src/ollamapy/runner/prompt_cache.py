@@ -64,6 +64,14 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
+def text_prefix(tokens: Sequence[int]) -> Sequence[int]:
+    """The tokens before the first image position (a negative id)."""
+    for i, token in enumerate(tokens):
+        if token < 0:
+            return tokens[:i]
+    return tokens
+
+
 def _is_prefix(short: Sequence[int], long: Sequence[int]) -> bool:
     return len(short) <= len(long) and common_prefix(short, long) == len(short)
 
@@ -294,7 +302,12 @@ class PromptCache:
                 self.host.add(entry)
 
     def stash(self, seq: int, tokens: Sequence[int]) -> None:
-        """Keep the KV of `seq`, which holds exactly `tokens`, before it is overwritten."""
+        """Keep the KV of `seq`, which holds exactly `tokens`, before it is overwritten.
+
+        Only the text before the first image is kept usable: image positions are ids
+        (negative) that name an image only within one runner process, so a restore is
+        never matched on them (the state past that point is cut off when restored)."""
+        tokens = text_prefix(tokens)
         if len(tokens) < self.min_tokens:
             return
         data = self._state.seq_state_get(seq)
@@ -319,7 +332,7 @@ class PromptCache:
             self.host.remove(entry)
             self._state.seq_rm(seq, -1, -1)
             return False
-        if length < len(entry.tokens) and not self._state.seq_rm(seq, length, -1):
+        if not self._state.seq_rm(seq, length, -1):  # the state may hold more than tokens
             self._state.seq_rm(seq, -1, -1)
             return False
         self.host.touch(entry)
@@ -347,8 +360,9 @@ class PromptCache:
             return any(_is_prefix(tokens, other) for other in chosen)
 
         candidates: list[tuple[tuple[int, ...], int | Entry]] = [
-            (tuple(tokens), seq) for seq, tokens in slots if len(tokens) >= self.min_tokens
+            (tuple(text_prefix(tokens)), seq) for seq, tokens in slots
         ]
+        candidates = [c for c in candidates if len(c[0]) >= self.min_tokens]
         candidates += [(entry.tokens, entry) for entry in self.host.entries()]
         for tokens, source in candidates:
             if covered(tokens) or time.monotonic() > deadline:

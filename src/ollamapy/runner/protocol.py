@@ -175,6 +175,36 @@ class ToolCallGrammar:
 
 
 @dataclass(frozen=True, slots=True)
+class TraceBudget:
+    """At most `tokens` tokens of reasoning trace: the runner then writes `closing` itself
+    (as llama-server's reasoning budget does). `opened`: the prompt ended with `opening`,
+    so the output starts inside the trace; otherwise the trace is the one the output opens
+    with `opening`, if it does."""
+
+    tokens: int
+    opening: str
+    closing: str
+    opened: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: object) -> TraceBudget:
+        data = json_object(raw, "trace_budget")
+        tokens = json_field(data, "tokens", int, 0)
+        closing = json_field(data, "closing", str, "")
+        if tokens < 1 or not closing:
+            raise ProtocolError("field 'trace_budget' needs tokens >= 1 and a closing tag")
+        return cls(
+            tokens=tokens,
+            opening=json_field(data, "opening", str, ""),
+            closing=closing,
+            opened=json_field(data, "opened", bool, False),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class CompletionRequest:
     """`POST /completion`: a fully templated prompt plus per-request sampling options.
 
@@ -204,6 +234,8 @@ class CompletionRequest:
     shift: bool = True
     tool_grammar: ToolCallGrammar | None = None
     """Set when the answer must be tool calls; then `format` is None."""
+    trace_budget: TraceBudget | None = None
+    """Set to cap the reasoning trace (ignored with a grammar, which fixes the output)."""
 
     def to_json(self) -> dict[str, Any]:
         options = dataclasses.asdict(self.options)
@@ -219,7 +251,10 @@ class CompletionRequest:
             "top_logprobs": self.top_logprobs,
             "truncate": self.truncate,
             "shift": self.shift,
-        } | ({} if self.tool_grammar is None else {"tool_grammar": self.tool_grammar.to_json()})
+        } | (
+            ({} if self.tool_grammar is None else {"tool_grammar": self.tool_grammar.to_json()})
+            | ({} if self.trace_budget is None else {"trace_budget": self.trace_budget.to_json()})
+        )
 
     @classmethod
     def from_json(cls, raw: object) -> CompletionRequest:
@@ -239,6 +274,7 @@ class CompletionRequest:
         top_logprobs = json_field(data, "top_logprobs", int, 0)
         check_top_logprobs(top_logprobs)
         grammar = data.get("tool_grammar")
+        budget = data.get("trace_budget")
         return cls(
             prompt=prompt,
             options=options,
@@ -251,6 +287,7 @@ class CompletionRequest:
             truncate=json_field(data, "truncate", bool, True),
             shift=json_field(data, "shift", bool, True),
             tool_grammar=None if grammar is None else ToolCallGrammar.from_json(grammar),
+            trace_budget=None if budget is None else TraceBudget.from_json(budget),
         )
 
 
@@ -294,6 +331,8 @@ class CompletionDone:
     tokens: list[int] = field(default_factory=list)
     prompt_cached_count: int = 0
     prompt_cached_source: str = ""
+    stop_sequence: str | None = None
+    """The stop string that ended the generation (done_reason "stop"), if one did."""
 
     def to_json(self) -> dict[str, Any]:
         # Not dataclasses.asdict: it deep-copies `tokens` item by item (ms for a long chat).
@@ -307,7 +346,7 @@ class CompletionDone:
             "tokens": self.tokens,
             "prompt_cached_count": self.prompt_cached_count,
             "prompt_cached_source": self.prompt_cached_source,
-        }
+        } | ({} if self.stop_sequence is None else {"stop_sequence": self.stop_sequence})
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +380,7 @@ def parse_completion_line(raw: object) -> CompletionEvent:
             tokens=_int_list(data, "tokens"),
             prompt_cached_count=json_field(data, "prompt_cached_count", int, 0),
             prompt_cached_source=json_field(data, "prompt_cached_source", str, ""),
+            stop_sequence=json_field(data, "stop_sequence", str, None),
         )
     return CompletionChunk(
         content=json_field(data, "content", str, ""), logprobs=_logprobs(data.get("logprobs"))

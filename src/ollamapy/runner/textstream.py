@@ -41,12 +41,14 @@ class Utf8Decoder:
 class StopMatcher:
     """Holds back text that may be the start of a stop string; reports full matches."""
 
-    __slots__ = ("_held", "_max_hold", "_stops")
+    __slots__ = ("_held", "_max_hold", "_stops", "matched")
 
     def __init__(self, stops: Iterable[str]) -> None:
         self._stops = tuple(s for s in stops if s)
         self._max_hold = max((len(s) for s in self._stops), default=1) - 1
         self._held = ""
+        self.matched: str | None = None
+        """The stop string that was hit (Anthropic's `stop_sequence` reports it)."""
 
     @property
     def active(self) -> bool:
@@ -77,11 +79,13 @@ class StopMatcher:
         return held
 
     def _first_match(self, buf: str) -> int | None:
+        """Where the earliest stop string starts in `buf` (and remember which one)."""
         best: int | None = None
         for stop in self._stops:
             idx = buf.find(stop)
             if idx != -1 and (best is None or idx < best):
                 best = idx
+                self.matched = stop
         return best
 
     def _partial_suffix(self, buf: str) -> int:
@@ -91,3 +95,50 @@ class StopMatcher:
             if any(stop.startswith(tail) for stop in self._stops):
                 return size
         return 0
+
+
+class TraceLimit:
+    """Counts the tokens of a reasoning trace and says when its budget is spent.
+
+    The trace is open from the start (`opened`: the prompt ended with the opening tag) or
+    opens when the output starts with `opening` (after white space); output that starts
+    otherwise has no trace, and nothing is counted. Inside, each token counts; a trace that
+    writes `closing` is done; one that reaches `budget` tokens first is over budget once:
+    `feed` returns True for that token, and the engine then writes `closing` itself.
+    """
+
+    __slots__ = ("_budget", "_closing", "_opening", "_seen", "_state", "count")
+
+    def __init__(self, budget: int, opening: str, closing: str, *, opened: bool) -> None:
+        self._budget, self._opening, self._closing = budget, opening, closing
+        self._state = "inside" if opened else "before"
+        self._seen = ""
+        self.count = 0
+
+    def feed(self, text: str) -> bool:
+        """One generated token's text; True when the budget ran out on this token."""
+        if self._state == "before":
+            self._seen += text
+            start = self._seen.lstrip()
+            if start.startswith(self._opening):
+                self._state, self._seen = "inside", start[len(self._opening) :]
+                return self._closed()
+            if not self._opening.startswith(start):
+                self._state = "done"
+            return False
+        if self._state != "inside":
+            return False
+        self.count += 1
+        self._seen = (self._seen + text)[-(len(self._closing) + len(text)) :]
+        if self._closed():
+            return False
+        if self.count >= self._budget:
+            self._state = "done"
+            return True
+        return False
+
+    def _closed(self) -> bool:
+        if self._closing in self._seen:
+            self._state = "done"
+            return True
+        return False

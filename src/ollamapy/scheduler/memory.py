@@ -9,6 +9,7 @@ eviction logic is tested with fake numbers; only `probe_memory` touches the mach
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import logging
@@ -104,6 +105,8 @@ class MemoryEstimate:
     weights: int = 0
     kv_cache: int = 0
     compute: int = 0
+    layers: int = 0
+    """The model's repeating layers (`block_count`), for splitting it across devices."""
 
     @property
     def total(self) -> int:
@@ -142,7 +145,15 @@ def estimate_memory(
         weights=shape.file_size,
         kv_cache=kv_cache_bytes(shape, num_ctx, num_parallel, cache_type),
         compute=compute_bytes(shape, num_ctx, num_batch, num_parallel),
+        layers=shape.n_layer,
     )
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def read_shape(path: Path) -> ModelShape:
@@ -173,13 +184,16 @@ class GGUFEstimator:
         shape = self._shapes.get(load.model_path)
         if shape is None:
             shape = self._shapes[load.model_path] = read_shape(load.model_path)
-        return estimate_memory(
+        estimate = estimate_memory(
             shape,
             num_ctx=load.options.num_ctx,
             num_parallel=num_parallel,
             num_batch=load.options.num_batch,
             cache_type=self._cache_type,
         )
+        # A vision projector loads with the model: its weights count too.
+        projectors = sum(_file_size(path) for path in load.projectors)
+        return dataclasses.replace(estimate, weights=estimate.weights + projectors)
 
 
 # ----------------------------------------------------------------------------- free memory

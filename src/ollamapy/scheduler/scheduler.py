@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from ollamapy.errors import ServiceUnavailableError
+from ollamapy.scheduler.gpu import plan_offload
 from ollamapy.scheduler.memory import (
     UNLIMITED,
     InsufficientMemoryError,
@@ -117,6 +118,19 @@ class Placement:
     load: ModelLoad
     memory: MemoryEstimate
     size_vram: int
+
+
+def _on_devices(load: ModelLoad, memory: MemoryEstimate, snapshot: MemorySnapshot) -> Placement:
+    """Split a load between GPUs and CPU. `num_gpu` unset (-1): as many layers as fit in
+    the GPUs' free memory (`gpu.plan_offload`), and the runner is told that count; an
+    explicit `num_gpu` is the user's choice (0: CPU only)."""
+    if load.options.num_gpu == 0 or not snapshot.gpus:
+        return Placement(load, memory, 0)
+    if load.options.num_gpu > 0 or memory.layers <= 0:
+        return Placement(load, memory, min(memory.total, snapshot.vram_available))
+    offload = plan_offload(memory, snapshot.gpus)
+    options = replace(load.options, num_gpu=offload.layers)
+    return Placement(replace(load, options=options), memory, offload.vram)
 
 
 @dataclass(eq=False)
@@ -479,10 +493,7 @@ class Scheduler(Generic[RunnerT]):
         budget = self._budget(snapshot)
         for parallel, memory in choices:
             if memory.total <= budget:
-                vram = min(memory.total, snapshot.vram_available)
-                if load.options.num_gpu == 0:
-                    vram = 0
-                return Placement(replace(load, num_parallel=parallel), memory, vram)
+                return _on_devices(replace(load, num_parallel=parallel), memory, snapshot)
         return None
 
     def _budget(self, snapshot: MemorySnapshot) -> int:

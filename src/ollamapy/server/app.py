@@ -22,22 +22,38 @@ from starlette.routing import Route
 from ollamapy.config import Config, HostAddress
 from ollamapy.errors import NotFoundError, OllamaError
 from ollamapy.scheduler import Scheduler
-from ollamapy.server import embed, inference, models, openai_routes, transfer, ui
+from ollamapy.server import (
+    anthropic_routes,
+    embed,
+    inference,
+    models,
+    openai_routes,
+    responses_routes,
+    transfer,
+    ui,
+)
 from ollamapy.server.auth import KeyGuard, KeySource
 from ollamapy.server.exposure import prepare_to_serve
 from ollamapy.server.guards import EdgeGuard
 from ollamapy.server.http import error_response, handle_errors
+from ollamapy.server.responses_store import ResponseStore
 from ollamapy.server.runners import default_scheduler
 from ollamapy.server.state import ServerState
-from ollamapy.store import Store
+from ollamapy.store import Store, StoreBusyError
 
 log = logging.getLogger(__name__)
+
+PRUNE_GRACE_S = 15 * 60.0
+"""The startup prune keeps temp files and unreferenced blobs younger than this: on a store
+shared by replicas they may be another server's create or blob upload in progress."""
 
 
 def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starlette:
     """Build the app; `scheduler` is injectable so tests can run fake runners."""
     store = Store(config.models_dir)
     state = ServerState(config, store, scheduler or default_scheduler(config))
+
+    responses = ResponseStore(config.models_dir.parent / "responses")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -46,6 +62,7 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
             yield
         finally:
             await state.scheduler.shutdown()
+            responses.close()
 
     app = Starlette(
         routes=[
@@ -54,6 +71,8 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
             *transfer.ROUTES,
             *embed.ROUTES,
             *openai_routes.ROUTES,
+            *anthropic_routes.ROUTES,
+            *responses_routes.ROUTES,
             *ui.ROUTES,
             Route("/{path:path}", not_found, methods=_ALL_METHODS),
         ],
@@ -71,16 +90,21 @@ def create_app(config: Config, scheduler: Scheduler[Any] | None = None) -> Starl
         lifespan=lifespan,
     )
     app.state.ollama = state
+    app.state.responses = responses
     return app
 
 
 def _prepare_store(state: ServerState) -> None:
     store = state.store
     store.root.mkdir(parents=True, exist_ok=True)
-    if state.config.noprune:
-        store.cleanup_temp()
+    try:
+        if state.config.noprune:
+            store.cleanup_temp(grace_s=PRUNE_GRACE_S)
+            return
+        removed = store.prune(grace_s=PRUNE_GRACE_S)
+    except StoreBusyError:
+        log.warning("model store busy (other servers share it): prune skipped")
         return
-    removed = store.prune()
     if removed:
         log.info("pruned %d unused blob(s)", len(removed))
 

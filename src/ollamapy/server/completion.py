@@ -11,6 +11,7 @@ stats are measured here. Dialects encode these events at the edge.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import secrets
 import string
@@ -24,10 +25,10 @@ from ollamapy.chat.events import Delta, Event, Final
 from ollamapy.chat.harmony import HarmonyParser
 from ollamapy.chat.messages import Message, Prompt, ToolCall
 from ollamapy.chat.prompt import Counted
-from ollamapy.chat.thinking import ThinkingParser, ThinkingTags
+from ollamapy.chat.thinking import ThinkingParser, ThinkingTags, prompt_opens_trace
 from ollamapy.chat.tools import ToolCallParser
 from ollamapy.errors import BadRequestError
-from ollamapy.llm import CompletionDone, CompletionRequest, Runner, ToolCallGrammar
+from ollamapy.llm import CompletionDone, CompletionRequest, Runner, ToolCallGrammar, TraceBudget
 from ollamapy.scheduler import ModelLoad
 from ollamapy.server import loads
 from ollamapy.server.models import details
@@ -136,6 +137,7 @@ async def complete(
     thinking: ThinkingTags | HarmonyParser | None = None,
     decoding: Decoding = Decoding(),
     tool_grammar: ToolCallGrammar | None = None,
+    trace_budget: int | None = None,
 ) -> AsyncIterator[Event]:
     """Hold a runner, render the prompt with it, and yield the completion's events.
 
@@ -143,7 +145,9 @@ async def complete(
     tags (or gpt-oss's harmony parser), the reasoning trace is split off first; with a
     `parser`, tool calls are then taken out of the answer text as they complete; with a
     `tool_grammar`, the runner may only write tool calls. Logprobs ride on the delta of
-    the chunk that brought them, even when a parser holds its text.
+    the chunk that brought them, even when a parser holds its text. A `trace_budget`
+    caps the reasoning trace at that many tokens (thinking tags only; the runner closes the
+    trace itself when it is spent).
     """
     timing = Timing()
     async with state.scheduler.use(prepared.load, prepared.keep_alive) as entry:
@@ -152,7 +156,10 @@ async def complete(
         prompt = await prompt_of(runner)
         request = CompletionRequest(
             prompt=prompt.text,
-            tokens=tuple(prompt.tokens) if prompt.tokens is not None else None,
+            # Counted tokens hold the `[img-N]` tags as text: with images the runner lays
+            # the prompt out itself.
+            tokens=None if prompt.tokens is None or prompt.images else tuple(prompt.tokens),
+            images=tuple(base64.b64encode(image).decode() for image in prompt.images),
             options=prepared.sampling,
             format=format,
             stream=stream,
@@ -161,6 +168,7 @@ async def complete(
             truncate=decoding.truncate,
             shift=decoding.shift,
             tool_grammar=tool_grammar,
+            trace_budget=_budget(trace_budget, thinking, prompt.text),
         )
         split = _Splitter(_trace_parser(thinking, prompt.text), parser)
         # Closed here, before the runner is released: a client that leaves mid-answer
@@ -177,6 +185,16 @@ async def complete(
                     delta = split.feed(chunk.content, chunk.logprobs)
                     if delta is not None:
                         yield delta
+
+
+def _budget(
+    tokens: int | None, thinking: ThinkingTags | HarmonyParser | None, prompt: str
+) -> TraceBudget | None:
+    """The runner's trace budget: the template's tags, and whether the prompt opened them."""
+    if tokens is None or not isinstance(thinking, ThinkingTags):
+        return None
+    opened = prompt_opens_trace(thinking, prompt)
+    return TraceBudget(tokens, thinking.opening, thinking.closing, opened)
 
 
 def _trace_parser(
@@ -249,6 +267,7 @@ def final(done: CompletionDone, timing: Timing) -> Final:
         load_duration=timing.load_duration,
         total_duration=timing.total(),
         context=done.tokens,
+        stop_sequence=done.stop_sequence,
     )
 
 

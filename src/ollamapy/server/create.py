@@ -125,7 +125,8 @@ def _plan_from_modelfile(name: ModelName, request: CreateRequest) -> CreatePlan:
         licenses=modelfile.license or None,
         quantize=_quantize_type(request),
     )
-    plan = _with_source(plan, modelfile.from_, base_dir)
+    for source in modelfile.froms:  # the model, then e.g. its vision projector
+        plan = _with_source(plan, source, base_dir)
     for adapter in modelfile.adapters:
         plan = _with_adapter(plan, adapter, base_dir)
     return plan
@@ -135,9 +136,12 @@ def _with_source(plan: CreatePlan, source: str, base_dir: Path) -> CreatePlan:
     """A FROM value: a blob digest, a local file or directory, or a model name."""
     found = classify_from(source, base_dir)
     if found.digest is not None:
-        return replace(plan, files={"model.gguf": found.digest})
+        name = f"model{len(plan.files)}.gguf" if plan.files else "model.gguf"
+        return replace(plan, files={**plan.files, name: found.digest})
     if found.path is not None:
-        return replace(plan, local_files=[found.path])
+        return replace(plan, local_files=[*plan.local_files, found.path])
+    if plan.base_model is not None or plan.files or plan.local_files:
+        raise BadRequestError(f"only the first FROM may name a model: {source}")
     return replace(plan, base_model=ModelName.parse(source))
 
 
@@ -215,7 +219,8 @@ class ModelBuilder:
     def _base(self) -> Iterator[Event]:
         if self.plan.base_model is not None:
             yield from self._from_model(self.plan.base_model)
-            return
+            if not self.plan.files and not self.plan.local_files:
+                return  # else: a projector added to a model (`FROM model` + `FROM mmproj`)
         yield {"status": "parsing GGUF"}
         for path in self.plan.local_files:
             yield from self._from_local(path)
@@ -316,7 +321,10 @@ class ModelBuilder:
                 f"{filename}: a Safetensors model needs its config.json, tokenizer and weights"
             )
         info = gguf.read_gguf(path)
-        media = MediaType.MODEL if not self._has(MediaType.MODEL) else MediaType.PROJECTOR
+        # A vision projector (llama.cpp's mmproj, architecture `clip`) whatever its place;
+        # a second language model after the first also serves as one (Ollama's rule).
+        projector = info.architecture == "clip" or self._has(MediaType.MODEL)
+        media = MediaType.PROJECTOR if projector else MediaType.MODEL
         self.layers.append(Layer(media, digest, path.stat().st_size))
         yield {"status": f"using existing layer {digest}"}
         if media is MediaType.MODEL:

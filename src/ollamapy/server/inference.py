@@ -21,6 +21,7 @@ from starlette.routing import Route
 from ollamapy.api.types import ChatRequest, GenerateRequest
 from ollamapy.chat.events import Event, Final
 from ollamapy.chat.messages import Prompt
+from ollamapy.errors import OllamaError
 from ollamapy.llm import Runner
 from ollamapy.scheduler import LoadedModel
 from ollamapy.server import loads, native, prompts
@@ -33,8 +34,9 @@ from ollamapy.server.completion import (
     prepare,
 )
 from ollamapy.server.http import read_request, stream_events, unless_client_leaves
-from ollamapy.server.resolved import ResolvedModel
+from ollamapy.server.resolved import ResolvedModel, resolve
 from ollamapy.server.state import ServerState, state_of
+from ollamapy.types import ModelName
 
 Json = dict[str, Any]
 
@@ -122,14 +124,37 @@ async def prepare_chat(state: ServerState, body: ChatRequest) -> Prepared:
     return await run_in_threadpool(_prepare_chat, state, body)
 
 
+async def relax_think(state: ServerState, body: ChatRequest) -> ChatRequest:
+    """`body` without `think` when its model cannot think. Agents (Claude Code) ask every
+    model for thinking; as Ollama relaxes it for its Anthropic layer, such a model answers
+    without thinking instead of refusing with a 400. A model that cannot be resolved is
+    left to `prepare_chat`, which says why."""
+    if body.think in (None, False):
+        return body
+    return await run_in_threadpool(_relax_think, state, body)
+
+
+def _relax_think(state: ServerState, body: ChatRequest) -> ChatRequest:
+    try:
+        model = resolve(state.store, ModelName.parse(body.model))
+    except OllamaError:
+        return body
+    if prompts.can_think(model, prompts.template_of(model)):
+        return body
+    return body.model_copy(update={"think": None})
+
+
 def _prepare_chat(state: ServerState, body: ChatRequest) -> Prepared:
     prepared = _prepare_checked(state, body, prompts.check_chat)
     conversation = prompts.chat_conversation(prepared.model, body)
     return dataclasses.replace(prepared, conversation=conversation)
 
 
-def chat_events(state: ServerState, prepared: Prepared, body: ChatRequest) -> AsyncIterator[Event]:
-    """The /api/chat completion as typed events, tool calls parsed out."""
+def chat_events(
+    state: ServerState, prepared: Prepared, body: ChatRequest, *, trace_budget: int | None = None
+) -> AsyncIterator[Event]:
+    """The /api/chat completion as typed events, tool calls parsed out; `trace_budget`
+    (a dialect's, e.g. Anthropic's `thinking.budget_tokens`) caps the reasoning trace."""
 
     async def prompt_of(runner: Runner) -> Prompt:
         return await prompts.chat_prompt(prepared, body, runner)
@@ -144,7 +169,20 @@ def chat_events(state: ServerState, prepared: Prepared, body: ChatRequest) -> As
         thinking=prompts.chat_thinking(prepared, body),
         decoding=Decoding.of(body),
         tool_grammar=prompts.tool_grammar(prepared.model, body),
+        trace_budget=trace_budget,
     )
+
+
+async def chat_prompt_tokens(state: ServerState, prepared: Prepared, body: ChatRequest) -> int:
+    """How many tokens the prompt of this chat request is: the very prompt `chat_events`
+    would send (template, tools, think, fitted to num_ctx), counted by the runner's own
+    tokenizer, hence the `prompt_eval_count` of the request evaluated."""
+    async with state.scheduler.use(prepared.load, prepared.keep_alive) as entry:
+        runner: Runner = entry.runner
+        prompt = await prompts.chat_prompt(prepared, body, runner)
+        if prompt.tokens is not None:
+            return len(prompt.tokens)
+        return len(await runner.tokenize(prompt.text))
 
 
 BodyT = TypeVar("BodyT", GenerateRequest, ChatRequest)

@@ -96,10 +96,19 @@ def show_model(model: ResolvedModel, verbose: bool) -> dict[str, Any]:
         "details": details(model.config, model.config.base_name),
         "messages": model.messages or None,
         "model_info": info.model_info(verbose=verbose) if info is not None else None,
+        "projector_info": projector_info(model, verbose),
         "capabilities": capabilities(model, info),
         "modified_at": rfc3339(datetime.now(UTC)),
     }
     return {key: value for key, value in response.items() if value is not None}
+
+
+def projector_info(model: ResolvedModel, verbose: bool) -> dict[str, Any] | None:
+    """The vision projector's metadata (`projector_info`), as `model_info` shows the model's."""
+    if not model.projectors:
+        return None
+    keep = None if verbose else 1024
+    return gguf.read_gguf(model.projectors[0], keep_arrays=keep).model_info(verbose=verbose)
 
 
 def modelfile_of(model: ResolvedModel) -> Modelfile:
@@ -107,6 +116,7 @@ def modelfile_of(model: ResolvedModel) -> Modelfile:
     return Modelfile.build(
         str(model.model_path or model.name.display),
         adapters=[str(path) for path in model.adapters],
+        projectors=[str(path) for path in model.projectors],
         template=model.template or None,
         system=model.system or None,
         parameters=dict(sorted(model.parameters.items())),

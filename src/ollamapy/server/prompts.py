@@ -251,8 +251,8 @@ async def generate_prompt(
     prefix = ""
     if body.context and runner is not None:
         prefix = await runner.detokenize(body.context)
-    if body.raw:
-        return Prompt(prefix + body.prompt)
+    if body.raw:  # images are placed where the raw prompt says `[img-N]`
+        return Prompt(prefix + body.prompt, [decode_image(i) for i in body.images or []])
     model = prepared.model
     prompt = rules.build_generate_prompt(
         template_of(model, body.template),

@@ -6,11 +6,13 @@ runners behind the `Runner` Protocol through the same app).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 
 from ollamapy.config import Config
 from ollamapy.llm import ProcessRunner, RunnerSpec, start_runner
 from ollamapy.scheduler import ModelLoad, Scheduler
+from ollamapy.scheduler.gpu import default_flash_attention, read_gpu_pools
 from ollamapy.scheduler.memory import GGUFEstimator, probe_memory
 
 
@@ -21,9 +23,10 @@ def runner_factory(config: Config) -> Callable[[ModelLoad], Awaitable[ProcessRun
         spec = RunnerSpec(
             model_path=load.model_path,
             adapters=load.adapters,
+            projector=load.projectors[0] if load.projectors else None,
             options=load.options,
             num_parallel=load.num_parallel,
-            flash_attention=config.flash_attention or None,
+            flash_attention=_flash_attention(config, load),
             kv_cache_type=config.kv_cache_type or None,
             verbose=config.debug,
             prompt_cache=config.prompt_cache,
@@ -32,6 +35,15 @@ def runner_factory(config: Config) -> Callable[[ModelLoad], Awaitable[ProcessRun
         return await start_runner(spec, load_timeout=config.load_timeout)
 
     return factory
+
+
+def _flash_attention(config: Config, load: ModelLoad) -> bool | None:
+    """`OLLAMA_FLASH_ATTENTION`, or on by default for a load on GPUs that support it."""
+    if config.flash_attention:
+        return True
+    if load.options.num_gpu != 0 and default_flash_attention():
+        return True
+    return None
 
 
 def default_scheduler(
@@ -45,5 +57,5 @@ def default_scheduler(
         max_loaded=config.max_loaded_models,
         max_queue=config.max_queue,
         estimator=GGUFEstimator(config.kv_cache_type),
-        memory=probe_memory,
+        memory=functools.partial(probe_memory, gpus=read_gpu_pools),
     )

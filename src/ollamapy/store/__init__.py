@@ -1,7 +1,13 @@
 """The model store: blobs and manifests laid out exactly as Ollama lays out `$OLLAMA_MODELS`."""
 
-from ollamapy.store.errors import DigestMismatchError, InvalidConfigError, InvalidManifestError
+from ollamapy.store.errors import (
+    DigestMismatchError,
+    InvalidConfigError,
+    InvalidManifestError,
+    MissingBlobsError,
+)
 from ollamapy.store.gojson import go_json_bytes
+from ollamapy.store.lock import StoreBusyError, StoreLock
 from ollamapy.store.manifest import (
     CONFIG_MEDIA_TYPE,
     MANIFEST_MEDIA_TYPE,
@@ -24,9 +30,12 @@ __all__ = [
     "Layer",
     "Manifest",
     "MediaType",
+    "MissingBlobsError",
     "ModelConfig",
     "ModelEntry",
     "Store",
+    "StoreBusyError",
+    "StoreLock",
     "go_json_bytes",
     "is_partial_name",
 ]

@@ -21,3 +21,12 @@ class DigestMismatchError(BadRequestError):
         super().__init__(f"digest mismatch, expected {str(expected)!r}, got {str(actual)!r}")
         self.expected = expected
         self.actual = actual
+
+
+class MissingBlobsError(BadRequestError):
+    """A manifest was about to reference blobs the store does not hold (a half model);
+    with replicas, another server may have deleted them a moment before."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"blob {missing[0]} not found: the model's files are incomplete")
+        self.missing = missing

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +36,7 @@ from ollamapy.errors import (
     NotFoundError,
     OllamaError,
 )
-from ollamapy.store.errors import DigestMismatchError, InvalidManifestError
+from ollamapy.store.errors import DigestMismatchError, InvalidManifestError, MissingBlobsError
 from ollamapy.store.files import (
     TEMP_PREFIX,
     TempFile,
@@ -49,6 +50,7 @@ from ollamapy.store.files import (
     try_reflink,
     write_atomic,
 )
+from ollamapy.store.lock import StoreLock
 from ollamapy.store.manifest import MAX_MANIFEST_BYTES, Manifest, MediaType
 from ollamapy.store.model_config import MAX_CONFIG_BYTES, ModelConfig
 from ollamapy.types import Digest, ModelName
@@ -62,6 +64,8 @@ PARTIAL_SUFFIX = "-partial"
 _PARTIAL_RE = re.compile(r"sha256-[0-9a-f]{64}-partial.*", re.DOTALL)
 _SUFFIX_RE = re.compile(r"[A-Za-z0-9_.-]*")
 _ANY_DIGEST_RE = re.compile(rb"sha256[:-]([0-9a-f]{64})")
+REMOVER_WAIT_S = 60.0
+"""How long a delete or cleanup waits for other servers' manifest writes to finish."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,9 @@ class Store:
         self.root = Path(root)
         self.blobs_dir = self.root / "blobs"
         self.manifests_dir = self.root / "manifests"
+        self.lock = StoreLock(self.root)
+        """Shared by manifest writers, exclusive for removers (see `store.lock`): other
+        servers on the same directory take the same lock."""
 
     # ----------------------------------------------------------------- blobs
 
@@ -252,16 +259,26 @@ class Store:
         """Validate and store manifest bytes unchanged (a pull keeps the registry's bytes,
         so the local digest equals the registry's). Temp file + atomic rename: a failure
         leaves the previous manifest, or none, never half of one."""
-        Manifest.parse(data)
-        path = self._manifest_target(name)
-        created = self._make_parents(path.parent)
-        try:
-            write_atomic(path, data)
-        except BaseException:
-            if created is not None:
-                remove_empty_dirs(path.parent, created.parent)
-            raise
+        manifest = Manifest.parse(data)
+        with self.lock.shared():
+            self._check_blobs_present(manifest)
+            path = self._manifest_target(name)
+            created = self._make_parents(path.parent)
+            try:
+                write_atomic(path, data)
+            except BaseException:
+                if created is not None:
+                    remove_empty_dirs(path.parent, created.parent)
+                raise
         return Digest.of_bytes(data)
+
+    def _check_blobs_present(self, manifest: Manifest) -> None:
+        """Refuse a manifest whose blobs are not all in the store: it would be a half
+        model. Called under the shared lock, so no remover can take a blob away between
+        this check and the manifest becoming visible."""
+        missing = sorted(str(d) for d in manifest.digests if not self.has_blob(d))
+        if missing:
+            raise MissingBlobsError(missing)
 
     def list_models(self) -> list[ModelEntry]:
         """Every readable model, newest first (as `ollama list` orders them).
@@ -286,41 +303,53 @@ class Store:
 
         Returns the digests of the blobs removed. Empty parent directories go too.
         """
-        path = self._find_manifest(name)
-        if path is None:
-            raise ModelNotFoundError(name.display)
-        candidates = _references(path)
-        path.unlink()
-        remove_empty_dirs(path.parent, self.manifests_dir)
-        if noprune:
-            return []
-        return self.remove_unreferenced(candidates)
+        with self.lock.exclusive(REMOVER_WAIT_S):
+            path = self._find_manifest(name)
+            if path is None:
+                raise ModelNotFoundError(name.display)
+            candidates = _references(path)
+            path.unlink()
+            remove_empty_dirs(path.parent, self.manifests_dir)
+            if noprune:
+                return []
+            return self._remove_blobs(candidates - self._live_references())
 
     def remove_unreferenced(self, digests: Iterable[Digest]) -> list[Digest]:
         """Remove those of `digests` that no manifest references (e.g. blobs written by a
         create that then failed); returns the ones removed. Corrupt manifests still
-        protect every digest they mention."""
-        return self._remove_blobs(set(digests) - self._live_references())
+        protect every digest they mention. Holds the store lock exclusive, so another
+        server cannot reference one of them meanwhile."""
+        with self.lock.exclusive(REMOVER_WAIT_S):
+            return self._remove_blobs(set(digests) - self._live_references())
 
-    def prune(self) -> list[Path]:
+    def prune(self, *, grace_s: float = 0.0) -> list[Path]:
         """Startup cleanup: remove leftover temp files and blobs no manifest references.
 
-        Files named `sha256-<hex>-partial*` are kept for resumable downloads. Only safe
-        when no create or pull is in flight, which is why the server runs it at start.
+        Files named `sha256-<hex>-partial*` are kept for resumable downloads. With
+        replicas on one store, another server may be mid-create (its temp files still
+        growing, its new blobs not yet in a manifest): `grace_s` keeps every file
+        modified within that many seconds, as `git gc` keeps recent loose objects.
         """
-        removed = self.cleanup_temp()
-        live = self._live_references()
-        unused = {digest for digest in self._blob_digests() if digest not in live}
-        removed += [self.blob_path(digest) for digest in self._remove_blobs(unused)]
-        self._remove_empty_manifest_dirs()
-        return removed
+        with self.lock.exclusive(REMOVER_WAIT_S):
+            removed = self.cleanup_temp(grace_s=grace_s)
+            live = self._live_references()
+            unused = {
+                digest
+                for digest in self._blob_digests()
+                if digest not in live and _older_than(self.blob_path(digest), grace_s)
+            }
+            removed += [self.blob_path(digest) for digest in self._remove_blobs(unused)]
+            self._remove_empty_manifest_dirs()
+            return removed
 
-    def cleanup_temp(self) -> list[Path]:
+    def cleanup_temp(self, *, grace_s: float = 0.0) -> list[Path]:
         """Remove our crash leftovers (and, like Ollama, any non-blob file in `blobs/`),
-        keeping partial downloads. Safe with `OLLAMA_NOPRUNE`: it never touches data."""
-        removed = [path for path in _files(self.blobs_dir) if _is_blob_junk(path.name)]
+        keeping partial downloads and files modified within `grace_s` seconds (another
+        server's writes in progress). Safe with `OLLAMA_NOPRUNE`: it never touches data."""
+        junk = [path for path in _files(self.blobs_dir) if _is_blob_junk(path.name)]
         for directory, _dirs, files in os.walk(self.manifests_dir):
-            removed += [Path(directory, f) for f in files if f.startswith(TEMP_PREFIX)]
+            junk += [Path(directory, f) for f in files if f.startswith(TEMP_PREFIX)]
+        removed = [path for path in junk if _older_than(path, grace_s)]
         for path in removed:
             path.unlink(missing_ok=True)
         return removed
@@ -454,6 +483,16 @@ def _references(path: Path) -> set[Digest]:
         return set(Manifest.parse(data).digests)
     except InvalidManifestError:
         return {Digest(match.decode()) for match in _ANY_DIGEST_RE.findall(data)}
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    """Whether `path` was last modified more than `seconds` ago (a vanished file is not)."""
+    if seconds <= 0:
+        return True
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except FileNotFoundError:
+        return False
 
 
 def _files(directory: Path) -> list[Path]:
