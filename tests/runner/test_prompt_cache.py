@@ -257,3 +257,16 @@ def test_only_the_text_before_an_image_is_kept(tmp_path: Path) -> None:
     cache.persist([(0, with_image)])
     again = PromptCache(FakeState(), budget=1 << 20, store=store_in(tmp_path), min_tokens=4)
     assert [e.tokens for e in again.host.entries()] == [tuple(range(10))]
+
+
+def test_an_unchanged_prefix_is_not_written_again(tmp_path: Path) -> None:
+    persisted(tmp_path, {0: list(range(40))})
+    (path,) = (tmp_path / "kv").glob(f"*{SUFFIX}")
+    before = path.stat().st_mtime_ns, path.stat().st_ino
+    state = FakeState()
+    cache = PromptCache(state, budget=1 << 20, store=store_in(tmp_path), min_tokens=4)
+    found, shared = cache.find(list(range(40)))
+    assert found is not None and cache.restore(0, found, shared)
+    state.seqs[0] = list(range(40))
+    assert cache.persist([(0, state.seqs[0])]) == 0
+    assert (path.stat().st_mtime_ns, path.stat().st_ino) == before

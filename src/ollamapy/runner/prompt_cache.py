@@ -176,7 +176,11 @@ class DiskStore:
     budget: int
 
     def write(self, tokens: Sequence[int], data: bytes) -> Path:
-        """Write one entry atomically (a temporary file renamed into place)."""
+        """Write one entry atomically (a temporary file renamed into place); a file for
+        the same tokens already there is kept as it is (the same prefix, the same KV)."""
+        path = self.path_for(tokens)
+        if path.is_file():
+            return path
         payload = struct.pack(f"<{len(tokens)}i", *tokens) + data
         header = {
             "model": self.identity,
@@ -187,13 +191,16 @@ class DiskStore:
         }
         raw = json.dumps(header).encode()
         self.directory.mkdir(parents=True, exist_ok=True)
-        name = hashlib.sha256(payload[: 4 * len(tokens)]).hexdigest()[:32] + SUFFIX
-        path = self.directory / name
         tmp = path.with_suffix(".tmp")
         with tmp.open("wb") as f:
             f.write(MAGIC + struct.pack("<I", len(raw)) + raw + payload)
         os.replace(tmp, path)
         return path
+
+    def path_for(self, tokens: Sequence[int]) -> Path:
+        """The file of the entry for `tokens` (named by their hash)."""
+        digest = hashlib.sha256(struct.pack(f"<{len(tokens)}i", *tokens)).hexdigest()
+        return self.directory / (digest[:32] + SUFFIX)
 
     def scan(self) -> list[Entry]:
         """The usable files' entries, oldest first; unusable files are removed."""
@@ -251,6 +258,13 @@ class DiskStore:
         if len(body) != size or hashlib.sha256(body).hexdigest() != header.get("sha256"):
             raise CacheFileError("checksum mismatch")
         return header, tokens, rest
+
+
+def _file_size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size if path.is_file() else None
+    except OSError:
+        return None
 
 
 def _exact(data: bytes, n: int) -> bytes:
@@ -372,6 +386,14 @@ class PromptCache:
                     chosen.append(tokens)
                     kept.add(source.path)
                     used += source.size
+                continue
+            existing = store.path_for(tokens)
+            size = _file_size(existing)
+            if size is not None:  # saved before and listed or restored since: keep it
+                if used + size <= store.budget:
+                    chosen.append(tokens)
+                    kept.add(existing)
+                    used += size
                 continue
             data = self._state.seq_state_get(source) if isinstance(source, int) else source.data
             if not data or used + len(data) + 4 * len(tokens) > store.budget:
