@@ -184,18 +184,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--long", type=int, default=6000)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--skip-come-back", action="store_true")
+    ap.add_argument("--skip-round-robin", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
     ns = ap.parse_args(argv)
     ns.threads = ns.threads or default_threads()
     model = model_path(ns.model)
     load_start = os.getloadavg()
     result: dict[str, Any] = {"config": {k: str(v) for k, v in vars(ns).items()}}
-    result["round_robin"] = {
-        "without": round_robin(ns, model, 0),
-        "with": round_robin(ns, model, CACHE_BYTES),
-    }
-    rr = result["round_robin"]
-    rr["ratio"] = rr["with"]["median_s"] / rr["without"]["median_s"]
+    if not ns.skip_round_robin:
+        rr = result["round_robin"] = {
+            "without": round_robin(ns, model, 0),
+            "with": round_robin(ns, model, CACHE_BYTES),
+        }
+        rr["ratio"] = rr["with"]["median_s"] / rr["without"]["median_s"]
     if not ns.skip_come_back:
         result["come_back"] = come_back(ns, model)
     result["load_avg"] = {"start": load_start, "end": os.getloadavg(), "cpus": os.cpu_count()}
@@ -206,15 +207,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def render(result: dict[str, Any]) -> str:
-    cfg, rr = result["config"], result["round_robin"]
-    lines = [
-        "| figure | without | with | ratio |",
-        "|---|---|---|---|",
-        f"| round-robin, {cfg['conversations']} chats / {cfg['slots']} slots, "
-        f"{cfg['history']}-token histories: median TTFT | "
-        f"{rr['without']['median_s'] * 1000:.0f} ms | {rr['with']['median_s'] * 1000:.0f} ms | "
-        f"{rr['ratio']:.3f} |",
-    ]
+    cfg, rr = result["config"], result.get("round_robin")
+    lines = ["| figure | without | with | ratio |", "|---|---|---|---|"]
+    if rr is not None:
+        lines.append(
+            f"| round-robin, {cfg['conversations']} chats / {cfg['slots']} slots, "
+            f"{cfg['history']}-token histories: median TTFT | "
+            f"{rr['without']['median_s'] * 1000:.0f} ms | "
+            f"{rr['with']['median_s'] * 1000:.0f} ms | {rr['ratio']:.3f} |"
+        )
     if "come_back" in result:
         cb = result["come_back"]
         lines.append(
@@ -224,7 +225,7 @@ def render(result: dict[str, Any]) -> str:
         )
     la = result["load_avg"]
     lines.append(
-        f"\nsources with the cache: {rr['with']['sources']}; load average "
+        f"\nsources with the cache: {rr['with']['sources'] if rr else '-'}; load average "
         f"{la['start'][0]:.2f} at start, {la['end'][0]:.2f} at end on {la['cpus']} CPUs"
     )
     return "\n".join(lines)
