@@ -97,6 +97,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also measure streamed decode against llama-bench tg in pairs (bench.decode)",
     )
+    ap.add_argument(
+        "--cores",
+        action="store_true",
+        help="also measure the two bundled chat models generating at once (bench.cores)",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
     ns = ap.parse_args(argv)
     ns.clients = [int(c) for c in (ns.clients or ("1,2,4" if ns.quick else "1,2,4,8")).split(",")]
@@ -422,7 +427,7 @@ def outputs(result: dict[str, Any], out: Path, want_plots: bool) -> list[Path]:
 
 def extra_benchmarks(run: Run, model: Path, ref_bins: reference.Reference | None) -> None:
     """The opt-in comparisons, each with its own server, merged into the same results file."""
-    from bench import decode, embeddings, overhead, pull
+    from bench import cores, decode, embeddings, overhead, pull
 
     def decode_run(n: int) -> dict[str, Any]:
         if ref_bins is None:
@@ -438,6 +443,7 @@ def extra_benchmarks(run: Run, model: Path, ref_bins: reference.Reference | None
         ("pull_vs_skopeo", run.ns.pull, lambda n: pull.run(repeat=n)),
         ("server_overhead", run.ns.overhead, lambda n: overhead.run(model, repeat=n)),
         ("decode_vs_llama_bench", run.ns.decode, decode_run),
+        ("two_models_at_once", run.ns.cores, lambda n: cores.run(repeat=n)),
     )
     for name, wanted, measure in chosen:
         if not wanted:
@@ -456,6 +462,7 @@ COMMANDS = {
     "decode-parts": "decode_parts",
     "agent-session": "agent_session",
     "vision": "vision",
+    "cores": "cores",
     "prompt-cache": "prompt_cache",
 }
 """Sub-commands: `python -m bench <command> ...` runs that `bench` module's own CLI alone."""

@@ -102,6 +102,8 @@ class Script:
     embedded: list[str] = field(default_factory=list)
     cancelled: int = 0
     started: int = 0
+    threads: list[int] = field(default_factory=list)
+    """Every thread count the scheduler gave a runner (`set_threads`), in order."""
 
 
 class ScriptedRunner:
@@ -180,6 +182,9 @@ class ScriptedRunner:
         self.script.embedded.extend(contents)
         vectors = np.array([[len(text), 1.0, 2.0] for text in contents], dtype=np.float32)
         return vectors, sum(len(word_tokens(text)) for text in contents)
+
+    async def set_threads(self, n_threads: int) -> None:
+        self.script.threads.append(n_threads)
 
     async def wait(self) -> int:
         while not self.closed:

@@ -32,6 +32,7 @@ DESCRIPTIONS: dict[str, str] = {
     "OLLAMA_FLASH_ATTENTION": "enable flash attention",
     "OLLAMA_KV_CACHE_TYPE": "quantization type for the K/V cache (f16, q8_0, q4_0)",
     "OLLAMA_LOAD_TIMEOUT": "how long a model load may stall before giving up (default 5m)",
+    "OLLAMA_SHARE_CORES": "share the CPU cores between models busy at once (default on; 0 = off)",
     "OLLAMA_TMPDIR": "location for temporary files",
     "OLLAMA_LLM_LIBRARY": "accepted for compatibility; llama.cpp is the only engine",
     "OLLAMA_SCHED_SPREAD": "accepted for compatibility (always spread across GPUs)",
@@ -146,6 +147,7 @@ class Config:
     api_keys_required: bool = False
     tls_cert: str = ""
     tls_key: str = ""
+    share_cores: bool = True
     prompt_cache: int = 0
     """Bytes of host RAM per loaded model for prompt KV beyond its slots, and the bound of
     the files it leaves under `models_dir/cache` when unloaded (0: none)."""
@@ -172,6 +174,7 @@ class Config:
             nohistory=_flag(env.get("OLLAMA_NOHISTORY")),
             insecure=_flag(env.get("OLLAMA_INSECURE")),
             api_keys_required=_flag(env.get("OLLAMA_API_KEYS_REQUIRED")),
+            share_cores=_flag(env.get("OLLAMA_SHARE_CORES", "").strip() or "1"),
             prompt_cache=_prompt_cache(env.get("OLLAMA_PROMPT_CACHE")),
             **_tls_pair(env),
         )

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -436,7 +438,8 @@ def test_thinking_asked_of_a_model_that_cannot_think_is_relaxed(server: Server) 
 
 def test_base64_images_reach_the_native_images(server: Server) -> None:
     server.create_vision("vision", TOOLS_TEMPLATE_TEXT)
-    image = {"type": "base64", "media_type": "image/png", "data": "aGVsbG8="}
+    png = (Path(__file__).parents[1] / "testdata" / "vision" / "checker.png").read_bytes()
+    image = {"type": "base64", "media_type": "image/png", "data": base64.b64encode(png).decode()}
     messages: Any = [
         {
             "role": "user",

@@ -183,3 +183,31 @@ def test_a_raw_prompt_places_images_at_its_tags(server: LiveServer) -> None:
     raw = "<start_of_turn>user\n[img-0] What is this?<end_of_turn>\n<start_of_turn>model\n"
     answer = client.generate(model="tiny-vision", prompt=raw, raw=True, images=[picture()])
     assert answer.prompt_eval_count is not None and answer.prompt_eval_count > IMAGE_POSITIONS
+
+
+def test_anthropic_image_blocks(server: LiveServer) -> None:
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=server.url, api_key="ollama")
+    image: Any = {"type": "base64", "media_type": "image/png", "data": b64(picture())}
+    content: Any = [{"type": "image", "source": image}, {"type": "text", "text": "What?"}]
+    answer = client.messages.create(
+        model="tiny-vision", max_tokens=2, messages=[{"role": "user", "content": content}]
+    )
+    used = answer.usage.input_tokens + (answer.usage.cache_read_input_tokens or 0)
+    assert used > IMAGE_POSITIONS
+
+
+def test_responses_input_image_parts(server: LiveServer) -> None:
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="ollama")
+    content: Any = [
+        {"type": "input_text", "text": "What is this?"},
+        {"type": "input_image", "image_url": f"data:image/png;base64,{b64(picture())}"},
+    ]
+    answer = client.responses.create(
+        model="tiny-vision",
+        input=[{"role": "user", "content": content}],
+        max_output_tokens=2,
+        store=False,
+    )
+    assert answer.usage is not None and answer.usage.input_tokens > IMAGE_POSITIONS

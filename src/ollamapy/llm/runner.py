@@ -75,6 +75,11 @@ class Runner(Protocol):
 
     async def detokenize(self, tokens: Sequence[int]) -> str: ...
 
+    async def set_threads(self, n_threads: int) -> None:
+        """Decode with `n_threads` threads from the next decode on (the scheduler shares
+        the cores between busy runners this way)."""
+        ...
+
     async def wait(self) -> int: ...
 
     async def close(self) -> None: ...
@@ -280,6 +285,23 @@ class ProcessRunner:
     async def detokenize(self, tokens: Sequence[int]) -> str:
         body = await self._post(p.DETOKENIZE_PATH, p.DetokenizeRequest(list(tokens)).to_json())
         return p.DetokenizeResponse.from_json(body).content
+
+    async def set_threads(self, n_threads: int) -> None:
+        await self.threads(n_threads)
+
+    async def threads(self, n_threads: int | None = None) -> p.ThreadsReply:
+        """Ask the runner to decode with `n_threads` (None: only ask); its reply says the
+        count asked for and the one its last decode ran with."""
+        if n_threads is None:
+            try:
+                reply = await self._require_connections().get(p.THREADS_PATH)
+            except HTTPError as exc:
+                raise RunnerError(await self._failure(str(exc))) from exc
+            if reply.status != 200:
+                raise _status_error(reply.status, reply.body)
+            return p.ThreadsReply.from_json(orjson.loads(reply.body))
+        body = await self._post(p.THREADS_PATH, p.ThreadsRequest(n_threads).to_json())
+        return p.ThreadsReply.from_json(body)
 
     async def embed(
         self, contents: Sequence[str], truncate: bool = True

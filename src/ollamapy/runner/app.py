@@ -182,6 +182,13 @@ def build_app(state: RunnerState) -> Starlette:
             return _error(str(exc), 500)
         return JSONResponse(p.EmbeddingResponse.from_vectors(vectors, count).to_json())
 
+    async def threads(request: Request) -> Response:
+        loaded, _ = state.require()
+        if request.method == "POST":
+            req = p.ThreadsRequest.from_json(await _json_body(request))
+            _share_threads(loaded, req.n_threads)
+        return JSONResponse(_threads_reply(loaded).to_json())
+
     routes = [
         Route(p.HEALTH_PATH, health, methods=["GET"]),
         Route(p.INFO_PATH, guarded(info), methods=["GET"]),
@@ -189,8 +196,25 @@ def build_app(state: RunnerState) -> Starlette:
         Route(p.DETOKENIZE_PATH, guarded(detokenize), methods=["POST"]),
         Route(p.COMPLETION_PATH, guarded(completion), methods=["POST"]),
         Route(p.EMBEDDING_PATH, guarded(embedding), methods=["POST"]),
+        Route(p.THREADS_PATH, guarded(threads), methods=["GET", "POST"]),
     ]
     return Starlette(routes=routes)
+
+
+def _share_threads(loaded: LoadedModel, n_threads: int) -> None:
+    """Decode with `n_threads` (at most the `--threads` the runner was started with) from
+    each context's next decode on: the engine thread and the embedding thread apply it
+    themselves between decodes, so a decode in progress is never disturbed."""
+    if loaded.args.num_thread > 0:
+        n_threads = min(n_threads, loaded.args.num_thread)
+    loaded.context.request_threads(n_threads)
+    if loaded.embedder is not None:
+        loaded.embedder.request_threads(n_threads)
+
+
+def _threads_reply(loaded: LoadedModel) -> p.ThreadsReply:
+    context = loaded.context
+    return p.ThreadsReply(context.threads_requested, context.n_threads)
 
 
 def _one_thread(name: str) -> ThreadPoolExecutor:

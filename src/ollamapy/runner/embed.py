@@ -214,6 +214,12 @@ class DecoderEmbedder:
             )
         return self._ctx
 
+    def request_threads(self, n_threads: int) -> None:
+        """Use `n_threads` from the next decode on (the context made later too)."""
+        self._n_threads = n_threads
+        if self._ctx is not None:
+            self._ctx.request_threads(n_threads)
+
     def embed(
         self, contents: Sequence[str], *, truncate: bool, stop: threading.Event | None = None
     ) -> tuple[Matrix, int]:

@@ -357,6 +357,8 @@ class Context(_Owned):
         context size, and a larger batch aborts the process."""
         self.n_seq_max = n_seq_max
         self.can_shift = bool(lc.llama_memory_can_shift(self._memory))
+        self._threads_wanted = n_threads
+        self._threads_set = n_threads
 
     @property
     def ptr(self) -> Any:
@@ -375,8 +377,31 @@ class Context(_Owned):
         if lc.llama_set_adapters_lora(self._ptr, ptrs, len(adapters), scales) != 0:
             raise NativeError("failed to apply the LoRA adapters")
 
+    def request_threads(self, n_threads: int) -> None:
+        """Ask for `n_threads` from the next decode on (safe from any thread).
+
+        The count is applied by the thread that decodes, just before its next decode, so
+        it never changes under a decode in progress (the runners of several models share
+        the cores this way: see `scheduler.cores`).
+        """
+        self._threads_wanted = max(1, n_threads)
+
+    @property
+    def threads_requested(self) -> int:
+        """The thread count the next decode will run with."""
+        return self._threads_wanted
+
+    @property
+    def n_threads(self) -> int:
+        """The thread count the last decode ran with (llama.cpp's own value)."""
+        return int(lc.llama_n_threads(self._ptr))
+
     def decode(self, batch: Batch) -> int:
         """Run the model on `batch` (the GIL is released meanwhile); 0 on success."""
+        wanted = self._threads_wanted
+        if wanted != self._threads_set:
+            lc.llama_set_n_threads(self._ptr, wanted, wanted)
+            self._threads_set = wanted
         return int(lc.llama_decode(self._ptr, batch.struct))
 
     def logits(self, index: int, n_vocab: int) -> npt.NDArray[np.float32]:

@@ -32,6 +32,7 @@ COMPLETION_PATH = "/completion"
 TOKENIZE_PATH = "/tokenize"
 DETOKENIZE_PATH = "/detokenize"
 EMBEDDING_PATH = "/embedding"
+THREADS_PATH = "/threads"
 
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 
@@ -127,6 +128,44 @@ class RunnerInfo:
             kind = {"bool": bool, "str": str}.get(str(f.type), int)
             values[f.name] = json_field(data, f.name, kind, None)
         return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadsRequest:
+    """`POST /threads`: decode with `n_threads` threads from the next decode on.
+
+    The server's scheduler sends it to share the cores between runners that are busy at
+    the same time; the runner caps it at the `--threads` it was started with, if any.
+    """
+
+    n_threads: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n_threads": self.n_threads}
+
+    @classmethod
+    def from_json(cls, raw: object) -> ThreadsRequest:
+        n_threads = json_field(json_object(raw, "threads request"), "n_threads", int, None)
+        if n_threads is None or n_threads < 1:
+            raise ProtocolError("field 'n_threads' must be a positive integer")
+        return cls(n_threads)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadsReply:
+    """`GET`/`POST /threads`: the count asked for, and the one the last decode ran with
+    (they differ until the next decode)."""
+
+    n_threads: int
+    applied: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n_threads": self.n_threads, "applied": self.applied}
+
+    @classmethod
+    def from_json(cls, raw: object) -> ThreadsReply:
+        data = json_object(raw, "threads reply")
+        return cls(json_field(data, "n_threads", int, 0), json_field(data, "applied", int, 0))
 
 
 # --------------------------------------------------------------------------- completion

@@ -15,6 +15,7 @@ from ollamapy.scheduler.scheduler import (
     ModelLoad,
     RunnerFactory,
     Scheduler,
+    SetThreads,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "ModelShape",
     "RunnerFactory",
     "Scheduler",
+    "SetThreads",
 ]

@@ -24,6 +24,10 @@ A new load must fit twice over: in the count (`OLLAMA_MAX_LOADED_MODELS`) and in
 (an injected `Estimator` against an injected `MemoryProbe`). When it does not, idle runners
 are unloaded least recently used first, then the load waits for busy ones to go idle; a
 model larger than the whole machine fails at once instead of waiting forever.
+
+Given `cores` and a `set_threads` callback, the scheduler also shares the CPU cores between
+the runners that are busy at once (`scheduler.cores`): a request's runner gets its share
+before the request runs, and the others' shares change as requests start and end.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from ollamapy.errors import ServiceUnavailableError
+from ollamapy.scheduler import cores as core_share
 from ollamapy.scheduler.gpu import plan_offload
 from ollamapy.scheduler.memory import (
     UNLIMITED,
@@ -104,6 +109,9 @@ Estimator = Callable[[ModelLoad, int], MemoryEstimate]
 worker thread)."""
 MemoryProbe = Callable[[], MemorySnapshot]
 """The machine's memory now (blocking is fine: it runs in a worker thread)."""
+SetThreads = Callable[[RunnerT, int], Awaitable[None]]
+"""A runner's way to change its decode thread count (`Runner.set_threads`)."""
+SET_THREADS_TIMEOUT_S = 2.0
 
 
 def no_estimate(load: ModelLoad, num_parallel: int) -> MemoryEstimate:
@@ -155,6 +163,8 @@ class LoadedModel(Generic[RunnerT]):
     requested: ModelLoad | None = None
     waiting_for_reload: int = 0
     stopping: asyncio.Task[None] | None = field(default=None, repr=False)
+    threads: int = 0
+    """The decode thread count last given to the runner (0: as it was started)."""
 
     def serves(self, load: ModelLoad) -> bool:
         """Whether a request for `load` can use this runner without a reload."""
@@ -192,6 +202,8 @@ class Scheduler(Generic[RunnerT]):
         clock: Callable[[], float] = time.monotonic,
         estimator: Estimator = no_estimate,
         memory: MemoryProbe | None = None,
+        cores: int = 0,
+        set_threads: SetThreads[RunnerT] | None = None,
     ) -> None:
         self._factory = factory
         self._default_keep_alive = default_keep_alive
@@ -208,6 +220,11 @@ class Scheduler(Generic[RunnerT]):
         self._changed = asyncio.Event()
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
+        self._cores = cores if set_threads is not None else 0
+        """Cores shared between busy runners; 0: runners keep the threads they started with."""
+        self._set_threads = set_threads
+        self._sharing = asyncio.Lock()
+        self._share_tasks: set[asyncio.Task[None]] = set()
 
     # -- requests -------------------------------------------------------------------------
 
@@ -226,10 +243,12 @@ class Scheduler(Generic[RunnerT]):
         finally:
             self._pending -= 1
         try:
+            await self._share_cores()
             yield entry
         finally:
             entry.active -= 1
             self._release(entry, keep_alive)
+            self._share_cores_soon()
 
     async def load(self, load: ModelLoad, keep_alive: float | None = None) -> LoadedModel[RunnerT]:
         """Load (or refresh) a model without running a request on it."""
@@ -270,12 +289,60 @@ class Scheduler(Generic[RunnerT]):
         self._changed.set()
         if self._reaper is not None:
             self._reaper.cancel()
+        for task in list(self._share_tasks):
+            task.cancel()
         starting = list(self._loading.values())
         for loading in starting:
             self._abandon(loading)
         await asyncio.gather(*(loading.task for loading in starting), return_exceptions=True)
         stops = [self._stop(entry) for entry in list(self._loaded.values())]
         await asyncio.gather(*stops, return_exceptions=True)
+
+    # -- sharing the cores -----------------------------------------------------------------
+
+    async def _share_cores(self) -> None:
+        """Give every busy runner its share of the cores; runners losing threads first, so
+        the busy runners' threads never add up to more than the cores meanwhile.
+
+        A runner that fails to answer keeps its count (it is dying or stuck: its requests
+        fail on their own); the next change tries again.
+        """
+        if not self._cores or self._set_threads is None:
+            return
+        async with self._sharing:
+            busy = [
+                (entry, entry.load.options.num_thread)
+                for entry in self._loaded.values()
+                if entry.active and entry.stopping is None and entry.runner.alive
+            ]
+            plan = core_share.shares(self._cores, busy)
+            for entry in plan:
+                if not entry.threads:
+                    entry.threads = core_share.launched_threads(
+                        self._cores, entry.load.options.num_thread
+                    )
+            changes = sorted(
+                ((entry, n) for entry, n in plan.items() if n != entry.threads),
+                key=lambda change: change[1] - change[0].threads,
+            )
+            for entry, n in changes:
+                try:
+                    await asyncio.wait_for(
+                        self._set_threads(entry.runner, n), SET_THREADS_TIMEOUT_S
+                    )
+                except Exception as exc:  # any failure leaves the count as it was
+                    log.warning("could not set %s's threads to %d: %s", entry.load.name, n, exc)
+                    continue
+                entry.threads = n
+
+    def _share_cores_soon(self) -> None:
+        """Re-share the cores after a request ended, without holding up its caller."""
+        if not self._cores or self._closed:
+            return
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing to share
+            task = asyncio.get_running_loop().create_task(self._share_cores())
+            self._share_tasks.add(task)
+            task.add_done_callback(self._share_tasks.discard)
 
     # -- keep_alive -------------------------------------------------------------------------
 

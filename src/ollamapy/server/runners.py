@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from ollamapy.config import Config
 from ollamapy.llm import ProcessRunner, RunnerSpec, start_runner
 from ollamapy.scheduler import ModelLoad, Scheduler
+from ollamapy.scheduler.cores import physical_cores
 from ollamapy.scheduler.gpu import default_flash_attention, read_gpu_pools
 from ollamapy.scheduler.memory import GGUFEstimator, probe_memory
 
@@ -58,4 +59,6 @@ def default_scheduler(
         max_queue=config.max_queue,
         estimator=GGUFEstimator(config.kv_cache_type),
         memory=functools.partial(probe_memory, gpus=read_gpu_pools),
+        cores=physical_cores() if config.share_cores else 0,
+        set_threads=ProcessRunner.set_threads,
     )
