@@ -8,6 +8,7 @@
     python -m bench agent-session [...]  (bench.agent_session: /v1/messages TTFT by turn)
     python -m bench vision [...]     (bench.vision: TTFT with an image vs llama-server)
     python -m bench speculate [...]  (bench.speculate: speculative decoding vs llama-server)
+    python -m bench prompt-cache [...]  (bench.prompt_cache: TTFT with the host/disk prompt cache)
 
 Writes bench/results/<date>-<host>.json and .md (plus PNG plots when matplotlib is
 installed) and prints the Markdown table.
@@ -464,6 +465,7 @@ COMMANDS = {
     "vision": "vision",
     "cores": "cores",
     "speculate": "speculate",
+    "prompt-cache": "prompt_cache",
 }
 """Sub-commands: `python -m bench <command> ...` runs that `bench` module's own CLI alone."""
 

@@ -43,6 +43,8 @@ DESCRIPTIONS: dict[str, str] = {
     "OLLAMA_API_KEYS_REQUIRED": "require an API key even before any key exists",
     "OLLAMA_TLS_CERT": "certificate (PEM) to serve HTTPS with; needs OLLAMA_TLS_KEY",
     "OLLAMA_TLS_KEY": "private key (PEM) of OLLAMA_TLS_CERT",
+    "OLLAMA_PROMPT_CACHE": "host RAM (and disk) per model for prompt KV beyond the slots, "
+    "e.g. 2GiB; 0 disables (default 10% of RAM, at most 2GiB)",
     "OLLAMA_TLS_CA": "CA certificate (PEM) the CLI trusts besides the system store",
     "OLLAMA_DRAFT_MAX": "most tokens speculative decoding drafts per step, 0 = off (default 16)",
 }
@@ -150,6 +152,9 @@ class Config:
     draft_max: int = 16
     """The runners' default for the `draft_max` option (speculative decoding by prompt
     lookup; 0 turns it off unless a request or Modelfile asks for it)."""
+    prompt_cache: int = 0
+    """Bytes of host RAM per loaded model for prompt KV beyond its slots, and the bound of
+    the files it leaves under `models_dir/cache` when unloaded (0: none)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -174,6 +179,7 @@ class Config:
             insecure=_flag(env.get("OLLAMA_INSECURE")),
             api_keys_required=_flag(env.get("OLLAMA_API_KEYS_REQUIRED")),
             share_cores=_flag(env.get("OLLAMA_SHARE_CORES", "").strip() or "1"),
+            prompt_cache=_prompt_cache(env.get("OLLAMA_PROMPT_CACHE")),
             **_tls_pair(env),
             draft_max=_uint(env, "OLLAMA_DRAFT_MAX", 16),
         )
@@ -181,6 +187,11 @@ class Config:
     @property
     def allowed_origins(self) -> tuple[str, ...]:
         return self.origins + DEFAULT_ORIGINS
+
+    @property
+    def prompt_cache_dir(self) -> Path:
+        """Where unloaded models' prompt caches are saved, one folder per model."""
+        return self.models_dir / "cache"
 
     @property
     def keys_file(self) -> Path:
@@ -222,3 +233,54 @@ def _load_timeout(raw: str | None) -> float:
         return 300.0
     value = parse_duration(raw.strip())
     return 300.0 if value <= 0 else value
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "t": 1024**4,
+    "tb": 1000**4,
+    "tib": 1024**4,
+}
+PROMPT_CACHE_CAP = 2 * 1024**3
+
+
+def parse_size(raw: str) -> int:
+    """A byte count as people write it: `2GiB`, `512MB`, `1.5g`, `1000000`."""
+    text = raw.strip().lower().replace(" ", "")
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(number) :]
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in _SIZE_UNITS or value < 0 or value != value:
+        raise BadRequestError(f"invalid size {raw!r}: use a number of bytes or e.g. 512MiB, 2GiB")
+    return int(value * _SIZE_UNITS[unit])
+
+
+def default_prompt_cache() -> int:
+    """A tenth of the machine's RAM, at most 2 GiB."""
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 0
+    return min(ram // 10, PROMPT_CACHE_CAP)
+
+
+def _prompt_cache(raw: str | None) -> int:
+    if raw is None or not raw.strip():
+        return default_prompt_cache()
+    try:
+        return parse_size(raw)
+    except BadRequestError as exc:
+        raise BadRequestError(f"invalid OLLAMA_PROMPT_CACHE: {exc.message}") from None

@@ -159,6 +159,22 @@ def test_completion_request_rejects(body: Any) -> None:
             },
             p.CompletionDone("stop", 30, 10, 5, 20, [1, 2], draft_count=12, draft_accepted_count=9),
         ),
+        (
+            {
+                "done": True,
+                "done_reason": "stop",
+                "prompt_eval_count": 30,
+                "prompt_cached_count": 29,
+                "prompt_cached_source": "disk",
+                "prompt_eval_duration": 10,
+                "eval_count": 5,
+                "eval_duration": 20,
+                "tokens": [1, 2],
+            },
+            p.CompletionDone(
+                "stop", 30, 10, 5, 20, [1, 2], prompt_cached_count=29, prompt_cached_source="disk"
+            ),
+        ),
     ],
 )
 def test_completion_lines(line: dict[str, Any], event: p.CompletionEvent) -> None:
@@ -243,6 +259,8 @@ def test_health_and_listening_line() -> None:
             lora=("/a", "/b"),
             parent_pid=77,
             verbose=True,
+            prompt_cache=1 << 30,
+            prompt_cache_dir="/store/cache",
         ),
         launch.LaunchArgs(model="/m.gguf", use_mmap=True, flash_attention=False),
         launch.LaunchArgs(model="/m.gguf", draft_max=0),

@@ -99,6 +99,8 @@ class RunnerSpec:
     kv_cache_type: str | None = None
     draft_max: int = launch.DEFAULT_DRAFT_MAX
     verbose: bool = False
+    prompt_cache: int = 0
+    prompt_cache_dir: str | None = None
 
     def launch_args(self, *, parent_pid: int | None = None) -> launch.LaunchArgs:
         o = self.options
@@ -120,6 +122,8 @@ class RunnerSpec:
             mmproj=None if self.projector is None else str(self.projector),
             parent_pid=parent_pid,
             verbose=self.verbose,
+            prompt_cache=0 if self.embedding else self.prompt_cache,
+            prompt_cache_dir=self.prompt_cache_dir,
         )
 
 

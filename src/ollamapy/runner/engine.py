@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ollamapy.runner.native import Batch, Context, Model, SamplerChain
+from ollamapy.runner.prompt_cache import CacheSource, PromptCache
 from ollamapy.runner.protocol import (
     CompletionChunk,
     CompletionDone,
@@ -145,6 +146,7 @@ class Slot:
     stops: StopMatcher = field(default_factory=lambda: StopMatcher(()))
     forced: list[int] = field(default_factory=list)  # tokens to write instead of sampling
     prompt_cached_count: int = 0  # prompt tokens whose KV was reused, not evaluated
+    prompt_cached_source: CacheSource = ""
     t_prompt_start: int = 0
     t_prompt_end: int = 0
     # logprobs: entries not sent yet, with the [start, end) of their token's text in the
@@ -208,11 +210,13 @@ class Engine:
         n_batch: int,
         on_flush: Callable[[], None] | None = None,
         draft_cost: DecodeCost | None = None,
+        prompt_cache: PromptCache | None = None,
     ) -> None:
         """`draft_cost`: what one more token in a decode costs, as a share of a one-token
         decode, learned from the decodes (see `speculate.DecodeCost`)."""
         self._model = model
         self._draft_cost = draft_cost or DecodeCost()
+        self._cache = prompt_cache
         self._on_flush = on_flush
         self._ctx = ctx
         self._n_ctx = ctx.n_ctx_seq
@@ -345,6 +349,12 @@ class Engine:
         reuse = min(common_prefix(slot.cache, prompt), len(prompt) - 1) if self._intact(slot) else 0
         reuse = image_start(prompt, reuse)
         donor, shared = self._best_donor(slot, prompt)
+        source: CacheSource = "slot"
+        if self._cache is not None:
+            restored = self._from_prompt_cache(slot, prompt, reuse, max(reuse, shared))
+            if restored is not None:
+                reuse, source = restored
+                donor = donor if source == "slot" else None
         if donor is not None and shared >= reuse + self._min_copy:
             self._copy_prefix(donor, slot, shared)
             reuse = shared
@@ -362,11 +372,41 @@ class Engine:
         slot.stops = StopMatcher(options.stop)
         slot.forced = []
         slot.prompt_cached_count = reuse
+        slot.prompt_cached_source = source if reuse else ""
         slot.t_prompt_start, slot.t_prompt_end = job.started_ns, 0
         slot.logprobs.clear()
         slot.decoded = slot.emitted = 0
         slot.pacer = DraftPacer(job.draft_max if job.drafter is not None else 0)
         slot.indexed = 0
+
+    def _from_prompt_cache(
+        self, slot: Slot, prompt: list[int], reuse: int, best: int
+    ) -> tuple[int, CacheSource] | None:
+        """Stash the slot's cache in the prompt cache if this job would lose much of it,
+        then restore the cached prefix of `prompt` when it beats the `best` the slots
+        offer; the tokens reused and their source, or None to use the slots."""
+        assert self._cache is not None
+        if len(slot.cache) - reuse >= self._min_copy and self._intact(slot):
+            self._cache.stash(slot.seq, slot.cache)
+        entry, stored = self._cache.find(prompt)
+        stored = min(stored, len(prompt) - 1)
+        if entry is None or stored < best + self._min_copy:
+            return None
+        source = entry.source
+        if not self._cache.restore(slot.seq, entry, stored):
+            slot.cache.clear()
+            return 0, "slot"
+        slot.cache[:] = entry.tokens[:stored]
+        log.debug("prompt cache: seq %d restored %d tokens from %s", slot.seq, stored, source)
+        return stored, source
+
+    def save_prompt_cache(self) -> int:
+        """Write the prompt cache to disk (after `close`, from the closing thread): the
+        slots' caches first, most recently used first; the number of files written."""
+        if self._cache is None or self._thread.is_alive():
+            return 0
+        slots = sorted(self._slots, key=lambda s: -s.last_used)
+        return self._cache.persist((s.seq, s.cache) for s in slots if s.cache and self._intact(s))
 
     def _best_donor(self, slot: Slot, prompt: list[int]) -> tuple[Slot | None, int]:
         """The other slot whose cache shares the longest prefix with `prompt`, busy or
@@ -616,6 +656,7 @@ class Engine:
             eval_duration=max(now - end_prompt, 0),
             tokens=[t for t in slot.prompt if not is_image(t)] + slot.generated,
             prompt_cached_count=slot.prompt_cached_count,
+            prompt_cached_source=slot.prompt_cached_source,
             stop_sequence=slot.stops.matched,
             draft_count=slot.pacer.drafted,
             draft_accepted_count=slot.pacer.accepted,

@@ -49,6 +49,8 @@ class LaunchArgs:
     means "the number of physical cores". `use_mmap` None lets llama.cpp decide.
     `draft_max` is the default of the `draft_max` option (speculative decoding; 0 = off).
     `port` 0 makes the runner pick a free port and announce it on stdout.
+    `prompt_cache` is the host-RAM prompt cache's size in bytes (0: none), and
+    `prompt_cache_dir` where its files outlive the runner (None: not saved).
     """
 
     model: str
@@ -71,6 +73,8 @@ class LaunchArgs:
     """The vision projector (an mmproj GGUF, architecture `clip`) loaded with the model."""
     parent_pid: int | None = None
     verbose: bool = False
+    prompt_cache: int = 0
+    prompt_cache_dir: str | None = None
 
     def to_argv(self) -> list[str]:
         argv = ["--model", self.model, "--port", str(self.port), "--host", self.host]
@@ -97,6 +101,10 @@ class LaunchArgs:
             argv += ["--parent-pid", str(self.parent_pid)]
         if self.verbose:
             argv.append("--verbose")
+        if self.prompt_cache:
+            argv += ["--prompt-cache", str(self.prompt_cache)]
+        if self.prompt_cache_dir:
+            argv += ["--prompt-cache-dir", self.prompt_cache_dir]
         return argv
 
     @classmethod
@@ -122,6 +130,8 @@ class LaunchArgs:
             mmproj=ns.mmproj,
             parent_pid=ns.parent_pid,
             verbose=ns.verbose,
+            prompt_cache=ns.prompt_cache,
+            prompt_cache_dir=ns.prompt_cache_dir,
         )
 
 
@@ -148,6 +158,8 @@ def _argument_parser() -> argparse.ArgumentParser:
     p.add_argument("--mmproj", default=None, help="the vision projector GGUF")
     p.add_argument("--parent-pid", type=int, default=None)
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--prompt-cache", type=int, default=0, help="host prompt cache bytes")
+    p.add_argument("--prompt-cache-dir", default=None, help="where the prompt cache is saved")
     return p
 
 

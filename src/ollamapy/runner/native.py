@@ -434,6 +434,28 @@ class Context(_Owned):
     def clear(self) -> None:
         lc.llama_memory_clear(self._memory, True)
 
+    def seq_state_get(self, seq: int) -> bytes:
+        """A copy of the sequence's KV state (llama.cpp's serialised per-sequence state),
+        to be put back by `seq_state_set`; empty bytes when the sequence is empty."""
+        size = int(lc.llama_state_seq_get_size(self._ptr, seq))
+        if size <= 0:
+            return b""
+        buf = (ctypes.c_uint8 * size)()
+        written = int(lc.llama_state_seq_get_data(self._ptr, buf, size, seq))
+        return bytes(memoryview(buf)[:written])
+
+    def seq_state_set(self, seq: int, data: bytes) -> bool:
+        """Load a state from `seq_state_get` into `seq` (which must be empty); False when
+        llama.cpp refuses it (another model or context shape, or too long to fit)."""
+        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        return int(lc.llama_state_seq_set_data(self._ptr, buf, len(data), seq)) > 0
+
+
+def build_identity() -> str:
+    """The llama.cpp build and machine features a saved KV state depends on."""
+    system = lc.llama_print_system_info().decode("utf-8", errors="replace").strip()
+    return f"llama-cpp-python {lc.__version__}; {system}"
+
 
 class Batch(_Owned):
     """A reusable `llama_batch` of `capacity` tokens, one sequence id per token."""

@@ -357,7 +357,9 @@ class CompletionDone:
     `prompt_eval_count` is the whole prompt (after truncation to the context), as
     Ollama's runner reports it, whether or not a prefix came from the KV cache: clients
     bill and budget by it. `prompt_cached_count` says how many of those tokens were
-    reused from the cache, and `prompt_eval_duration` is the time spent on the rest.
+    reused from the cache, and `prompt_eval_duration` is the time spent on the rest;
+    `prompt_cached_source` where they came from: "slot" (a slot's KV), "host" (the
+    prompt cache in RAM) or "disk" (a cache file saved at an earlier unload).
 
     `draft_count` and `draft_accepted_count` count the tokens speculative decoding drafted
     and the model confirmed (sent only when something was drafted; absent means 0).
@@ -370,6 +372,7 @@ class CompletionDone:
     eval_duration: int
     tokens: list[int] = field(default_factory=list)
     prompt_cached_count: int = 0
+    prompt_cached_source: str = ""
     stop_sequence: str | None = None
     """The stop string that ended the generation (done_reason "stop"), if one did."""
     draft_count: int = 0
@@ -392,6 +395,7 @@ class CompletionDone:
                 "eval_duration": self.eval_duration,
                 "tokens": self.tokens,
                 "prompt_cached_count": self.prompt_cached_count,
+                "prompt_cached_source": self.prompt_cached_source,
             }
             | drafts
             | ({} if self.stop_sequence is None else {"stop_sequence": self.stop_sequence})
@@ -428,6 +432,7 @@ def parse_completion_line(raw: object) -> CompletionEvent:
             eval_duration=json_field(data, "eval_duration", int, 0),
             tokens=_int_list(data, "tokens"),
             prompt_cached_count=json_field(data, "prompt_cached_count", int, 0),
+            prompt_cached_source=json_field(data, "prompt_cached_source", str, ""),
             stop_sequence=json_field(data, "stop_sequence", str, None),
             draft_count=json_field(data, "draft_count", int, 0),
             draft_accepted_count=json_field(data, "draft_accepted_count", int, 0),

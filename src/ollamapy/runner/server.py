@@ -22,15 +22,17 @@ import signal
 import socket
 import sys
 import threading
+from pathlib import Path
 
 import uvicorn
 
 from ollamapy.runner.app import RunnerState, build_app
 from ollamapy.runner.channel import Outbox
-from ollamapy.runner.engine import Engine
+from ollamapy.runner.engine import Engine, min_copied_prefix
 from ollamapy.runner.launch import LaunchArgs, ListeningLine
-from ollamapy.runner.loader import load
-from ollamapy.runner.native import init_backend
+from ollamapy.runner.loader import LoadedModel, load
+from ollamapy.runner.native import build_identity, init_backend
+from ollamapy.runner.prompt_cache import DiskStore, PromptCache, model_identity, model_key
 from ollamapy.runner.speculate import CPU_DRAFT_COST, GPU_DRAFT_COST, DecodeCost
 from ollamapy.runner.tokens import PromptTokenizer
 
@@ -80,12 +82,14 @@ async def _load_into(state: RunnerState, server: uvicorn.Server) -> None:
         return
     try:
         outbox = Outbox(asyncio.get_running_loop())
+        cache = await asyncio.to_thread(prompt_cache_for, state.args, loaded)
         engine = Engine(
             loaded.model,
             loaded.context,
             n_batch=state.args.num_batch,
             on_flush=outbox.flush,
             draft_cost=DecodeCost(GPU_DRAFT_COST if loaded.n_gpu_layers > 0 else CPU_DRAFT_COST),
+            prompt_cache=cache,
         )
         engine.start()
     except Exception as exc:
@@ -95,6 +99,32 @@ async def _load_into(state: RunnerState, server: uvicorn.Server) -> None:
     state.loaded, state.info, state.engine, state.outbox = loaded, loaded.info(), engine, outbox
     state.prompts = PromptTokenizer(loaded.model)
     log.info("model loaded: %s", state.info.description)
+
+
+def prompt_cache_for(args: LaunchArgs, loaded: LoadedModel) -> PromptCache | None:
+    """The engine's prompt cache as the command line asks (none for embedding runners),
+    with the files an earlier runner of the same model saved listed for lazy reading."""
+    if args.prompt_cache <= 0 or args.embedding:
+        return None
+    store = None
+    if args.prompt_cache_dir:
+        identity = model_identity(
+            args.model, args.lora, kv_cache_type=args.kv_cache_type, flash=args.flash_attention
+        )
+        directory = Path(args.prompt_cache_dir) / model_key(identity)
+        store = DiskStore(directory, identity, build_identity(), args.prompt_cache)
+    min_tokens = min_copied_prefix(loaded.context.n_ctx_seq)
+    return PromptCache(loaded.context, args.prompt_cache, store=store, min_tokens=min_tokens)
+
+
+def _save_prompt_cache(engine: Engine) -> None:
+    """Save the prompt cache at unload; a failure must not keep the runner from exiting."""
+    try:
+        written = engine.save_prompt_cache()
+        if written:
+            log.info("prompt cache: saved %d prefixes", written)
+    except Exception:
+        log.exception("could not save the prompt cache")
 
 
 def _fail_load(state: RunnerState, server: uvicorn.Server, reason: str) -> None:
@@ -131,6 +161,8 @@ async def serve(args: LaunchArgs) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await loader
         stopped = state.engine is None or await asyncio.to_thread(state.engine.close)
+        if state.engine is not None and stopped:
+            await asyncio.to_thread(_save_prompt_cache, state.engine)
         await asyncio.to_thread(state.embed_thread.shutdown)  # lets a running embed finish
         if state.loaded is not None and stopped:
             state.loaded.close()

@@ -36,6 +36,8 @@ def runner_factory(
             kv_cache_type=config.kv_cache_type or None,
             draft_max=config.draft_max,
             verbose=config.debug,
+            prompt_cache=config.prompt_cache,
+            prompt_cache_dir=str(config.prompt_cache_dir) if config.prompt_cache else None,
         )
         progress = None if on_progress is None else functools.partial(on_progress, load)
         return await start_runner(spec, load_timeout=config.load_timeout, on_progress=progress)
