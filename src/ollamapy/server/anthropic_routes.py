@@ -12,10 +12,8 @@ object with its status (before a stream starts) or an `error` event (after).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator
 
-from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -34,42 +32,16 @@ from ollamapy.anthropic import (
     to_chat_request,
 )
 from ollamapy.anthropic.responses import StreamEvent
-from ollamapy.errors import BadRequestError, OllamaError
+from ollamapy.errors import OllamaError
 from ollamapy.server import inference
-from ollamapy.server.http import describe_validation_error, read_json, unless_client_leaves
+from ollamapy.server.http import errors_as, read_body, unless_client_leaves
 from ollamapy.server.state import state_of
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Request], Awaitable[Response]]
-RequestT = TypeVar("RequestT", bound=BaseModel)
 
-
-def anthropic_errors(handler: Handler) -> Handler:
-    """Answer every failure of `handler` with an Anthropic error object and its status."""
-
-    async def wrapped(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except Exception as exc:
-            if not isinstance(exc, OllamaError):
-                log.exception("unhandled error on %s %s", request.method, request.url.path)
-            return JSONResponse(error_for(exc), status_code=status_of(exc))
-
-    wrapped.__name__ = handler.__name__
-    wrapped.__doc__ = handler.__doc__
-    return wrapped
-
-
-async def read_body(request: Request, model: type[RequestT]) -> RequestT:
-    """Parse a JSON body into an Anthropic request model; anything malformed is a 400."""
-    data = await read_json(request)
-    if not isinstance(data, dict):
-        raise BadRequestError("request body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise BadRequestError(describe_validation_error(exc)) from None
+anthropic_errors = errors_as(error_for, status_of)
+"""Answer every failure of a route with an Anthropic error object and its status."""
 
 
 async def sse_response(request: Request, events: AsyncIterator[StreamEvent]) -> Response:

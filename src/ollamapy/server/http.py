@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive
@@ -27,6 +27,8 @@ MAX_JSON_BODY = 256 * 1024 * 1024
 """Largest JSON body accepted; images travel base64-encoded inside chat requests."""
 
 ModelT = TypeVar("ModelT", bound=WireModel)
+BodyT = TypeVar("BodyT", bound=BaseModel)
+Handler = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
 Event = dict[str, Any]
 
@@ -55,13 +57,51 @@ async def read_json(request: Request) -> Any:
 
 async def read_request(request: Request, model: type[ModelT]) -> ModelT:
     """Parse and validate a request body into its wire model."""
+    data = await read_object(request)
+    return validated(model, accept_name_alias(model, data))
+
+
+async def read_body(request: Request, model: type[BodyT]) -> BodyT:
+    """Parse a JSON object body into a dialect's request model (`/v1`, `/v1/messages`)."""
+    return validated(model, await read_object(request))
+
+
+async def read_object(request: Request) -> dict[str, Any]:
+    """The request body, which must be a JSON object (else a 400)."""
     data = await read_json(request)
     if not isinstance(data, dict):
         raise BadRequestError("request body must be a JSON object")
+    return data
+
+
+def validated(model: type[BodyT], data: dict[str, Any]) -> BodyT:
+    """`data` as `model`; what does not validate is a 400 naming the first bad field."""
     try:
-        return model.model_validate(accept_name_alias(model, data))
+        return model.model_validate(data)
     except ValidationError as exc:
         raise BadRequestError(describe_validation_error(exc)) from None
+
+
+def errors_as(
+    body_of: Callable[[Exception], Any], status_of: Callable[[Exception], int]
+) -> Callable[[Handler], Handler]:
+    """A decorator answering every failure of a route in one dialect's error shape
+    (`body_of`, `status_of`); anything that is not an `OllamaError` is logged first."""
+
+    def decorate(handler: Handler) -> Handler:
+        async def wrapped(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:
+                if not isinstance(exc, OllamaError):
+                    log.exception("unhandled error on %s %s", request.method, request.url.path)
+                return JSONResponse(body_of(exc), status_code=status_of(exc))
+
+        wrapped.__name__ = handler.__name__
+        wrapped.__doc__ = handler.__doc__
+        return wrapped
+
+    return decorate
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -11,16 +11,15 @@ the app's native exception handlers.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ollamapy.errors import BadRequestError, InvalidNameError, ModelNotFoundError, OllamaError
+from ollamapy.errors import InvalidNameError, ModelNotFoundError, OllamaError
 from ollamapy.openai import (
     SSE_MEDIA_TYPE,
     ChatCompletionRequest,
@@ -43,47 +42,17 @@ from ollamapy.openai import (
     to_generate_request,
 )
 from ollamapy.server import embed, inference
-from ollamapy.server.http import (
-    FloatsResponse,
-    describe_validation_error,
-    read_json,
-    unless_client_leaves,
-)
+from ollamapy.server.http import FloatsResponse, errors_as, read_body, unless_client_leaves
 from ollamapy.server.state import state_of
 from ollamapy.types import ModelName
 
 log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
-Handler = Callable[[Request], Awaitable[Response]]
-RequestT = TypeVar("RequestT", bound=BaseModel)
 
 
-def openai_errors(handler: Handler) -> Handler:
-    """Answer every failure of `handler` with an OpenAI error object and its status."""
-
-    async def wrapped(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except Exception as exc:
-            if not isinstance(exc, OllamaError):
-                log.exception("unhandled error on %s %s", request.method, request.url.path)
-            return JSONResponse(error_for(exc), status_code=status_of(exc))
-
-    wrapped.__name__ = handler.__name__
-    wrapped.__doc__ = handler.__doc__
-    return wrapped
-
-
-async def read_body(request: Request, model: type[RequestT]) -> RequestT:
-    """Parse a JSON body into an OpenAI request model; anything malformed is a 400."""
-    data = await read_json(request)
-    if not isinstance(data, dict):
-        raise BadRequestError("request body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise BadRequestError(describe_validation_error(exc)) from None
+openai_errors = errors_as(error_for, status_of)
+"""Answer every failure of a route with an OpenAI error object and its status."""
 
 
 async def sse_response(request: Request, chunks: AsyncIterator[Event]) -> Response:

@@ -50,8 +50,12 @@ from ollamapy.openai.responses_stream import (
 )
 from ollamapy.openai.stream import aclose
 from ollamapy.server import inference
-from ollamapy.server.http import describe_validation_error, read_json, unless_client_leaves
-from ollamapy.server.openai_routes import read_body
+from ollamapy.server.http import (
+    describe_validation_error,
+    read_body,
+    read_json,
+    unless_client_leaves,
+)
 from ollamapy.server.responses_store import ResponseStore, StoredConversation, StoredResponse
 from ollamapy.server.state import state_of
 
